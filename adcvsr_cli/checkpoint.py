@@ -1,0 +1,159 @@
+"""The native checkpoint format: one ``.safetensors`` file whose metadata carries the dims.
+
+Metadata keys (all strings, as safetensors requires):
+  ``format``          ``adcvsr-native``
+  ``format_version``  :data:`FORMAT_VERSION`
+  ``dims``            the JSON form of :class:`~adcvsr_cli.model.AdcVSRDims`
+  ``source``          where the tensors came from (e.g. the sha256 of the converted pickles)
+plus free-form extra keys given to :func:`save_native`.
+
+Loading is strict: the file's tensor names and shapes must be exactly those of the network its
+dims describe. The network is built on the ``meta`` device and the tensors are assigned, so no
+memory is spent on a throw-away random initialisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .errors import CheckpointError
+from .model import AdcVSR, AdcVSRDims
+
+FORMAT_NAME = "adcvsr-native"
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class NativeHeader:
+    dims: AdcVSRDims
+    format_version: str
+    source: str
+    metadata: dict[str, str] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def expected_shapes(dims: AdcVSRDims) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes of the network ``dims`` describes (computed on ``meta``)."""
+    with torch.device("meta"):
+        model = AdcVSR(dims)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file survives a failure."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_native(
+    state_dict: Mapping[str, torch.Tensor],
+    dims: AdcVSRDims,
+    path: str | os.PathLike,
+    *,
+    source: str,
+    metadata: Mapping[str, str] | None = None,
+) -> None:
+    """Write ``state_dict`` (checked against ``dims``) as a native checkpoint, atomically."""
+    _check_names_and_shapes({k: tuple(v.shape) for k, v in state_dict.items()}, dims, str(path))
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    meta.update(
+        format=FORMAT_NAME, format_version=FORMAT_VERSION, dims=dims.to_json(), source=str(source)
+    )
+    # safetensors refuses shared or non-contiguous tensors: give it private contiguous copies.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def read_native_header(path: str | os.PathLike) -> NativeHeader:
+    """Read and validate the metadata of a native checkpoint without loading any tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(
+            f"{path}: not an adcvsr checkpoint (metadata format={meta.get('format')!r}); "
+            "convert released AdcSR files with `adcvsr convert`"
+        )
+    version = meta.get("format_version", "")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this adcvsr reads version {FORMAT_VERSION})"
+        )
+    try:
+        dims = AdcVSRDims.from_json(meta["dims"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: invalid dims in metadata ({e})") from e
+    return NativeHeader(
+        dims=dims,
+        format_version=version,
+        source=meta.get("source", ""),
+        metadata={k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")},
+        shapes=shapes,
+    )
+
+
+def _check_names_and_shapes(shapes: Mapping[str, tuple[int, ...]], dims: AdcVSRDims, where: str) -> None:
+    expected = expected_shapes(dims)
+    missing = [k for k in expected if k not in shapes]
+    unexpected = [k for k in shapes if k not in expected]
+    wrong = [f"{k} {shapes[k]} != {expected[k]}" for k in expected if k in shapes and shapes[k] != expected[k]]
+    problems = []
+    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+        if items:
+            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"{where}: tensors do not match the network: " + "; ".join(problems))
+
+
+def load_native(
+    path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> AdcVSR:
+    """Load a native checkpoint strictly into an :class:`AdcVSR` on ``device`` in ``dtype``."""
+    header = read_native_header(path)
+    _check_names_and_shapes(header.shapes, header.dims, str(path))
+    with torch.device("meta"):
+        model = AdcVSR(header.dims)
+    state: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for k in f.keys():
+                t = f.get_tensor(k)
+                if not t.is_floating_point():
+                    raise CheckpointError(f"{path}: tensor {k} has non-float dtype {t.dtype}")
+                state[k] = t.to(device=device, dtype=dtype)
+    except SafetensorError as e:
+        raise CheckpointError(f"{path}: could not read tensors ({e})") from e
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval().requires_grad_(False)
