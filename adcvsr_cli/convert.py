@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from .checkpoint import _check_names_and_shapes, save_native
-from .errors import ConversionError
+from .errors import CheckpointError, ConversionError
 from .model import AdcVSRDims, adcsr_dims
 
 NET_PREFIX = "module.body.1."
@@ -266,7 +266,10 @@ def convert_adcsr(
         raise ConversionError(f"{dec_path}: expected a training checkpoint with a 'state_dict' entry")
     dec = _tensor_dict(ckpt["state_dict"], dec_path, "state_dict")
     state, merged, ignored = map_state(net, dec, net_name=str(net_path), dec_name=str(dec_path))
-    _check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()}, dims, f"{net_path} + {dec_path}")
+    try:
+        _check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()}, dims, f"{net_path} + {dec_path}")
+    except CheckpointError as e:
+        raise ConversionError(str(e)) from None
     bad = [k for k, v in state.items() if not v.is_floating_point()]
     if bad:
         raise ConversionError(f"{net_path}: non-float tensors: {', '.join(bad[:3])}")

@@ -13,3 +13,24 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.fail(f"the shared folder is missing at {SHARED}")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def released_files(tmp_path_factory, shared_dir):
+    """The parity fixture's weights in the released AdcSR file formats (full size, ~20 s)."""
+    from released import write_manifest_files
+
+    d = tmp_path_factory.mktemp("released")
+    net, dec = d / "net_params_200.pkl", d / "halfDecoder.ckpt"
+    write_manifest_files(net, dec)
+    return net, dec
+
+
+@pytest.fixture(scope="session")
+def converted_adcsr(released_files, tmp_path_factory):
+    """The parity weights converted to a native checkpoint by the real converter."""
+    from adcvsr_cli.convert import convert_adcsr
+
+    out = tmp_path_factory.mktemp("native") / "adcsr-parity.safetensors"
+    convert_adcsr(*released_files, out)
+    return out
