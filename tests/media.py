@@ -1,0 +1,234 @@
+"""Media fixtures for the tests, generated with PyAV only (no ffmpeg binary, no binaries
+committed). Small sizes keep every fixture in the tens of kilobytes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def pattern(i: int, w: int, h: int, *, deep: bool = False, seed: int = 0) -> np.ndarray:
+    """A moving gradient with a little noise: compresses like video, differs per frame."""
+    y, x = np.mgrid[0:h, 0:w]
+    r = (x * 255 // max(1, w - 1) + i * 7) % 256
+    g = (y * 255 // max(1, h - 1) + i * 3) % 256
+    b = ((x + y + i * 5) * 3) % 256
+    img = np.stack([r, g, b], axis=-1).astype(np.float64)
+    rng = np.random.default_rng(seed * 100_003 + i)
+    img += rng.normal(0, 6, img.shape)
+    img = np.clip(img, 0, 255)
+    if deep:
+        return (img * 257).astype(np.uint16)
+    return img.astype(np.uint8)
+
+
+def _audio_frames(codec_ctx, seconds: float, rate: int) -> Iterator[av.AudioFrame]:
+    n = codec_ctx.frame_size or 1024
+    total = int(seconds * rate)
+    t = 0
+    fmt = codec_ctx.format.name
+    while t < total:
+        k = min(n, total - t)
+        tt = (np.arange(t, t + k) / rate).astype(np.float32)
+        wave = (0.3 * np.sin(2 * np.pi * 440 * tt)).astype(np.float32)
+        if fmt.endswith("p"):
+            arr = np.stack([wave, wave])
+        else:
+            arr = np.stack([wave, wave]).T.reshape(1, -1)
+        if fmt.startswith("s16"):
+            arr = (arr * 32767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt, layout="stereo")
+        frame.sample_rate = rate
+        frame.pts = t
+        frame.time_base = Fraction(1, rate)
+        yield frame
+        t += k
+
+
+def make_video(
+    path: str | os.PathLike[str],
+    *,
+    size: tuple[int, int] = (64, 48),
+    frames: int = 12,
+    rate: Fraction | int = 25,
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    fmt: str | None = None,
+    audio: str | None = None,
+    audio_seconds: float | None = None,
+    subtitles: str | None = None,
+    rotation: int = 0,
+    sar: Fraction | None = None,
+    interlaced: bool = False,
+    tags: dict[str, str] | None = None,
+    video_tags: dict[str, str] | None = None,
+    audio_tags: dict[str, str] | None = None,
+    chapters: list[dict] | None = None,
+    color: dict[str, int] | None = None,
+    options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,
+    seed: int = 0,
+    noise_frames: bool = False,
+) -> Path:
+    """Write a test video. ``pts`` (in ``time_base``) gives VFR timing; ``subtitles`` is the
+    path of an .srt file whose packets are copied in; ``audio`` is an encoder name."""
+    path = Path(path)
+    w, h = size
+    rate = Fraction(rate)
+    deep = "10" in pix_fmt or "12" in pix_fmt
+    with av.open(str(path), "w", format=fmt, container_options=container_options or {}) as out:
+        if tags:
+            out.metadata.update(tags)
+        if chapters:
+            out.set_chapters(chapters)
+        opts = {"preset": "ultrafast"} if codec in ("libx264", "libx265") else {}
+        if interlaced:
+            opts["x264-params"] = "interlaced=1:tff=1"
+        opts.update(options or {})
+        vs = out.add_stream(codec, rate=rate, options=opts)
+        vs.width, vs.height, vs.pix_fmt = w, h, pix_fmt
+        tb = time_base or Fraction(1, rate) if pts is None else (time_base or Fraction(1, 1000))
+        vs.codec_context.time_base = tb
+        if sar:
+            vs.codec_context.sample_aspect_ratio = sar
+        for k, v in (color or {}).items():
+            setattr(vs.codec_context, k, v)
+        if rotation:
+            vs.set_display_rotation(rotation)
+        if video_tags:
+            vs.metadata.update(video_tags)
+        astream = None
+        if audio:
+            arate = 48000
+            astream = out.add_stream(audio, rate=arate)
+            astream.codec_context.layout = "stereo"
+            if audio_tags:
+                astream.metadata.update(audio_tags)
+        sub_in = None
+        sub_out = None
+        if subtitles:
+            sub_in = av.open(str(subtitles))
+            sub_out = out.add_stream_from_template(sub_in.streams[0])
+            sub_out.metadata["language"] = "eng"
+        timeline = list(pts) if pts is not None else [round(i / rate / tb) for i in range(frames)]
+        for i, p in enumerate(timeline):
+            img = pattern(i, w, h, deep=deep, seed=seed)
+            if noise_frames:
+                img = np.random.default_rng(i + seed).integers(0, 256, img.shape, dtype=np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb48le" if deep else "rgb24")
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = p
+            frame.time_base = tb
+            for pkt in vs.encode(frame):
+                out.mux(pkt)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+        if astream is not None:
+            secs = audio_seconds or float(timeline[-1] * tb) + 0.2
+            for af in _audio_frames(astream.codec_context, secs, 48000):
+                for pkt in astream.encode(af):
+                    out.mux(pkt)
+            for pkt in astream.encode(None):
+                out.mux(pkt)
+        if sub_in is not None:
+            for pkt in sub_in.demux(sub_in.streams[0]):
+                if pkt.size:
+                    pkt.stream = sub_out
+                    out.mux(pkt)
+            sub_in.close()
+    return path
+
+
+def make_srt(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.write_text(
+        "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,240 --> 00:00:00,400\nWorld\n\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+def make_audio_only(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    with av.open(str(path), "w", format="mp4") as out:
+        a = out.add_stream("aac", rate=48000)
+        a.codec_context.layout = "stereo"
+        for af in _audio_frames(a.codec_context, 0.5, 48000):
+            for pkt in a.encode(af):
+                out.mux(pkt)
+        for pkt in a.encode(None):
+            out.mux(pkt)
+    return path
+
+
+def make_image(
+    path: str | os.PathLike[str], w: int = 40, h: int = 30, *, alpha: bool = False
+) -> Path:
+    path = Path(path)
+    rgb = pattern(0, w, h)
+    ext = path.suffix.lower()
+    if ext == ".png":
+        if alpha:
+            a = (np.arange(w)[None, :] * 255 // (w - 1)).repeat(h, 0).astype(np.uint8)
+            arr, fmt = np.dstack([rgb, a]), "rgba"
+        else:
+            arr, fmt = rgb, "rgb24"
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
+        cc = av.CodecContext.create("png", "w")
+        cc.pix_fmt = fmt
+    else:
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuvj420p")
+        cc = av.CodecContext.create("mjpeg", "w")
+        cc.pix_fmt = "yuvj420p"
+    cc.width, cc.height = w, h
+    cc.time_base = Fraction(1, 25)
+    frame.pts = 0
+    data = b"".join(bytes(p) for p in list(cc.encode(frame)) + list(cc.encode(None)))
+    path.write_bytes(data)
+    return path
+
+
+def nearest4(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The stub upscaler: nearest-neighbour x4."""
+    for f in frames:
+        yield f.repeat(4, axis=0).repeat(4, axis=1)
+
+
+def chunked4(frames: Iterator[np.ndarray], chunk: int = 5) -> Iterator[np.ndarray]:
+    """Like :func:`nearest4` but holding frames back in chunks, as the real pipeline does."""
+    buf: list[np.ndarray] = []
+    for f in frames:
+        buf.append(f)
+        if len(buf) == chunk:
+            yield from nearest4(iter(buf))
+            buf = []
+    yield from nearest4(iter(buf))
+
+
+def packets(
+    path: str | os.PathLike[str], kind: str = "video"
+) -> list[tuple[int | None, Fraction, bytes]]:
+    """(pts, time_base, payload) of every non-empty packet of the first stream of ``kind``."""
+    out = []
+    with av.open(str(path)) as c:
+        s = [st for st in c.streams if st.type == kind][0]
+        for p in c.demux(s):
+            if p.size:
+                out.append((p.pts, p.time_base, bytes(p)))
+    return out
+
+
+def frame_times(path: str | os.PathLike[str]) -> list[float]:
+    """Sorted presentation times (seconds) of the video packets."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        return sorted(
+            float(p.pts * p.time_base) for p in c.demux(s) if p.size and p.pts is not None
+        )
