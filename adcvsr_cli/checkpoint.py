@@ -15,7 +15,6 @@ memory is spent on a throw-away random initialisation.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -93,7 +92,7 @@ def read_native_header(path: str | os.PathLike) -> NativeHeader:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
-            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118 (safe_open is not iterable)
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("format") != FORMAT_NAME:
@@ -115,16 +114,24 @@ def read_native_header(path: str | os.PathLike) -> NativeHeader:
         dims=dims,
         format_version=version,
         source=meta.get("source", ""),
-        metadata={k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")},
+        metadata={
+            k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")
+        },
         shapes=shapes,
     )
 
 
-def _check_names_and_shapes(shapes: Mapping[str, tuple[int, ...]], dims: AdcVSRDims, where: str) -> None:
+def _check_names_and_shapes(
+    shapes: Mapping[str, tuple[int, ...]], dims: AdcVSRDims, where: str
+) -> None:
     expected = expected_shapes(dims)
     missing = [k for k in expected if k not in shapes]
     unexpected = [k for k in shapes if k not in expected]
-    wrong = [f"{k} {shapes[k]} != {expected[k]}" for k in expected if k in shapes and shapes[k] != expected[k]]
+    wrong = [
+        f"{k} {shapes[k]} != {expected[k]}"
+        for k in expected
+        if k in shapes and shapes[k] != expected[k]
+    ]
     problems = []
     for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
         if items:
@@ -148,7 +155,7 @@ def load_native(
     state: dict[str, torch.Tensor] = {}
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            for k in f.keys():
+            for k in f.keys():  # noqa: SIM118
                 t = f.get_tensor(k)
                 if not t.is_floating_point():
                     raise CheckpointError(f"{path}: tensor {k} has non-float dtype {t.dtype}")

@@ -59,7 +59,9 @@ def map_official_key(key: str, source: str) -> str | None:
             return "unet." + rest
         if key.startswith(MID_PREFIX):
             return "decoder.mid_block." + key[len(MID_PREFIX) :]
-        raise ConversionError(f"unexpected key {key!r} in net_params (expected {NET_PREFIX}* or {MID_PREFIX}*)")
+        raise ConversionError(
+            f"unexpected key {key!r} in net_params (expected {NET_PREFIX}* or {MID_PREFIX}*)"
+        )
     if source == "half_decoder":
         if not key.startswith(DEC_PREFIX):
             return None  # encoder, loss, quant_conv ... of the training checkpoint
@@ -149,9 +151,7 @@ def safe_load(path: str | os.PathLike) -> Any:
         raise ConversionError(f"{path}: not a PyTorch checkpoint (unrecognised header {magic!r})")
     try:
         with torch.serialization.safe_globals(_STAND_INS):  # type: ignore[arg-type]
-            return torch.load(
-                path, map_location="cpu", weights_only=True, mmap=magic == _ZIP_MAGIC
-            )
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=magic == _ZIP_MAGIC)
     except Exception as e:  # any unpickling failure: refuse, say why, keep the cause
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "Unsupported global" in str(e) or "weights_only" in str(e):
@@ -161,7 +161,9 @@ def safe_load(path: str | os.PathLike) -> Any:
                 f"{path}: refused: the pickle needs code outside the allow-list;{what}. "
                 "Nothing from the file was run."
             ) from e
-        raise ConversionError(f"{path}: cannot read the checkpoint (truncated or corrupt?): {msg}") from e
+        raise ConversionError(
+            f"{path}: cannot read the checkpoint (truncated or corrupt?): {msg}"
+        ) from e
 
 
 def _unsafe_globals(path: Path) -> list[str]:
@@ -189,8 +191,12 @@ class ConvertReport:
 
 def _tensor_dict(obj: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping):
-        raise ConversionError(f"{path}: expected a dict of tensors for {what}, got {type(obj).__name__}")
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+        raise ConversionError(
+            f"{path}: expected a dict of tensors for {what}, got {type(obj).__name__}"
+        )
+    bad = [
+        str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)
+    ]
     if bad:
         raise ConversionError(f"{path}: {what} holds non-tensor entries: {', '.join(bad[:3])}")
     return dict(obj)
@@ -211,7 +217,10 @@ def map_state(
     origin: dict[str, str] = {}
     merged = 0
     ignored: list[str] = []
-    for source, name, tensors in (("net_params", net_name, net_params), ("half_decoder", dec_name, half_decoder)):
+    for source, name, tensors in (
+        ("net_params", net_name, net_params),
+        ("half_decoder", dec_name, half_decoder),
+    ):
         for key, t in tensors.items():
             try:
                 native = map_official_key(key, source)
@@ -263,18 +272,25 @@ def convert_adcsr(
     emit({"type": "convert", "stage": "load", "file": str(dec_path)})
     ckpt = safe_load(dec_path)
     if not isinstance(ckpt, Mapping) or "state_dict" not in ckpt:
-        raise ConversionError(f"{dec_path}: expected a training checkpoint with a 'state_dict' entry")
+        raise ConversionError(
+            f"{dec_path}: expected a training checkpoint with a 'state_dict' entry"
+        )
     dec = _tensor_dict(ckpt["state_dict"], dec_path, "state_dict")
     state, merged, ignored = map_state(net, dec, net_name=str(net_path), dec_name=str(dec_path))
     try:
-        _check_names_and_shapes({k: tuple(v.shape) for k, v in state.items()}, dims, f"{net_path} + {dec_path}")
+        _check_names_and_shapes(
+            {k: tuple(v.shape) for k, v in state.items()}, dims, f"{net_path} + {dec_path}"
+        )
     except CheckpointError as e:
         raise ConversionError(str(e)) from None
     bad = [k for k, v in state.items() if not v.is_floating_point()]
     if bad:
         raise ConversionError(f"{net_path}: non-float tensors: {', '.join(bad[:3])}")
     emit({"type": "convert", "stage": "write", "file": str(out)})
-    src = source or f"adcsr-pickle net_params sha256={hashes['net_params']} half_decoder sha256={hashes['half_decoder']}"
+    src = (
+        source
+        or f"adcsr-pickle net_params sha256={hashes['net_params']} half_decoder sha256={hashes['half_decoder']}"
+    )
     save_native(
         state,
         dims,

@@ -71,7 +71,9 @@ class UNetDims:
             _positive(f"widths[{i}]", w)
             uses_attn = self.attention[i] or (self.mid_attention and i == len(self.widths) - 1)
             if uses_attn and w % self.head_dim:
-                raise ValueError(f"width {w} of level {i} is not a multiple of head_dim {self.head_dim}")
+                raise ValueError(
+                    f"width {w} of level {i} is not a multiple of head_dim {self.head_dim}"
+                )
         for name in ("norm_eps", "transformer_norm_eps", "layer_norm_eps"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
@@ -251,7 +253,9 @@ class FeedForward(nn.Module):
     def __init__(self, channels: int, mult: int) -> None:
         super().__init__()
         # Index 1 (dropout in the original) has no parameters; keep the checkpoint's numbering.
-        self.net = nn.ModuleList([GEGLU(channels, mult * channels), nn.Identity(), nn.Linear(mult * channels, channels)])
+        self.net = nn.ModuleList(
+            [GEGLU(channels, mult * channels), nn.Identity(), nn.Linear(mult * channels, channels)]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net[2](self.net[0](x))
@@ -278,7 +282,11 @@ class SpatialTransformer(nn.Module):
         self.norm = nn.GroupNorm(group_count(channels), channels, eps=dims.transformer_norm_eps)
         self.proj_in = nn.Linear(channels, channels)
         self.transformer_blocks = nn.ModuleList(
-            [TransformerBlock(channels, channels // dims.head_dim, dims.layer_norm_eps, dims.ff_mult)]
+            [
+                TransformerBlock(
+                    channels, channels // dims.head_dim, dims.layer_norm_eps, dims.ff_mult
+                )
+            ]
         )
         self.proj_out = nn.Linear(channels, channels)
 
@@ -363,13 +371,23 @@ def _apply(
 
 
 class DownBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, attn: bool, down: bool, dims: UNetDims, tdims: TemporalDims | None) -> None:
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        attn: bool,
+        down: bool,
+        dims: UNetDims,
+        tdims: TemporalDims | None,
+    ) -> None:
         super().__init__()
         n = dims.layers_per_block
         self.resnets = nn.ModuleList(
             [ResBlock(cin if j == 0 else cout, cout, dims.norm_eps) for j in range(n)]
         )
-        self.attentions = nn.ModuleList([SpatialTransformer(cout, dims) for _ in range(n)]) if attn else None
+        self.attentions = (
+            nn.ModuleList([SpatialTransformer(cout, dims) for _ in range(n)]) if attn else None
+        )
         self.downsamplers = nn.ModuleList([Downsample(cout)]) if down else None
         self.temporal_resnets = _temporal_list(n, cout, tdims)
         self.temporal_attentions = _temporal_list(n, cout, tdims) if attn else None
@@ -389,7 +407,9 @@ class DownBlock(nn.Module):
 class MidBlock(nn.Module):
     def __init__(self, ch: int, attn: bool, dims: UNetDims, tdims: TemporalDims | None) -> None:
         super().__init__()
-        self.resnets = nn.ModuleList([ResBlock(ch, ch, dims.norm_eps), ResBlock(ch, ch, dims.norm_eps)])
+        self.resnets = nn.ModuleList(
+            [ResBlock(ch, ch, dims.norm_eps), ResBlock(ch, ch, dims.norm_eps)]
+        )
         self.attentions = nn.ModuleList([SpatialTransformer(ch, dims)]) if attn else None
         self.temporal_resnets = _temporal_list(2, ch, tdims)
         self.temporal_attentions = _temporal_list(1, ch, tdims) if attn else None
@@ -403,14 +423,26 @@ class MidBlock(nn.Module):
 
 class UpBlock(nn.Module):
     def __init__(
-        self, cin: int, cout: int, skip_ch: list[int], attn: bool, up: bool, dims: UNetDims, tdims: TemporalDims | None
+        self,
+        cin: int,
+        cout: int,
+        skip_ch: list[int],
+        attn: bool,
+        up: bool,
+        dims: UNetDims,
+        tdims: TemporalDims | None,
     ) -> None:
         super().__init__()
         n = len(skip_ch)
         self.resnets = nn.ModuleList(
-            [ResBlock((cin if j == 0 else cout) + skip_ch[j], cout, dims.norm_eps) for j in range(n)]
+            [
+                ResBlock((cin if j == 0 else cout) + skip_ch[j], cout, dims.norm_eps)
+                for j in range(n)
+            ]
         )
-        self.attentions = nn.ModuleList([SpatialTransformer(cout, dims) for _ in range(n)]) if attn else None
+        self.attentions = (
+            nn.ModuleList([SpatialTransformer(cout, dims) for _ in range(n)]) if attn else None
+        )
         self.upsamplers = nn.ModuleList([Upsample(cout)]) if up else None
         self.temporal_resnets = _temporal_list(n, cout, tdims)
         self.temporal_attentions = _temporal_list(n, cout, tdims) if attn else None
@@ -443,7 +475,7 @@ class UNet(nn.Module):
         self.mid_block = MidBlock(widths[-1], dims.mid_attention, dims, tdims)
         ups = []
         ch = widths[-1]
-        for u, i in enumerate(reversed(range(levels))):
+        for _u, i in enumerate(reversed(range(levels))):
             w = widths[i]
             skips_here = [skip_ch.pop() for _ in range(n + 1)]
             ups.append(UpBlock(ch, w, skips_here, dims.attention[i], i > 0, dims, tdims))
@@ -473,7 +505,9 @@ class VAEAttention(nn.Module):
 
     def __init__(self, channels: int, dims: DecoderDims) -> None:
         super().__init__()
-        self.group_norm = nn.GroupNorm(group_count(channels, dims.max_groups), channels, eps=dims.eps)
+        self.group_norm = nn.GroupNorm(
+            group_count(channels, dims.max_groups), channels, eps=dims.eps
+        )
         self.to_q = nn.Linear(channels, channels)
         self.to_k = nn.Linear(channels, channels)
         self.to_v = nn.Linear(channels, channels)
@@ -576,9 +610,13 @@ class AdcVSR(nn.Module):
             raise ValueError(f"expected (B*T, 3, H, W), got {tuple(x.shape)}")
         m = self.dims.multiple
         if x.shape[2] % m or x.shape[3] % m:
-            raise ValueError(f"H and W must be multiples of {m}, got {x.shape[2]}x{x.shape[3]} (pad first)")
+            raise ValueError(
+                f"H and W must be multiples of {m}, got {x.shape[2]}x{x.shape[3]} (pad first)"
+            )
         if frames < 1 or x.shape[0] % frames:
-            raise ValueError(f"batch of {x.shape[0]} frames is not a whole number of {frames}-frame clips")
+            raise ValueError(
+                f"batch of {x.shape[0]} frames is not a whole number of {frames}-frame clips"
+            )
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -63,7 +63,9 @@ def lightning_entries() -> dict:
     FakeModelCheckpoint.__qualname__ = FakeModelCheckpoint.__name__ = "ModelCheckpoint"
     mod.ModelCheckpoint = FakeModelCheckpoint  # type: ignore[attr-defined]
     sys.modules.setdefault("pytorch_lightning", types.ModuleType("pytorch_lightning"))
-    sys.modules.setdefault("pytorch_lightning.callbacks", types.ModuleType("pytorch_lightning.callbacks"))
+    sys.modules.setdefault(
+        "pytorch_lightning.callbacks", types.ModuleType("pytorch_lightning.callbacks")
+    )
     sys.modules[LIGHTNING_MODULE] = mod
     return {
         "callbacks": {FakeModelCheckpoint: {"best_model_path": "x.ckpt"}},
@@ -78,7 +80,11 @@ def write_manifest_files(net_path: Path, dec_path: Path) -> None:
     ckpt = {
         "epoch": 10,
         "global_step": 200,
-        "state_dict": {**dec, "encoder.conv_in.weight": torch.randn(128, 3, 3, 3, generator=g), "loss.logvar": torch.zeros(())},
+        "state_dict": {
+            **dec,
+            "encoder.conv_in.weight": torch.randn(128, 3, 3, 3, generator=g),
+            "loss.logvar": torch.zeros(()),
+        },
         **lightning_entries(),
     }
     torch.save(net, net_path)

@@ -38,7 +38,10 @@ def test_load_casts_dtype(tmp_path):
     m = _model()
     p = tmp_path / "m.safetensors"
     save_native(m.state_dict(), m.dims, p, source="t")
-    assert all(t.dtype == torch.bfloat16 for t in load_native(p, dtype=torch.bfloat16).state_dict().values())
+    assert all(
+        t.dtype == torch.bfloat16
+        for t in load_native(p, dtype=torch.bfloat16).state_dict().values()
+    )
 
 
 def _raw(tmp_path, state, meta):
@@ -48,7 +51,12 @@ def _raw(tmp_path, state, meta):
 
 
 def _meta(d, **over):
-    meta = {"format": "adcvsr-native", "format_version": FORMAT_VERSION, "dims": d.to_json(), "source": ""}
+    meta = {
+        "format": "adcvsr-native",
+        "format_version": FORMAT_VERSION,
+        "dims": d.to_json(),
+        "source": "",
+    }
     meta.update(over)
     return meta
 

@@ -30,13 +30,33 @@ def rel(a, b):
     ("key", "source", "native"),
     [
         ("module.body.1.conv_in.weight", "net_params", "unet.conv_in.weight"),
-        ("module.body.1.body.0.resnets.0.conv1.weight", "net_params", "unet.down_blocks.0.resnets.0.conv1.weight"),
-        ("module.body.1.body.4.attentions.0.proj_in.bias", "net_params", "unet.mid_block.attentions.0.proj_in.bias"),
-        ("module.body.1.body.8.resnets.2.norm1.weight", "net_params", "unet.up_blocks.3.resnets.2.norm1.weight"),
+        (
+            "module.body.1.body.0.resnets.0.conv1.weight",
+            "net_params",
+            "unet.down_blocks.0.resnets.0.conv1.weight",
+        ),
+        (
+            "module.body.1.body.4.attentions.0.proj_in.bias",
+            "net_params",
+            "unet.mid_block.attentions.0.proj_in.bias",
+        ),
+        (
+            "module.body.1.body.8.resnets.2.norm1.weight",
+            "net_params",
+            "unet.up_blocks.3.resnets.2.norm1.weight",
+        ),
         ("module.body.1.body.9.weight", "net_params", "unet.conv_norm_out.weight"),
         ("module.body.1.body.11.bias", "net_params", "unet.conv_out.bias"),
-        ("module.body.2.attentions.0.to_q.weight", "net_params", "decoder.mid_block.attentions.0.to_q.weight"),
-        ("decoder.up_blocks.3.resnets.0.conv_shortcut.weight", "half_decoder", "decoder.up_blocks.3.resnets.0.conv_shortcut.weight"),
+        (
+            "module.body.2.attentions.0.to_q.weight",
+            "net_params",
+            "decoder.mid_block.attentions.0.to_q.weight",
+        ),
+        (
+            "decoder.up_blocks.3.resnets.0.conv_shortcut.weight",
+            "half_decoder",
+            "decoder.up_blocks.3.resnets.0.conv_shortcut.weight",
+        ),
         ("decoder.conv_out.bias", "half_decoder", "decoder.conv_out.bias"),
         ("decoder.conv_in.weight", "half_decoder", None),
         ("decoder.mid_block.resnets.0.conv1.weight", "half_decoder", None),
@@ -48,7 +68,11 @@ def test_key_mapping(key, source, native):
 
 
 def test_key_mapping_refuses_unknown_layouts():
-    for key, source in [("module.body.3.x", "net_params"), ("module.body.1.body.10.weight", "net_params"), ("decoder.foo.weight", "half_decoder")]:
+    for key, source in [
+        ("module.body.3.x", "net_params"),
+        ("module.body.1.body.10.weight", "net_params"),
+        ("decoder.foo.weight", "half_decoder"),
+    ]:
         with pytest.raises(ConversionError, match="key"):
             map_official_key(key, source)
 
@@ -63,8 +87,14 @@ def test_released_layout_round_trips_and_matches_the_manifest(shared_dir):
     state = {k: torch.zeros(()).expand(s) for k, s in expected_shapes(adcsr_dims()).items()}
     net, dec = to_released_layout(state)
     rows = json.loads((shared_dir / "fixtures/adcsr/adcsr_checkpoint_keys.json").read_text())
-    assert {r["key"]: tuple(r["shape"]) for r in rows["net_params"]} == {k: tuple(v.shape) for k, v in net.items()}
-    used = {r["key"]: tuple(r["shape"]) for r in rows["half_decoder"] if map_official_key(r["key"], "half_decoder")}
+    assert {r["key"]: tuple(r["shape"]) for r in rows["net_params"]} == {
+        k: tuple(v.shape) for k, v in net.items()
+    }
+    used = {
+        r["key"]: tuple(r["shape"])
+        for r in rows["half_decoder"]
+        if map_official_key(r["key"], "half_decoder")
+    }
     assert used == {k: tuple(v.shape) for k, v in dec.items()}
     back, merged, ignored = map_state(net, dec)
     assert set(back) == set(state) and merged == 524 and not ignored
@@ -80,7 +110,11 @@ def test_parity_with_the_reference_through_converter_and_loader(converted_adcsr,
         latent = model.latent(ref["lr"])
         sr = model.decoder.decode_up(latent)
         fixed = adain(sr, ref["lr"])
-    errs = {"latent": rel(latent, ref["latent"]), "sr_raw": rel(sr, ref["sr_raw"]), "sr_colorfix": rel(fixed, ref["sr_colorfix"])}
+    errs = {
+        "latent": rel(latent, ref["latent"]),
+        "sr_raw": rel(sr, ref["sr_raw"]),
+        "sr_colorfix": rel(fixed, ref["sr_colorfix"]),
+    }
     print("parity relative L2:", errs)
     assert all(e < 1e-4 for e in errs.values()), errs
     h = read_native_header(converted_adcsr)
@@ -125,7 +159,9 @@ def test_converter_refuses_missing_and_misshaped_tensors(tmp_path):
     torch.save(ck, dec)
     with pytest.raises(ConversionError, match=r"missing: decoder\.conv_out\.weight"):
         convert_adcsr(net, dec, tmp_path / "o.safetensors", dims=m.dims)
-    with pytest.raises(ConversionError, match="wrong shape|missing"):  # the full-size dims do not fit
+    with pytest.raises(
+        ConversionError, match="wrong shape|missing"
+    ):  # the full-size dims do not fit
         convert_adcsr(net, dec, tmp_path / "o.safetensors")
     assert list(tmp_path.glob("o.safetensors*")) == [] and not list(tmp_path.glob(".o.*"))
 
@@ -148,8 +184,22 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, force_env):
     if force_env:
         env["TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"] = "1"
     r = subprocess.run(
-        [sys.executable, "-m", "adcvsr_cli", "convert", "--net-params", str(evil), "--half-decoder", str(dec), "-o", str(tmp_path / "o.safetensors")],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "adcvsr_cli",
+            "convert",
+            "--net-params",
+            str(evil),
+            "--half-decoder",
+            str(dec),
+            "-o",
+            str(tmp_path / "o.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert r.returncode == 1, r.stderr
     assert "refused" in r.stderr and "evil.pkl" in r.stderr and "system" in r.stderr

@@ -22,7 +22,16 @@ from adcvsr_cli.model import (
 
 
 def test_group_counts_follow_the_pruned_rule():
-    assert [group_count(c) for c in (240, 720, 480, 960, 1440, 1920, 64, 12)] == [24, 24, 32, 32, 32, 32, 32, 12]
+    assert [group_count(c) for c in (240, 720, 480, 960, 1440, 1920, 64, 12)] == [
+        24,
+        24,
+        32,
+        32,
+        32,
+        32,
+        32,
+        12,
+    ]
 
 
 def test_full_size_parameter_counts_and_block_count():
