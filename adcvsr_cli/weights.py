@@ -476,6 +476,10 @@ class ResolvedWeights:
     origin: str  # "registry", "hub" or "local"
     source: str  # human-readable provenance, e.g. "adcsr-x4 (Guaishou74851/AdcSR@main, converted)"
     from_cache: bool = False  # True when nothing was downloaded or converted
+    # sha256 of the files it was made from, by path in the repo. A converted file's own
+    # sha256 differs between conversions (safetensors writes its metadata in no fixed order);
+    # these do not, so they are what to quote for provenance.
+    sources: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -1158,6 +1162,29 @@ def _check_dims(entry: ModelEntry, dims: AdcVSRDims, path: Path) -> None:
         )
 
 
+def _result(
+    path: Path,
+    sha: str,
+    dims: AdcVSRDims,
+    *,
+    name: str | None,
+    origin: str,
+    source: str,
+    from_cache: bool,
+    sources: Mapping[str, str],
+) -> ResolvedWeights:
+    return ResolvedWeights(
+        path=path,
+        name=name,
+        dims=dims,
+        sha256=sha,
+        origin=origin,
+        source=source,
+        from_cache=from_cache,
+        sources=dict(sources),
+    )
+
+
 def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
     if not entry.available:
         raise _unreleased(entry)
@@ -1172,9 +1199,17 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
         )
         header = _header(path, f"{entry.name}: {f.path}")
         _check_dims(entry, header.dims, path)
-        return ResolvedWeights(
-            path, entry.name, header.dims, sha, "registry", _source_text(entry, False), cached
-        )
+        return _result(path, sha, header.dims, name=entry.name, origin="registry",
+                       source=_source_text(entry, False), from_cache=cached, sources={f.path: sha})  # fmt: skip
+
+    def done(
+        native: Path, sha: str, hashes: Mapping[str, str], from_cache: bool
+    ) -> ResolvedWeights:
+        header = _header(native, f"{entry.name}: {native.name}")
+        _check_dims(entry, header.dims, native)
+        by_path = {s.file(role).path: h for role, h in hashes.items()}
+        return _result(native, sha, header.dims, name=entry.name, origin="registry",
+                       source=_source_text(entry, True), from_cache=from_cache, sources=by_path)  # fmt: skip
 
     # adcsr-pickle: the converted file is keyed by the sources' hashes; when they are known
     # (registry or first download) a cached conversion is used without touching the network.
@@ -1192,11 +1227,7 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
                     "path": str(native),
                 }
             )
-            header = _header(native, f"{entry.name}: cached {native.name}")
-            _check_dims(entry, header.dims, native)
-            return ResolvedWeights(
-                native, entry.name, header.dims, sha, "registry", _source_text(entry, True), True
-            )
+            return done(native, sha, known, True)
 
     if ctx.offline:
         missing = [
@@ -1219,21 +1250,10 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
         all_cached &= cached
     hashes = {role: sha for role, (_, sha) in sources.items()}
     native = _native_path(ctx, entry, hashes)
-    sha = None if ctx.force else _verified_native(ctx, native, {**label, "file": native.name})
-    converted = sha is None
-    if sha is None:
-        sha = _convert(ctx, entry, sources, native)
-    header = _header(native, f"{entry.name}: {native.name}")
-    _check_dims(entry, header.dims, native)
-    return ResolvedWeights(
-        native,
-        entry.name,
-        header.dims,
-        sha,
-        "registry",
-        _source_text(entry, True),
-        all_cached and not converted,
-    )
+    verified = None if ctx.force else _verified_native(ctx, native, {**label, "file": native.name})
+    if verified is not None:
+        return done(native, verified, hashes, all_cached)
+    return done(native, _convert(ctx, entry, sources, native), hashes, False)
 
 
 def _resolve_hub_ref(ctx: _Ctx, ref: HubRef) -> ResolvedWeights:
@@ -1248,7 +1268,8 @@ def _resolve_hub_ref(ctx: _Ctx, ref: HubRef) -> ResolvedWeights:
     f = SourceFile(role=_NATIVE_ROLE, path=ref.path)
     path, sha, cached = _fetch(ctx, repo_id=ref.repo_id, revision=ref.revision, file=f, model=None)
     header = _header(path, str(ref))
-    return ResolvedWeights(path, None, header.dims, sha, "hub", str(ref), cached)
+    return _result(path, sha, header.dims, name=None, origin="hub", source=str(ref),
+                   from_cache=cached, sources={ref.path: sha})  # fmt: skip
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -1276,9 +1297,9 @@ def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
         )
     header = _header(path, str(path))
     sha = _sha256_file(path, ctx, {"model": None, "file": str(path)})
-    return ResolvedWeights(
-        path.resolve(), None, header.dims, sha, "local", str(path.resolve()), True
-    )
+    full = path.resolve()
+    return _result(full, sha, header.dims, name=None, origin="local", source=str(full),
+                   from_cache=True, sources={str(full): sha})  # fmt: skip
 
 
 def resolve_weights(
