@@ -175,6 +175,17 @@ _SUBSAMPLED_TO_444 = {
     "yuv422p12le": "yuv444p12le",
 }
 
+_DEFAULT_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    4: "quad",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
+
 _PROGRESS_INTERVAL_S = 0.1
 _QUEUE_POLL_S = 0.05
 _JOIN_TIMEOUT_S = 10.0
@@ -397,6 +408,12 @@ def _moov_missing(path: str) -> bool:
         return False
 
 
+_MP4_PIPE_MESSAGE = (
+    "{name}: cannot read this MP4 from a pipe: its index (moov) is at the end. Pass the file "
+    "path instead, or remux it with '+faststart', or pipe Matroska"
+)
+
+
 class _HeadRecorder:
     """A read-only file wrapper that remembers the first bytes (to word errors about pipes)."""
 
@@ -469,10 +486,7 @@ def _open_input(src: Any) -> tuple[Any, str, Any]:
         if not rec.head:
             raise VideoError(f"{name}: input is empty") from e
         if rec.head[4:8] == b"ftyp" and not rec.seekable():
-            raise VideoError(
-                f"{name}: cannot read this MP4 from a pipe: its index (moov) is at the end. "
-                "Pass the file path instead, or remux it with '+faststart', or pipe Matroska"
-            ) from e
+            raise VideoError(_MP4_PIPE_MESSAGE.format(name=name)) from e
         raise VideoError(f"{name}: not a recognised media file ({_err_text(e)})") from e
 
 
@@ -1335,16 +1349,29 @@ class _ContainerSink:
     def _add_sides(self) -> None:
         for side in self.sides:
             s = side.stream
+            if side.mode == "copy":
+                problem = _container_refuses(self.fmt, s)
+                if problem is not None:
+                    raise _cannot_hold(self.name, self.fmt, side, problem)
             try:
                 if side.mode == "transcode":
                     acodec = self.opts.audio_codec or "aac"
                     icc = s.codec_context
-                    side.out = self.out.add_stream(acodec, rate=icc.sample_rate or 48000)
-                    with contextlib.suppress(Exception):
-                        side.out.codec_context.layout = icc.layout
+                    # A layout with no channel order ("2 channels") makes aac refuse to open.
+                    channels = icc.layout.nb_channels if icc.layout is not None else 2
+                    side.out = self.out.add_stream(
+                        acodec,
+                        rate=icc.sample_rate or 48000,
+                        layout=_DEFAULT_LAYOUTS.get(channels, "stereo"),
+                    )
                 else:
                     side.out = self.out.add_stream_from_template(s)
             except Exception as e:
+                if side.mode == "transcode":
+                    raise UsageError(
+                        f"{self.name}: cannot transcode {side.label} to "
+                        f"{self.opts.audio_codec}: {_err_text(e)}"
+                    ) from e
                 raise _cannot_hold(self.name, self.fmt, side, e) from e
             _copy_tags(side.out.metadata, dict(s.metadata or {}), _DROP_STREAM_TAGS)
             with contextlib.suppress(Exception):
@@ -1502,6 +1529,36 @@ class _ContainerSink:
         if out is not None:
             with contextlib.suppress(BaseException):
                 out.close()
+
+
+def _container_refuses(fmt: str, stream: Any) -> BaseException | None:
+    """Try the stream alone in a scratch container in memory: ``supported_codecs`` is not
+    strict enough (mp4 lists pcm_s16be, then fails to write its header)."""
+    import io
+
+    scratch = None
+    try:
+        scratch = av.open(io.BytesIO(), "w", format=fmt)
+        ost = scratch.add_stream_from_template(stream)
+        scratch.start_encoding()
+        name = stream.codec_context.name if stream.codec_context is not None else ""
+        if name.startswith("pcm_"):
+            # PCM payloads are plain samples, so a silent packet is valid; the mp4 muxer only
+            # fails at the trailer once it has seen one.
+            pkt = av.Packet(bytes(4096))
+            pkt.pts = pkt.dts = 0
+            pkt.time_base = stream.time_base
+            pkt.stream = ost
+            scratch.mux(pkt)
+        out, scratch = scratch, None
+        out.close()
+    except Exception as e:
+        return e
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(Exception):
+                scratch.close()
+    return None
 
 
 def _cannot_hold(name: str, fmt: str, side: _Side, e: BaseException) -> VideoError:
@@ -1894,7 +1951,7 @@ def transcode(
             except OSError as e:
                 raise _wrap_write_error(e, name_out) from e
         # ---- input ---------------------------------------------------------------------
-        container, name_in, _ = _open_input(src if src_path is None else src_path)
+        container, name_in, rec = _open_input(src if src_path is None else src_path)
         name_in = _display(src)
         try:
             vstream = _pick_video_stream(container, name_in)
@@ -1910,6 +1967,8 @@ def transcode(
             )
             first = decoder.first_frame()
             if first is None:
+                if rec is not None and rec.head[4:8] == b"ftyp" and not rec.seekable():
+                    raise VideoError(_MP4_PIPE_MESSAGE.format(name=name_in))
                 raise VideoError(f"{name_in}: no decodable video frame")
             info = _info_from(container, vstream, first, name_in, None, False)
         except VideoError:
@@ -2011,7 +2070,7 @@ def transcode(
         deep = info.bit_depth > 8
         want_alpha = info.has_alpha and kind in ("image", "sequence")
         if kind == "image" and Path(name_out).suffix.lower() != ".png":
-            want_alpha = want_alpha and False
+            want_alpha = False
         emit(
             {
                 "type": "start",
@@ -2196,7 +2255,7 @@ def transcode(
             check()
         threads[0].join(_JOIN_TIMEOUT_S)
         check()
-        report.seconds_process = time.monotonic() - t_proc - shared.seconds_encode * 0
+        report.seconds_process = time.monotonic() - t_proc
         emit({"type": "progress", "frames_done": counts["out"], "frames_total": counts["in"]})
 
         # ---- finish, verify, publish ---------------------------------------------------

@@ -1,0 +1,732 @@
+"""Tests of the media layer (adcvsr_cli/video.py).
+
+Every input is generated with PyAV in a temporary folder (tests/media.py). The processor is a
+nearest-neighbour x4 stub. Budget: the whole module under 90 s on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from adcvsr_cli import video as V
+from adcvsr_cli.errors import Interrupted, UsageError, VideoError
+
+sys.path.insert(0, str(Path(__file__).parent))
+from media import (  # noqa: E402
+    chunked4,
+    frame_times,
+    make_audio_only,
+    make_image,
+    make_srt,
+    make_video,
+    nearest4,
+    packets,
+    pattern,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+DOVE = Path("/work/shared/media/dove-demo")
+FAST = {"preset": "ultrafast"}
+VFR_MS = [0, 40, 80, 100, 180, 213, 313, 353, 393, 413, 513]
+
+
+def x4(info: V.MediaInfo) -> tuple[int, int]:
+    return info.width * 4, info.height * 4
+
+
+def run(src, dst, process=nearest4, **opts) -> V.TranscodeReport:
+    opts.setdefault("preset", "ultrafast")
+    events: list[dict] = []
+    rep = V.transcode(
+        src, dst, process, out_size=x4, options=V.EncodeOptions(**opts), on_event=events.append
+    )
+    rep.events = events  # type: ignore[attr-defined]
+    return rep
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".adcvsr-" in p.name)
+
+
+def assert_same_timing(src: Path, dst: Path) -> None:
+    """Frame count equal and each frame time equal within one tick of the coarser base."""
+    with av.open(str(src)) as a, av.open(str(dst)) as b:
+        tick = float(max(a.streams.video[0].time_base, b.streams.video[0].time_base))
+    ta, tb = frame_times(src), frame_times(dst)
+    assert len(ta) == len(tb)
+    assert max(abs(x - y) for x, y in zip(ta, tb, strict=True)) <= tick + 1e-9
+
+
+# ------------------------------------------------------------------------------------------
+# probe / images / paths
+# ------------------------------------------------------------------------------------------
+
+
+def test_probe_reports_stream_facts(tmp_path):
+    src = make_video(tmp_path / "a.mp4", audio="aac", frames=10, sar=Fraction(4, 3))
+    info = V.probe(src, count_frames=True)
+    assert (info.width, info.height, info.pix_fmt, info.bit_depth) == (64, 48, "yuv420p", 8)
+    assert info.frames == 10 and info.frames_exact
+    assert info.avg_rate == 25 and info.vfr is False
+    assert info.sar == Fraction(4, 3) and info.rotation == 0 and not info.is_image
+    assert [s["type"] for s in info.streams] == ["video", "audio"]
+    assert info.interlaced is False and info.has_alpha is False
+
+
+def test_image_roundtrip_keeps_alpha_and_16_bit(tmp_path):
+    rgb = pattern(1, 20, 10, deep=True)
+    alpha = np.linspace(0, 65535, 200).reshape(10, 20).astype(np.uint16)
+    V.write_image(tmp_path / "x.png", rgb, alpha)
+    got, got_a = V.read_image(tmp_path / "x.png")
+    assert got.dtype == np.uint16 and np.array_equal(got, rgb) and np.array_equal(got_a, alpha)
+    V.write_image(tmp_path / "y.jpg", pattern(1, 21, 11))
+    got, got_a = V.read_image(tmp_path / "y.jpg")
+    assert got.shape == (11, 21, 3) and got.dtype == np.uint8 and got_a is None
+    assert np.abs(got.astype(int) - pattern(1, 21, 11)).mean() < 6
+    assert leftovers(tmp_path) == []
+
+
+def test_resolve_output_path(tmp_path):
+    (tmp_path / "out").mkdir()
+    assert V.resolve_output_path("/v/clip.mp4", None) == Path("/v/clip_x4.mp4")
+    assert V.resolve_output_path("/v/clip.mp4", tmp_path / "out") == tmp_path / "out" / "clip.mp4"
+    assert V.resolve_output_path("/v/clip.mp4", "new/") == Path("new/clip.mp4")
+    assert V.resolve_output_path("/v/clip.mp4", "-") == Path("-")
+    assert V.resolve_output_path("/v/clip.mp4", "o.mkv") == Path("o.mkv")
+    with pytest.raises(UsageError):
+        V.resolve_output_path("-", None)
+    assert V.is_sequence_pattern("f/%06d.png") and not V.is_image_path("f/%06d.png")
+    assert V.is_image_path("a.JPG") and not V.is_image_path("a.mp4")
+
+
+# ------------------------------------------------------------------------------------------
+# Round trips: timing, streams, display metadata
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("src_name", "dst_name"), [("vfr.mkv", "out.mp4"), ("vfr.mp4", "out.mkv")])
+def test_vfr_keeps_every_timestamp(tmp_path, src_name, dst_name):
+    src = make_video(tmp_path / src_name, pts=VFR_MS, time_base=Fraction(1, 1000))
+    rep = run(src, tmp_path / dst_name, process=chunked4)
+    assert rep.frames_in == rep.frames_out == len(VFR_MS)
+    assert_same_timing(src, tmp_path / dst_name)
+    out = V.probe(tmp_path / dst_name)
+    assert (out.width, out.height) == (256, 192)
+    deltas = np.diff(frame_times(tmp_path / dst_name))
+    assert deltas.max() - deltas.min() > 0.05  # still VFR
+    assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("tb", "pts"),
+    [
+        (Fraction(1001, 30000), list(range(8))),
+        (Fraction(1, 30000), [i * 1001 for i in range(8)]),
+        (Fraction(1, 1000), [round(i * 1001 / 30) for i in range(8)]),
+    ],
+)
+def test_ntsc_rates_and_time_bases(tmp_path, tb, pts):
+    src = make_video(tmp_path / "n.mp4", rate=Fraction(30000, 1001), pts=pts, time_base=tb)
+    run(src, tmp_path / "o.mp4")
+    assert_same_timing(src, tmp_path / "o.mp4")
+    with av.open(str(src)) as a, av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.video[0].time_base == a.streams.video[0].time_base  # encoder tb = input tb
+        assert (
+            abs(float(c.streams.video[0].average_rate) - float(a.streams.video[0].average_rate))
+            < 0.01
+        )
+
+
+@pytest.mark.parametrize(("name", "audio"), [("aac.mp4", "aac"), ("opus.mkv", "libopus")])
+def test_audio_copied_packet_for_packet(tmp_path, name, audio):
+    src = make_video(tmp_path / name, audio=audio, frames=15)
+    dst = tmp_path / ("out" + Path(name).suffix)
+    rep = run(src, dst)
+    a, b = packets(src, "audio"), packets(dst, "audio")
+    assert len(a) == len(b) > 10
+    assert [p[2] for p in a] == [p[2] for p in b]  # payload bytes
+    assert [float(p[0] * p[1]) for p in a] == pytest.approx(
+        [float(p[0] * p[1]) for p in b], abs=1e-3
+    )
+    assert len(rep.streams_copied) == 1 and rep.frames_out == 15
+
+
+def test_audio_interleaved_not_appended(tmp_path):
+    src = make_video(tmp_path / "a.mkv", audio="aac", frames=50)
+    run(src, tmp_path / "o.mkv")
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        order = [p.stream.type for p in c.demux() if p.size]
+    first_audio = order.index("audio")
+    assert first_audio < order.count("video") // 2  # audio starts early in the file
+
+
+def test_subtitles_copied_to_mkv_and_refused_by_mp4(tmp_path):
+    src = make_video(tmp_path / "s.mkv", subtitles=make_srt(tmp_path / "s.srt"), audio="aac")
+    rep = run(src, tmp_path / "o.mkv")
+    subs = packets(tmp_path / "o.mkv", "subtitle")
+    assert subs == packets(src, "subtitle") and len(subs) == 2
+    assert any("subtitle" in s for s in rep.streams_copied)
+    calls = []
+    with pytest.raises(VideoError, match=r"(?s)subtitle.*--no-subs.*\.mkv"):
+        run(src, tmp_path / "o.mp4", process=lambda it: calls.append(1) or nearest4(it))
+    assert calls == [] and not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+    rep = run(src, tmp_path / "o.mp4", no_subs=True)
+    assert any("subtitle" in s for s in rep.streams_dropped)
+    assert [s.type for s in av.open(str(tmp_path / "o.mp4")).streams] == ["video", "audio"]
+
+
+def test_audio_codec_transcodes_what_the_container_cannot_hold(tmp_path):
+    src = make_video(tmp_path / "p.mkv", audio="pcm_s16be", frames=10)
+    with pytest.raises(VideoError, match=r"--audio-codec aac"):
+        run(src, tmp_path / "o.mp4")
+    rep = run(src, tmp_path / "o.mp4", audio_codec="aac")
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        assert c.streams.audio[0].codec_context.name == "aac"
+        assert (
+            c.streams.audio[0].duration
+            and float(c.streams.audio[0].duration * c.streams.audio[0].time_base) > 0.4
+        )
+    assert rep.frames_out == 10
+    rep = run(src, tmp_path / "n.mp4", no_audio=True)
+    assert [s.type for s in av.open(str(tmp_path / "n.mp4")).streams] == ["video"]
+
+
+def test_tags_and_chapters_kept(tmp_path):
+    chapters = [
+        {
+            "id": 1,
+            "start": 0,
+            "end": 200,
+            "time_base": Fraction(1, 1000),
+            "metadata": {"title": "One"},
+        },
+        {
+            "id": 2,
+            "start": 200,
+            "end": 440,
+            "time_base": Fraction(1, 1000),
+            "metadata": {"title": "Two"},
+        },
+    ]
+    src = make_video(
+        tmp_path / "t.mkv",
+        tags={"title": "Film", "comment": "kept"},
+        video_tags={"language": "fra", "title": "picture"},
+        audio="aac",
+        audio_tags={"language": "deu", "title": "sound"},
+        chapters=chapters,
+    )
+    run(src, tmp_path / "o.mkv")
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert (
+            c.metadata["title"] == "Film"
+            and c.metadata.get("COMMENT", c.metadata.get("comment")) == "kept"
+        )
+        v, a = c.streams.video[0].metadata, c.streams.audio[0].metadata
+        assert (v["language"], v["title"], a["language"], a["title"]) == (
+            "fra",
+            "picture",
+            "deu",
+            "sound",
+        )
+        got = [
+            (float(ch["start"] * ch["time_base"]), ch["metadata"]["title"]) for ch in c.chapters()
+        ]
+    assert got == [(0.0, "One"), (0.2, "Two")]
+
+
+def test_rotation_sar_and_colour_tags_kept(tmp_path):
+    src = make_video(
+        tmp_path / "r.mp4",
+        rotation=90,
+        sar=Fraction(4, 3),
+        color={"color_primaries": 1, "color_trc": 1, "colorspace": 1},
+    )
+    run(src, tmp_path / "o.mp4")
+    i, o = V.probe(src), V.probe(tmp_path / "o.mp4")
+    assert o.rotation == i.rotation == 90
+    assert o.sar == Fraction(4, 3)
+    assert (o.width, o.height) == (256, 192)  # stored pixels upscaled, not rotated
+    assert (o.color_primaries, o.color_trc, o.colorspace) == (1, 1, 1)
+
+
+def test_ten_bit_stays_ten_bit(tmp_path):
+    src = make_video(
+        tmp_path / "hdr.mkv",
+        pix_fmt="yuv420p10le",
+        color={"color_primaries": 9, "color_trc": 16, "colorspace": 9},
+    )
+    seen = []
+
+    def proc(frames):
+        for f in frames:
+            seen.append((f.dtype, int(f.max()), bool(np.any(f % 256))))
+            yield f.repeat(4, 0).repeat(4, 1)
+
+    rep = run(src, tmp_path / "o.mkv", process=proc)
+    assert all(d == np.uint16 for d, _, _ in seen) and len(seen) == 12
+    assert max(m for _, m, _ in seen) > 255 and all(fine for _, _, fine in seen)
+    o = V.probe(tmp_path / "o.mkv")
+    assert (o.pix_fmt, o.bit_depth) == ("yuv420p10le", 10) and rep.pix_fmt == "yuv420p10le"
+    assert (o.color_primaries, o.color_trc, o.colorspace) == (9, 16, 9)
+
+
+def test_odd_sizes(tmp_path):
+    src = make_video(tmp_path / "odd.avi", size=(65, 49), frames=4, codec="mpeg4")
+    run(src, tmp_path / "o.mp4")
+    o = V.probe(tmp_path / "o.mp4", count_frames=True)
+    assert (o.width, o.height, o.frames) == (260, 196, 4)
+    # An odd output size must not make the encoder fail at open.
+    rep = V.transcode(
+        src,
+        tmp_path / "odd_out.mp4",
+        lambda fr: (f[:, :1].repeat(65, 1) for f in fr),
+        out_size=(65, 49),
+        options=V.EncodeOptions(preset="ultrafast"),
+    )
+    assert rep.pix_fmt == "yuv444p" and any("odd" in w for w in rep.warnings)
+
+
+def test_real_clip_318x180(tmp_path):
+    clip = DOVE / "002.mp4"
+    if not clip.exists():
+        clip = make_video(tmp_path / "c.mp4", size=(318, 180), frames=8)
+    info = V.probe(clip, count_frames=True)
+    dst = tmp_path / "o.mp4"
+    rep = run(clip, dst)
+    assert (rep.out_width, rep.out_height) == (1272, 720) and (info.width, info.height) == (
+        318,
+        180,
+    )
+    assert rep.frames_out == info.frames
+    assert_same_timing(clip, dst)
+
+
+def test_single_frame_video_stays_video(tmp_path):
+    src = make_video(tmp_path / "one.mp4", frames=1)
+    rep = run(src, tmp_path / "o.mp4")
+    assert rep.frames_out == 1 and V.probe(tmp_path / "o.mp4").format.startswith("mov")
+    with pytest.raises(UsageError, match="pattern"):
+        run(src, tmp_path / "o.png")
+
+
+def test_images_png_and_jpeg(tmp_path):
+    src = make_image(tmp_path / "a.png", alpha=True)
+    rep = run(src, tmp_path / "a4.png")
+    rgb, alpha = V.read_image(tmp_path / "a4.png")
+    assert rgb.shape == (120, 160, 3) and alpha is not None and alpha.shape == (120, 160)
+    assert alpha[:, 0].max() < 10 and alpha[:, -1].min() > 245
+    assert rep.frames_out == 1
+    src = make_image(tmp_path / "b.jpg")
+    run(src, tmp_path / "b4.jpg")
+    rgb, alpha = V.read_image(tmp_path / "b4.jpg")
+    assert rgb.shape == (120, 160, 3) and alpha is None
+    assert leftovers(tmp_path) == []
+
+
+def test_png_sequence_output(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=5, audio="aac")
+    (tmp_path / "seq").mkdir()
+    rep = run(src, tmp_path / "seq" / "f_%04d.png")
+    names = sorted(os.listdir(tmp_path / "seq"))
+    assert names == [f"f_{i:04d}.png" for i in range(1, 6)] and rep.frames_out == 5
+    assert V.read_image(tmp_path / "seq" / "f_0003.png")[0].shape == (192, 256, 3)
+    with pytest.raises(UsageError):
+        run(src, tmp_path / "seq" / "f_%04d.png")
+    assert sorted(os.listdir(tmp_path / "seq")) == names
+
+
+def test_interlaced_is_deinterlaced_by_default(tmp_path):
+    src = make_video(tmp_path / "i.mkv", interlaced=True, frames=10)
+    assert V.probe(src).interlaced is True
+    rep = run(src, tmp_path / "o.mkv")
+    assert rep.deinterlaced and any("bwdif" in w for w in rep.warnings) and rep.frames_out == 10
+    assert_same_timing(src, tmp_path / "o.mkv")
+    rep = run(src, tmp_path / "k.mkv", deinterlace=False)
+    assert not rep.deinterlaced and rep.frames_out == 10
+
+
+def test_events(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=10)
+    rep = run(src, tmp_path / "o.mp4")
+    types = [e["type"] for e in rep.events]
+    assert types[0] == "start" and types[-1] == "done" and "progress" in types
+    start = rep.events[0]
+    assert (start["width"], start["out_width"], start["frames"], start["dtype"]) == (
+        64,
+        256,
+        10,
+        "uint8",
+    )
+    assert rep.events[-1]["report"]["frames_out"] == 10
+    assert rep.events[-2] == {"type": "progress", "frames_done": 10, "frames_total": 10}
+
+
+# ------------------------------------------------------------------------------------------
+# Bad inputs and outputs: one VideoError naming the file, nothing left behind
+# ------------------------------------------------------------------------------------------
+
+
+def _truncated_moov_at_end(tmp_path: Path) -> Path:
+    full = make_video(tmp_path / "full.mp4", frames=20)
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    full.unlink()
+    return cut
+
+
+BAD_INPUTS = {
+    "missing": (lambda d: d / "nope.mp4", "no such file"),
+    "empty": (lambda d: (d / "e.mp4").write_bytes(b"") and None or d / "e.mp4", "empty"),
+    "random": (
+        lambda d: (d / "r.mp4").write_bytes(np.random.default_rng(1).bytes(20_000)) and d / "r.mp4",
+        "not a recognised media file",
+    ),
+    "text": (
+        lambda d: (d / "t.mkv").write_text("hello " * 100) and d / "t.mkv",
+        "not a recognised",
+    ),
+    "moov_missing": (_truncated_moov_at_end, "moov"),
+    "audio_only": (lambda d: make_audio_only(d / "a.m4a"), "no video stream"),
+    "directory": (lambda d: (d / "dir.mp4").mkdir() or d / "dir.mp4", "directory"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_inputs_refused(tmp_path, case):
+    make, message = BAD_INPUTS[case]
+    src = make(tmp_path)
+    calls = []
+    with pytest.raises(VideoError, match=message) as exc:
+        V.transcode(
+            src, tmp_path / "out.mkv", lambda it: calls.append(1) or nearest4(it), out_size=(8, 8)
+        )
+    assert str(src) in str(exc.value)
+    assert not (tmp_path / "out.mkv").exists() and leftovers(tmp_path) == [] and calls == []
+    if case != "missing" and case != "directory":
+        with pytest.raises(VideoError, match=message):
+            V.probe(src)
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+def test_output_onto_input_refused(tmp_path, how):
+    src = make_video(tmp_path / "a.mkv", frames=5)
+    before = src.read_bytes()
+    dst = tmp_path / "a.mkv"
+    if how == "symlink":
+        dst = tmp_path / "link.mkv"
+        dst.symlink_to(src)
+    elif how == "hardlink":
+        dst = tmp_path / "hard.mkv"
+        os.link(src, dst)
+    with pytest.raises(VideoError, match="input"):
+        run(src, dst, overwrite=True)
+    assert src.read_bytes() == before and leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=5)
+    dst = tmp_path / "o.mp4"
+    dst.write_bytes(b"old")
+    with pytest.raises(UsageError, match="exists") as exc:
+        run(src, dst)
+    assert isinstance(exc.value, V.OutputExists) and exc.value.exit_code == 2
+    assert dst.read_bytes() == b"old"
+    run(src, dst, overwrite=True)
+    assert V.probe(dst).width == 256 and leftovers(tmp_path) == []
+
+
+def test_unwritable_output_folder(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=5)
+    (tmp_path / "file").write_bytes(b"x")
+    calls = []
+    with pytest.raises(VideoError, match="o.mp4"):
+        V.transcode(
+            src,
+            tmp_path / "file" / "o.mp4",
+            lambda it: calls.append(1) or nearest4(it),
+            out_size=x4,
+        )
+    with pytest.raises(VideoError, match="does not exist"):
+        run(src, tmp_path / "missing" / "o.mp4")
+    assert calls == [] and leftovers(tmp_path) == []
+
+
+def test_unknown_extension_is_usage_error(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=3)
+    with pytest.raises(UsageError, match="container"):
+        run(src, tmp_path / "o.xyz")
+
+
+def _corrupt(tmp_path: Path) -> tuple[Path, int]:
+    src = make_video(tmp_path / "c.mp4", frames=30, size=(64, 48))
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(7)
+    # Bit rot in the middle of the media data (the moov at the end is left alone).
+    with av.open(str(src)) as c:
+        offsets = [p.pos for p in c.demux(c.streams.video[0]) if p.size and p.pos]
+    for off in offsets[8:24:3]:
+        for k in rng.integers(off + 4, off + 30, 6):
+            data[int(k)] ^= 0xFF
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    return bad, 30
+
+
+def test_corrupt_packets_decoded_around_and_counted(tmp_path):
+    bad, total = _corrupt(tmp_path)
+    rep = run(bad, tmp_path / "o.mkv")
+    assert rep.frames_in == rep.frames_out == V.probe(tmp_path / "o.mkv", count_frames=True).frames
+    assert rep.frames_in >= total // 2
+    if rep.bad_packets:
+        assert any("corrupt" in w for w in rep.warnings)
+    assert rep.bad_packets > 0 or rep.frames_in == total
+
+
+def test_corrupt_packets_strict_is_an_error(tmp_path):
+    bad, _ = _corrupt(tmp_path)
+    rep = run(bad, tmp_path / "probe.mkv")
+    if rep.bad_packets == 0:
+        pytest.skip("the bit flips were concealed by the decoder")
+    with pytest.raises(VideoError, match="strict"):
+        run(bad, tmp_path / "o.mkv", strict=True)
+    assert not (tmp_path / "o.mkv").exists() and leftovers(tmp_path) == []
+
+
+def test_truncated_faststart_mp4_keeps_decodable_part(tmp_path):
+    full = make_video(tmp_path / "f.mp4", frames=30, container_options={"movflags": "+faststart"})
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    rep = run(cut, tmp_path / "o.mkv")
+    assert 0 < rep.frames_out < 30 and rep.frames_in == rep.frames_out
+    assert any("ends early" in w for w in rep.warnings)
+    with pytest.raises(VideoError, match="strict"):
+        run(cut, tmp_path / "s.mkv", strict=True)
+    assert leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Processor contract, interruption, cancellation
+# ------------------------------------------------------------------------------------------
+
+
+def test_processor_frame_count_mismatch_is_an_error(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=10)
+
+    def drops_last(frames):
+        items = list(nearest4(frames))
+        yield from items[:-1]
+
+    def stops_early(frames):
+        for i, f in enumerate(frames):
+            if i == 5:
+                return
+            yield f.repeat(4, 0).repeat(4, 1)
+
+    for proc in (drops_last, stops_early):
+        with pytest.raises(VideoError, match="frame processor"):
+            run(src, tmp_path / "o.mp4", process=proc)
+    with pytest.raises(VideoError, match="expected"):
+        run(src, tmp_path / "o.mp4", process=lambda fr: (f for f in fr))
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
+def test_keyboard_interrupt_in_processor_leaves_prior_output(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=20)
+    dst = tmp_path / "o.mp4"
+    dst.write_bytes(b"previous result")
+
+    def boom(frames):
+        for i, f in enumerate(frames):
+            if i == 7:
+                raise KeyboardInterrupt
+            yield f.repeat(4, 0).repeat(4, 1)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(src, dst, process=boom, overwrite=True)
+    assert dst.read_bytes() == b"previous result" and leftovers(tmp_path) == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("adcvsr-")]
+
+
+def test_cancel_event(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=20)
+    cancel = threading.Event()
+
+    def proc(frames):
+        for i, f in enumerate(frames):
+            if i == 3:
+                cancel.set()
+            yield f.repeat(4, 0).repeat(4, 1)
+
+    with pytest.raises(Interrupted):
+        V.transcode(src, tmp_path / "o.mp4", proc, out_size=x4, cancel=cancel)
+    assert not (tmp_path / "o.mp4").exists() and leftovers(tmp_path) == []
+
+
+def _script(body: str) -> list[str]:
+    code = (
+        f"import sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+        + textwrap.dedent(body)
+    )
+    return [sys.executable, "-c", code]
+
+
+def test_sigint_mid_run_leaves_nothing(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=200)
+    dst = tmp_path / "o.mp4"
+    dst.write_bytes(b"previous result")
+    body = f"""
+        import time
+        from adcvsr_cli import video as V
+        def slow(frames):
+            for i, f in enumerate(frames):
+                if i == 3:
+                    print("running", flush=True)
+                time.sleep(0.02)
+                yield f.repeat(4, 0).repeat(4, 1)
+        try:
+            V.transcode({str(src)!r}, {str(dst)!r}, slow, out_size=(256, 192),
+                        options=V.EncodeOptions(overwrite=True, preset="ultrafast"))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        sys.exit(0)
+    """
+    proc = subprocess.Popen(_script(body), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"running"
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=20)
+    assert rc == 130, proc.stderr.read().decode()
+    assert time.monotonic() - t0 < 2.0
+    assert dst.read_bytes() == b"previous result" and leftovers(tmp_path) == []
+
+
+def test_full_disk_is_a_clean_error(tmp_path):
+    src = make_video(tmp_path / "n.mkv", frames=20, size=(64, 48), noise_frames=True)
+    dst = tmp_path / "o.mkv"
+    body = f"""
+        import resource, signal
+        from adcvsr_cli import video as V
+        from adcvsr_cli.errors import VideoError
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+        try:
+            V.transcode({str(src)!r}, {str(dst)!r}, lambda fr: (f.repeat(4, 0).repeat(4, 1) for f in fr),
+                        out_size=(256, 192), options=V.EncodeOptions(preset="ultrafast", crf=0))
+        except VideoError as e:
+            print("VideoError:", e)
+            sys.exit(1)
+        print("no error")
+    """
+    res = subprocess.run(_script(body), capture_output=True, timeout=60)
+    out = res.stdout.decode()
+    assert res.returncode == 1, out + res.stderr.decode()
+    assert "VideoError:" in out and "o.mkv" in out and "too large" in out
+    assert "Traceback" not in res.stderr.decode()
+    assert not dst.exists() and leftovers(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------------
+# Pipes
+# ------------------------------------------------------------------------------------------
+
+
+def _identity(frames):
+    yield from frames
+
+
+def test_stdin_to_stdout_through_pipes(tmp_path):
+    src = make_video(
+        tmp_path / "big.mkv", size=(320, 240), frames=24, noise_frames=True, audio="aac"
+    )
+    assert src.stat().st_size >= 1_000_000
+    body = """
+        from adcvsr_cli import video as V
+        try:
+            V.transcode("-", "-", lambda fr: (f for f in fr), out_size=(320, 240),
+                        options=V.EncodeOptions(preset="ultrafast", format=sys.argv[1]))
+        except V.VideoError as e:
+            print("VideoError:", e, file=sys.stderr)
+            sys.exit(1)
+    """
+    for fmt in ("matroska", "mp4"):
+        with open(src, "rb") as fin, open(tmp_path / f"out.{fmt}", "wb") as fout:
+            res = subprocess.run(
+                [*_script(body), fmt], stdin=fin, stdout=fout, stderr=subprocess.PIPE, timeout=60
+            )
+        assert res.returncode == 0, res.stderr.decode()
+        out = tmp_path / f"out.{fmt}"
+        assert len(frame_times(out)) == 24 and len(packets(out, "audio")) == len(
+            packets(src, "audio")
+        )
+    # Through a real (non-seekable) pipe, and an MP4 whose index is at the end.
+    mp4 = make_video(tmp_path / "big.mp4", size=(320, 240), frames=24, noise_frames=True)
+    assert mp4.stat().st_size >= 1_000_000
+    for data_src, ok in ((src, True), (mp4, False)):
+        p = subprocess.Popen(
+            [*_script(body), "matroska"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        out, err = p.communicate(data_src.read_bytes(), timeout=60)
+        if ok:
+            assert p.returncode == 0, err.decode()
+            (tmp_path / "piped.mkv").write_bytes(out)
+            assert len(frame_times(tmp_path / "piped.mkv")) == 24
+        else:
+            assert p.returncode == 1 and b"pipe" in err and b"moov" in err and out == b""
+
+
+def test_file_objects_and_broken_pipe(tmp_path):
+    src = make_video(tmp_path / "a.mkv", frames=10, audio="aac")
+    import io
+
+    buf = io.BytesIO()
+    with open(src, "rb") as fh:
+        rep = V.transcode(
+            fh, buf, nearest4, out_size=x4, options=V.EncodeOptions(preset="ultrafast")
+        )
+    (tmp_path / "o.mkv").write_bytes(buf.getvalue())
+    assert rep.frames_out == 10 and len(frame_times(tmp_path / "o.mkv")) == 10
+
+    class Closing(io.RawIOBase):
+        def __init__(self):
+            self.n = 0
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.n += len(b)
+            if self.n > 3000:
+                raise BrokenPipeError(32, "Broken pipe")
+            return len(b)
+
+    with pytest.raises(BrokenPipeError) as exc:
+        V.transcode(
+            src, Closing(), nearest4, out_size=x4, options=V.EncodeOptions(preset="ultrafast")
+        )
+    assert isinstance(exc.value, V.BrokenOutputPipe) and isinstance(exc.value, VideoError)
+
+
+def test_plain_mp4_to_a_pipe_refused(tmp_path):
+    src = make_video(tmp_path / "a.mkv", frames=3)
+    fifo = tmp_path / "fifo.mp4"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="fragmented"):
+        run(src, fifo)
