@@ -978,8 +978,16 @@ def _fetch(
                 )
                 ctx.emit({"type": "cache", "status": "hit", **label, "path": str(local)})
                 return local, actual, True
-            ctx.emit({"type": "cache", "status": "corrupt", **label, "path": str(local),
-                      "expected": expect.sha256, "actual": actual})  # fmt: skip
+            ctx.emit(
+                {
+                    "type": "cache",
+                    "status": "corrupt",
+                    **label,
+                    "path": str(local),
+                    "expected": expect.sha256,
+                    "actual": actual,
+                }
+            )
             _evict(local)
             if ctx.offline:
                 raise WeightsError(
@@ -1001,9 +1009,14 @@ def _fetch(
             f"expects {file.size}; refusing to download a different file"
         )
     if not _COMMIT_RE.match(revision):
-        ctx.emit({"type": "notice", "model": model, "message":
-                  f"{repo_id}@{revision} is not pinned to a commit (now {meta.commit}); "
-                  "the file's sha256 is checked against what was seen first"})  # fmt: skip
+        ctx.emit(
+            {
+                "type": "notice",
+                "model": model,
+                "message": f"{repo_id}@{revision} is not pinned to a commit (now {meta.commit}); "
+                "the file's sha256 is checked against what was seen first",
+            }
+        )
     expect = _expectation(file.sha256, trust, meta.etag)
     actual = ""
     for attempt in (1, 2):
@@ -1017,8 +1030,16 @@ def _fetch(
             )
             ctx.emit({"type": "verify", "stage": "done", **label, "sha256": actual})
             return local, actual, False
-        ctx.emit({"type": "verify", "stage": "mismatch", **label, "attempt": attempt,
-                  "expected": expect.sha256, "actual": actual})  # fmt: skip
+        ctx.emit(
+            {
+                "type": "verify",
+                "stage": "mismatch",
+                **label,
+                "attempt": attempt,
+                "expected": expect.sha256,
+                "actual": actual,
+            }
+        )
         _evict(local)
     hint = (
         " If the file changed upstream on purpose (the revision is not pinned), delete that record to accept it."
@@ -1054,8 +1075,16 @@ def _verified_native(ctx: _Ctx, native: Path, label: dict[str, Any]) -> str | No
     actual = _sha256_file(native, ctx, label) if recorded else None
     if recorded and actual == recorded:
         return actual
-    ctx.emit({"type": "cache", "status": "corrupt", **label, "path": str(native),
-              "expected": recorded, "actual": actual})  # fmt: skip
+    ctx.emit(
+        {
+            "type": "cache",
+            "status": "corrupt",
+            **label,
+            "path": str(native),
+            "expected": recorded,
+            "actual": actual,
+        }
+    )
     _unlink(native, _sidecar(native))
     return None
 
@@ -1199,8 +1228,16 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
         )
         header = _header(path, f"{entry.name}: {f.path}")
         _check_dims(entry, header.dims, path)
-        return _result(path, sha, header.dims, name=entry.name, origin="registry",
-                       source=_source_text(entry, False), from_cache=cached, sources={f.path: sha})  # fmt: skip
+        return _result(
+            path,
+            sha,
+            header.dims,
+            name=entry.name,
+            origin="registry",
+            source=_source_text(entry, False),
+            from_cache=cached,
+            sources={f.path: sha},
+        )
 
     def done(
         native: Path, sha: str, hashes: Mapping[str, str], from_cache: bool
@@ -1208,16 +1245,24 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
         header = _header(native, f"{entry.name}: {native.name}")
         _check_dims(entry, header.dims, native)
         by_path = {s.file(role).path: h for role, h in hashes.items()}
-        return _result(native, sha, header.dims, name=entry.name, origin="registry",
-                       source=_source_text(entry, True), from_cache=from_cache, sources=by_path)  # fmt: skip
+        return _result(
+            native,
+            sha,
+            header.dims,
+            name=entry.name,
+            origin="registry",
+            source=_source_text(entry, True),
+            from_cache=from_cache,
+            sources=by_path,
+        )
 
     # adcsr-pickle: the converted file is keyed by the sources' hashes; when they are known
     # (registry or first download) a cached conversion is used without touching the network.
     known = None if ctx.force else _known_source_hashes(ctx, entry)
     if known is not None:
         native = _native_path(ctx, entry, known)
-        sha = _verified_native(ctx, native, {**label, "file": native.name})
-        if sha is not None:
+        hit = _verified_native(ctx, native, {**label, "file": native.name})
+        if hit is not None:
             ctx.emit(
                 {
                     "type": "cache",
@@ -1227,7 +1272,7 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
                     "path": str(native),
                 }
             )
-            return done(native, sha, known, True)
+            return done(native, hit, known, True)
 
     if ctx.offline:
         missing = [
@@ -1263,13 +1308,26 @@ def _resolve_hub_ref(ctx: _Ctx, ref: HubRef) -> ResolvedWeights:
             "pickles are fetched and converted through the registry (e.g. --weights adcsr-x4)"
         )
     if not ref.pinned_by_user:
-        ctx.emit({"type": "notice", "model": None, "message":
-                  f"{ref} has no @revision: using 'main', which is not pinned"})  # fmt: skip
+        ctx.emit(
+            {
+                "type": "notice",
+                "model": None,
+                "message": f"{ref} has no @revision: using 'main', which is not pinned",
+            }
+        )
     f = SourceFile(role=_NATIVE_ROLE, path=ref.path)
     path, sha, cached = _fetch(ctx, repo_id=ref.repo_id, revision=ref.revision, file=f, model=None)
     header = _header(path, str(ref))
-    return _result(path, sha, header.dims, name=None, origin="hub", source=str(ref),
-                   from_cache=cached, sources={ref.path: sha})  # fmt: skip
+    return _result(
+        path,
+        sha,
+        header.dims,
+        name=None,
+        origin="hub",
+        source=str(ref),
+        from_cache=cached,
+        sources={ref.path: sha},
+    )
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -1298,8 +1356,16 @@ def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
     header = _header(path, str(path))
     sha = _sha256_file(path, ctx, {"model": None, "file": str(path)})
     full = path.resolve()
-    return _result(full, sha, header.dims, name=None, origin="local", source=str(full),
-                   from_cache=True, sources={str(full): sha})  # fmt: skip
+    return _result(
+        full,
+        sha,
+        header.dims,
+        name=None,
+        origin="local",
+        source=str(full),
+        from_cache=True,
+        sources={str(full): sha},
+    )
 
 
 def resolve_weights(
@@ -1357,62 +1423,67 @@ def list_models(
 
 def _status(ctx: _Ctx, entry: ModelEntry, verify: bool) -> ModelStatus:
     s = entry.source
-    base = dict(
-        name=entry.name,
-        description=entry.description,
-        architecture=entry.architecture,
-        scale=entry.scale,
-        parameters=entry.parameters,
-        temporal_blocks=entry.temporal_blocks,
-        license=entry.license,
-        available=entry.available,
-        pinned=s.pinned,
-    )
+
+    def row(
+        *,
+        cached: bool = False,
+        verified: bool = False,
+        path: Path | None = None,
+        source_bytes: int = 0,
+        detail: str,
+    ) -> ModelStatus:
+        return ModelStatus(
+            name=entry.name,
+            description=entry.description,
+            architecture=entry.architecture,
+            scale=entry.scale,
+            parameters=entry.parameters,
+            temporal_blocks=entry.temporal_blocks,
+            license=entry.license,
+            available=entry.available,
+            pinned=s.pinned,
+            cached=cached,
+            verified=verified,
+            path=path,
+            size_bytes=path.stat().st_size if path is not None else 0,
+            source_bytes=source_bytes,
+            detail=detail,
+        )
+
     if not entry.available or not s.repo_id or not s.revision:
-        return ModelStatus(**base, cached=False, verified=False, path=None, size_bytes=0, source_bytes=0,
-                           detail="not yet released")  # fmt: skip
+        return row(detail="not yet released")
     cached_sources = {f.role: _hub_cached(ctx, s.repo_id, s.revision, f.path) for f in s.files}
-    source_bytes = sum(p.stat().st_size for p in cached_sources.values() if p is not None)
     label = {"model": entry.name}
     if s.format == "native":
         path = cached_sources[_NATIVE_ROLE]
         if path is None:
-            return ModelStatus(**base, cached=False, verified=False, path=None, size_bytes=0,
-                               source_bytes=0, detail="not downloaded")  # fmt: skip
-        verified, detail = False, "not checked"
-        if verify:
-            f = s.file(_NATIVE_ROLE)
-            expect = _expectation(
-                f.sha256, _read_trust(ctx, s.repo_id, s.revision, f.path), _blob_etag(path)
-            )
-            actual = _sha256_file(path, ctx, {**label, "file": f.path})
-            verified = expect.sha256 is None or actual == expect.sha256
-            detail = "verified" if verified else f"corrupt: sha256 {actual} != {expect.sha256}"
-        size = path.stat().st_size
-        return ModelStatus(**base, cached=True, verified=verified, path=path, size_bytes=size,
-                           source_bytes=0, detail=detail)  # fmt: skip
+            return row(detail="not downloaded")
+        if not verify:
+            return row(cached=True, path=path, detail="not checked")
+        f = s.file(_NATIVE_ROLE)
+        trust = _read_trust(ctx, s.repo_id, s.revision, f.path)
+        expect = _expectation(f.sha256, trust, _blob_etag(path))
+        actual = _sha256_file(path, ctx, {**label, "file": f.path})
+        ok = expect.sha256 is None or actual == expect.sha256
+        detail = "verified" if ok else f"corrupt: sha256 {actual} != {expect.sha256}"
+        return row(cached=True, verified=ok, path=path, detail=detail)
+
+    source_bytes = sum(p.stat().st_size for p in cached_sources.values() if p is not None)
     known = _known_source_hashes(ctx, entry)
     native = _native_path(ctx, entry, known) if known is not None else None
     if native is None or not native.is_file():
-        detail = (
-            "sources downloaded, not converted yet"
-            if all(cached_sources.values())
-            else "not downloaded"
-        )
-        return ModelStatus(**base, cached=False, verified=False, path=None, size_bytes=0,
-                           source_bytes=source_bytes, detail=detail)  # fmt: skip
-    verified, detail = False, "not checked"
-    if verify:
-        recorded = _read_sidecar(native)
-        actual = _sha256_file(native, ctx, {**label, "file": native.name})
-        verified = recorded == actual
-        detail = (
-            "verified"
-            if verified
-            else f"corrupt: sha256 {actual} != recorded {recorded} (will be rebuilt)"
-        )
-    return ModelStatus(**base, cached=True, verified=verified, path=native, size_bytes=native.stat().st_size,
-                       source_bytes=source_bytes, detail=detail)  # fmt: skip
+        converted = all(cached_sources.values())
+        detail = "sources downloaded, not converted yet" if converted else "not downloaded"
+        return row(source_bytes=source_bytes, detail=detail)
+    if not verify:
+        return row(cached=True, path=native, source_bytes=source_bytes, detail="not checked")
+    recorded = _read_sidecar(native)
+    actual = _sha256_file(native, ctx, {**label, "file": native.name})
+    ok = recorded == actual
+    detail = (
+        "verified" if ok else f"corrupt: sha256 {actual} != recorded {recorded} (will be rebuilt)"
+    )
+    return row(cached=True, verified=ok, path=native, source_bytes=source_bytes, detail=detail)
 
 
 def download(

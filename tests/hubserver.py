@@ -154,19 +154,19 @@ class FakeHub:
                 {"X-Error-Code": "RevisionNotFound", "X-Error-Message": "Invalid rev id"},
                 404,
             )
-        f = self.repos[repo_id].get(path)
-        if f is None:
+        entry = self.repos[repo_id].get(path)
+        if entry is None:
             headers = {
                 "X-Error-Code": "EntryNotFound",
                 "X-Error-Message": "Entry not found",
                 "X-Repo-Commit": commit,
             }
             return "resolve", None, headers, 404
-        headers = {"X-Repo-Commit": commit}
-        if f.lfs:
-            headers.update({"X-Linked-Etag": f'"{f.sha256}"', "X-Linked-Size": str(len(f.data))})
-        headers["ETag"] = f'"{f.git_sha1}"'
-        return "resolve", f, headers, 200
+        headers = {"X-Repo-Commit": commit, "ETag": f'"{entry.git_sha1}"'}
+        if entry.lfs:
+            headers["X-Linked-Etag"] = f'"{entry.sha256}"'
+            headers["X-Linked-Size"] = str(len(entry.data))
+        return "resolve", entry, headers, 200
 
 
 def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
