@@ -616,6 +616,8 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
             vstream = _pick_video_stream(container, name)
             dec = _Decoder(container, vstream, [], deinterlace=False, strict=False, name=name)
             first = dec.first_frame()
+            if first is None:
+                raise VideoError(_no_frame_message(name, vstream, dec))
             frames, exact, vfr = None, False, None
             if count_frames:
                 frames, vfr = _count_packets(container, vstream)
@@ -628,6 +630,16 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
         raise
     except Exception as e:
         raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+
+
+def _no_frame_message(name: str, vstream: Any, dec: _Decoder) -> str:
+    codec = vstream.codec_context.name if vstream.codec_context is not None else "unknown"
+    why = (
+        f"; {dec.bad_packets} packet(s) failed to decode ({dec.last_bad})"
+        if dec.bad_packets
+        else ""
+    )
+    return f"{name}: no decodable video frame (codec {codec}{why}); truncated or unsupported file?"
 
 
 def _count_packets(container: Any, vstream: Any) -> tuple[int, bool | None]:
@@ -1511,7 +1523,7 @@ class _ContainerSink:
                         f"input spans {span_in:.3f} s"
                     )
                 shift = float(min(vpts) * otb) - float(first_pts * self.tb)
-                if abs(shift) > 2 * tol:
+                if abs(shift) > max(2 * tol, 0.001):
                     notes.append(f"timestamps shifted by {shift:+.3f} s by the {self.fmt} muxer")
             for side in self.sides:
                 if side.mode != "copy" or side.out is None:
@@ -1969,7 +1981,7 @@ def transcode(
             if first is None:
                 if rec is not None and rec.head[4:8] == b"ftyp" and not rec.seekable():
                     raise VideoError(_MP4_PIPE_MESSAGE.format(name=name_in))
-                raise VideoError(f"{name_in}: no decodable video frame")
+                raise VideoError(_no_frame_message(name_in, vstream, decoder))
             info = _info_from(container, vstream, first, name_in, None, False)
         except VideoError:
             raise
@@ -1989,7 +2001,9 @@ def transcode(
         elif info.interlaced:
             warn(f"{name_in}: interlaced input kept as fields (deinterlacing is off)")
         if info.has_alpha and kind not in ("image", "sequence"):
-            warn(f"{name_in}: the alpha channel is dropped (the output video has none)")
+            _, a0 = _to_rgb(first, False, True)
+            if a0 is not None and a0.min() < 255:
+                warn(f"{name_in}: the alpha channel is dropped (the output video has none)")
 
         # ---- output --------------------------------------------------------------------
         dropped: list[str] = []
@@ -2294,7 +2308,7 @@ def transcode(
         if (
             header
             and info.format.startswith("mov")
-            and counts["in"] < header
+            and counts["in"] + dec.bad_packets < header
             and not dec.deinterlacing
         ):
             msg = (
