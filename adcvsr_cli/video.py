@@ -1170,12 +1170,17 @@ def _default_codec(fmt: str) -> str:
 
 def _stream_label(s: Any) -> str:
     md = s.metadata or {}
-    codec = s.codec_context.name if s.codec_context is not None else "?"
-    parts = [f"#{s.index} {s.type} ({codec}"]
+    codec = s.codec_context.name if s.codec_context is not None else None
+    if codec is None:
+        with contextlib.suppress(Exception):
+            codec = s.codec.name
+    parts = [f"#{s.index} {s.type} ({codec or 'unknown codec'}"]
     if md.get("language") and md.get("language") != "und":
         parts.append(f", {md['language']}")
     if md.get("title"):
         parts.append(f", '{md['title']}'")
+    if md.get("filename"):
+        parts.append(f", '{md['filename']}'")
     return "".join(parts) + ")"
 
 
@@ -1195,9 +1200,12 @@ def _copy_tags(dst: Any, src: dict[str, str], drop: set[str]) -> None:
 class _Side:
     """A non-video input stream and what we do with it."""
 
-    def __init__(self, stream: Any, mode: str):
+    def __init__(self, stream: Any, mode: str, optional: bool = False):
         self.stream = stream
         self.mode = mode  # "copy" or "transcode"
+        self.optional = (
+            optional  # data, attachments, cover art: dropped (with a warning) if refused
+        )
         self.out: Any = None
         self.muxed = 0
         self.label = _stream_label(stream)
@@ -1259,6 +1267,8 @@ class _ContainerSink:
         self.warn = warn
         self.out: Any = None
         self.ostream: Any = None
+        self.dropped: list[str] = []
+        self._sbi: dict[int, _Side] | None = None
         self.tb = info.time_base or Fraction(1, 90000)
         self.last_pts: int | None = None
         self.frames = 0
@@ -1359,12 +1369,20 @@ class _ContainerSink:
             ) from e
 
     def _add_sides(self) -> None:
+        kept = []
         for side in self.sides:
             s = side.stream
             if side.mode == "copy":
                 problem = _container_refuses(self.fmt, s)
+                if problem is not None and side.optional:
+                    self.dropped.append(side.label)
+                    self.warn(
+                        f"{side.label}: the {self.fmt} container cannot hold this stream; dropped"
+                    )
+                    continue
                 if problem is not None:
                     raise _cannot_hold(self.name, self.fmt, side, problem)
+            kept.append(side)
             try:
                 if side.mode == "transcode":
                     acodec = self.opts.audio_codec or "aac"
@@ -1388,6 +1406,8 @@ class _ContainerSink:
             _copy_tags(side.out.metadata, dict(s.metadata or {}), _DROP_STREAM_TAGS)
             with contextlib.suppress(Exception):
                 side.out.disposition = s.disposition
+        self.sides = kept
+        self._sbi = None
 
     # -- encoder thread ------------------------------------------------------------------
     def write(self, arr: np.ndarray, pts: int | None, alpha: np.ndarray | None) -> None:
@@ -1447,7 +1467,7 @@ class _ContainerSink:
 
     @property
     def _side_by_index(self) -> dict[int, _Side]:
-        d = getattr(self, "_sbi", None)
+        d = self._sbi
         if d is None:
             d = {s.stream.index: s for s in self.sides}
             self._sbi = d
@@ -1802,7 +1822,7 @@ def _plan_sides(
                 s.disposition & av.stream.Disposition.attached_pic
             )
             if cover:
-                optional.append(_Side(s, "copy"))
+                optional.append(_Side(s, "copy", optional=True))
             else:
                 dropped.append(label)
                 warn(f"{label}: only one video track is upscaled; this one is dropped")
@@ -1820,7 +1840,7 @@ def _plan_sides(
             else:
                 required.append(_Side(s, "copy"))
         elif s.type in ("data", "attachment"):
-            optional.append(_Side(s, "copy"))
+            optional.append(_Side(s, "copy", optional=True))
         else:
             dropped.append(label)
             warn(f"{label}: stream of unknown type dropped")
@@ -1877,9 +1897,12 @@ def transcode(
     elif os.fspath(dst) == "-":
         kind, name_out = "pipe", "<stdout>"
         out_buf = sys.stdout.buffer
-        with contextlib.suppress(Exception):
-            if out_buf.isatty():
-                raise UsageError("refusing to write video to a terminal; redirect standard output")
+        try:
+            tty = out_buf.isatty()
+        except (AttributeError, ValueError, OSError):
+            tty = False
+        if tty:
+            raise UsageError("refusing to write video to a terminal; redirect standard output")
         pipe = out_buf
     else:
         final = os.path.abspath(os.fspath(dst))
@@ -1903,6 +1926,10 @@ def transcode(
             kind, own_pipe = "pipe", True
         elif kind != "sequence" and os.path.lexists(final) and not opts.overwrite:
             raise OutputExists(f"{name_out}: output exists (pass overwrite to replace it)")
+        elif kind == "sequence" and not opts.overwrite:
+            first_file = os.path.join(os.path.dirname(final), os.path.basename(final) % 1)
+            if os.path.lexists(first_file):
+                raise OutputExists(f"{first_file}: output exists (pass overwrite to replace it)")
     fmt = ""
     if kind in ("file", "pipe"):
         if opts.format:
@@ -2028,30 +2055,20 @@ def transcode(
                     warn=warn,
                 )
 
-            keep_opt = []
-            for side in optional:  # data, attachments, cover art: only if the container takes them
-                try:
-                    ok = side.stream.codec_context is None or (
-                        side.stream.codec_context.name in av.codecs_available
-                    )
-                except Exception:
-                    ok = False
-                (keep_opt if ok else dropped).append(side if ok else side.label)
-            sink = make_sink(required + keep_opt)
+            sink = make_sink(required + optional)
             try:
                 sink.open()
             except VideoError as e:
-                if not keep_opt or kind == "pipe" or isinstance(e, BrokenOutputPipe):
+                # Some muxers refuse a data stream only when the header is written.
+                if not optional or kind == "pipe" or isinstance(e, BrokenOutputPipe):
                     raise
                 sink.abort()
-                for side in keep_opt:
+                for side in optional:
                     dropped.append(side.label)
                     warn(f"{side.label}: the {fmt} container cannot hold this stream; dropped")
-                fresh = [_Side(s.stream, s.mode) for s in required]
-                sink = make_sink(fresh)
+                sink = make_sink([_Side(s.stream, s.mode) for s in required])
                 sink.open()
-            except UsageError:
-                raise
+            dropped.extend(sink.dropped)
             report.codec, report.pix_fmt, report.container = sink.codec, sink.pix_fmt, fmt
             report.streams_copied = [s.label for s in sink.sides]
         elif kind == "image":

@@ -204,6 +204,58 @@ def test_audio_codec_transcodes_what_the_container_cannot_hold(tmp_path):
     assert [s.type for s in av.open(str(tmp_path / "n.mp4")).streams] == ["video"]
 
 
+def _with_attachment(path: Path) -> Path:
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("libx264", rate=25, options=FAST)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        o.add_attachment("font.ttf", "application/x-truetype-font", b"\0\1\0\0fake" * 10)
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48))
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for pk in s.encode(f):
+                o.mux(pk)
+        for pk in s.encode(None):
+            o.mux(pk)
+    return path
+
+
+def _with_klv(path: Path) -> Path:
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("libx264", rate=25, options=FAST)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        d = o.add_data_stream("klv")
+        for i in range(5):
+            f = av.VideoFrame.from_ndarray(pattern(i, 64, 48))
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for pk in s.encode(f):
+                o.mux(pk)
+            pk = av.Packet(b"\x06\x0e\x2b\x34" + bytes([i] * 12))
+            pk.pts = pk.dts = i * 3600
+            pk.time_base, pk.stream = Fraction(1, 90000), d
+            o.mux(pk)
+        for pk in s.encode(None):
+            o.mux(pk)
+    return path
+
+
+def test_attachments_and_data_streams_kept_where_possible(tmp_path):
+    att = _with_attachment(tmp_path / "att.mkv")
+    rep = run(att, tmp_path / "o.mkv")
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        assert [s.type for s in c.streams] == ["video", "attachment"]
+        assert c.streams[1].metadata["filename"] == "font.ttf"
+    assert rep.streams_copied == ["#1 attachment (unknown codec, 'font.ttf')"]
+    rep = run(att, tmp_path / "o.mp4")
+    assert rep.streams_dropped and any("cannot hold" in w for w in rep.warnings)
+    klv = _with_klv(tmp_path / "k.ts")
+    run(klv, tmp_path / "o.ts")
+    assert [p[2] for p in packets(tmp_path / "o.ts", "data")] == [
+        p[2] for p in packets(klv, "data")
+    ]
+    rep = run(klv, tmp_path / "k.mkv")
+    assert len(rep.streams_dropped) == 1 and rep.frames_out == 5 and leftovers(tmp_path) == []
+
+
 def test_tags_and_chapters_kept(tmp_path):
     chapters = [
         {
