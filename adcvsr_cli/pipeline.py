@@ -238,7 +238,8 @@ class Upscaler:
 
     # -- plans --------------------------------------------------------------------------------
     def initial_plan(self, h: int, w: int, options: UpscaleOptions) -> Plan:
-        batch = options.batch or options.chunk
+        # On the CPU a big batch only costs memory: the cores are busy with one frame already.
+        batch = options.batch or (options.chunk if self.device.type == "cuda" else CPU_DECODE_BATCH)
         group = options.chunk if self.temporal else batch
         if options.tile == "auto":
             frames = self.decode_batch(group)

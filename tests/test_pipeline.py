@@ -1,0 +1,182 @@
+"""The library pipeline on images and clips, with tiny networks and with the parity weights."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tiny import tiny_dims
+
+from adcvsr_cli.checkpoint import save_native
+from adcvsr_cli.colorfix import adain
+from adcvsr_cli.errors import UsageError
+from adcvsr_cli.model import AdcVSR, init_random_
+from adcvsr_cli.pipeline import (
+    Upscaler,
+    UpscaleOptions,
+    resolve_device,
+    resolve_precision,
+    to_array,
+    to_tensor,
+    upscale,
+)
+from adcvsr_cli.video import read_image, write_image
+
+
+def tiny_upscaler(temporal=False, seed=0):
+    m = AdcVSR(tiny_dims(temporal=temporal)).eval()
+    init_random_(m, seed=seed)
+    return Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, source="tiny")
+
+
+def smooth_image(h, w, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = np.stack([128 + 90 * np.sin(xx / 7 + c) * np.cos(yy / 9 - c) for c in range(3)], -1)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_uint8_and_uint16_conversions_round_trip():
+    a = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    t = to_tensor(a, torch.device("cpu"))
+    assert t.shape == (3, 5, 7) and float(t.min()) >= -1 and float(t.max()) <= 1
+    assert np.array_equal(to_array(t, deep=False), a)
+    b = np.random.default_rng(1).integers(0, 65536, (5, 7, 3), dtype=np.uint16)
+    tb = to_tensor(b, torch.device("cpu"))
+    assert np.array_equal(to_array(tb, deep=True), b)  # no truncation to 8 bits
+    # Rounded, not truncated: 0.6 of a level up rounds up.
+    x = torch.full((3, 1, 1), (10.6 / 255) * 2 - 1)
+    assert to_array(x, deep=False)[0, 0, 0] == 11
+
+
+def test_options_validation_and_sizes():
+    assert UpscaleOptions().output_size(45, 71) == (180, 284)
+    assert UpscaleOptions(scale=1.5).output_size(101, 51, even=True) == (152, 76)
+    assert UpscaleOptions(width=1920).output_size(640, 360) == (1920, 1080)
+    assert UpscaleOptions(width=100, height=50).output_size(640, 360) == (100, 50)
+    for bad in (dict(scale=0), dict(tile="abc"), dict(tile=20), dict(color_fix="lab"), dict(chunk=0), dict(width=-3)):
+        with pytest.raises(UsageError):
+            UpscaleOptions(**bad).validate()
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_precision("auto", torch.device("cpu")) == torch.float32
+    with pytest.raises(UsageError):
+        resolve_precision("int8", torch.device("cpu"))
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="no CUDA device"):
+            resolve_device("cuda")
+
+
+@pytest.mark.parametrize("shape", [(45, 71), (17, 20), (33, 50)])
+def test_odd_image_sizes_give_exactly_4x_without_seams(tmp_path, shape):
+    h, w = shape
+    up = tiny_upscaler()
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    img = smooth_image(h, w)
+    write_image(src, img)
+    rep = upscale(src, dst, up, UpscaleOptions(color_fix="none", tile=0))
+    out, alpha = read_image(dst)
+    assert out.shape == (4 * h, 4 * w, 3) and alpha is None
+    assert rep.frames_in == rep.frames_out == 1
+    # The padded border is replicated input, so the output near the crop line continues smoothly:
+    # the step across the last rows/cols is no bigger than steps elsewhere in the image.
+    o = out.astype(np.float32)
+    step_rows = np.abs(np.diff(o, axis=0)).mean(axis=(1, 2))
+    step_cols = np.abs(np.diff(o, axis=1)).mean(axis=(0, 2))
+    assert step_rows[-4:].max() <= 3 * np.median(step_rows) + 1
+    assert step_cols[-4:].max() <= 3 * np.median(step_cols) + 1
+
+
+def test_image_equals_direct_network_call_within_one_level(tmp_path):
+    up = tiny_upscaler(seed=3)
+    img = smooth_image(32, 48, seed=2)
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    write_image(src, img)
+    upscale(src, dst, up, UpscaleOptions(color_fix="adain", tile=0))
+    lr = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255 * 2 - 1
+    with torch.inference_mode():
+        ref = adain(up.model(lr), lr)
+    ref = ((ref[0] / 2 + 0.5).clamp(0, 1) * 255).round().permute(1, 2, 0).numpy()
+    out, _ = read_image(dst)
+    assert np.abs(out.astype(np.int32) - ref.astype(np.int32)).max() <= 1
+
+
+def _video(path, frames=12, size=(48, 32), rate=10):
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=rate, options={"qp": "0"})
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            img = smooth_image(size[1], size[0], seed=i)
+            img = np.roll(img, i, axis=1)
+            for p in s.encode(__import__("av").VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_video_through_chunks_keeps_every_frame(tmp_path, temporal):
+    src = tmp_path / "in.mp4"
+    _video(src, frames=13)
+    up = tiny_upscaler(temporal=temporal)
+    events = []
+    rep = upscale(src, tmp_path / "out.mkv", up, UpscaleOptions(chunk=5, chunk_overlap=2), on_event=events.append)
+    assert rep.frames_in == rep.frames_out == 13
+    assert (rep.out_width, rep.out_height) == (192, 128)
+    plan = [e for e in events if e["type"] == "plan"][0]
+    assert plan["temporal"] is temporal and plan["chunk_overlap"] == (2 if temporal else 0)
+    assert rep.chunks == (4 if temporal else 3)
+
+
+def test_non_integer_scale_resizes_on_the_device(tmp_path):
+    src = tmp_path / "in.mp4"
+    _video(src, frames=3, size=(48, 32))
+    rep = upscale(src, tmp_path / "out.mp4", tiny_upscaler(), UpscaleOptions(scale=1.5))
+    assert (rep.out_width, rep.out_height) == (72, 48)
+
+
+@pytest.mark.slow
+def test_cli_convert_and_upscale_reproduce_the_reference(released_files, tmp_path):
+    """`adcvsr convert` on released-format files, then `adcvsr upscale` on a PNG: within one level."""
+    from safetensors.torch import load_file
+
+    from adcvsr_cli.checkpoint import load_native
+    from released import PARITY
+
+    exe = shutil.which("adcvsr")
+    assert exe, "the console script must be installed"
+    net, dec = released_files
+    out = tmp_path / "adcsr.safetensors"
+    r = subprocess.run([exe, "convert", "--net-params", str(net), "--half-decoder", str(dec), "-o", str(out)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lr = load_file(str(PARITY))["lr"][:1]
+    img = ((lr[0] / 2 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    write_image(tmp_path / "lr.png", img)
+    r = subprocess.run([exe, "upscale", str(tmp_path / "lr.png"), str(tmp_path / "sr.png"), "--weights", str(out),
+                        "--device", "cpu", "--color-fix", "adain", "-q"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    sr, _ = read_image(tmp_path / "sr.png")
+    model = load_native(out)
+    lrq = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255 * 2 - 1
+    with torch.inference_mode():
+        ref = adain(model(lrq), lrq)
+    ref8 = ((ref[0] / 2 + 0.5).clamp(0, 1) * 255).round().permute(1, 2, 0).numpy().astype(np.int32)
+    assert sr.shape == (192, 320, 3)
+    assert np.abs(sr.astype(np.int32) - ref8).max() <= 1
+
+
+def test_model_weights_from_a_native_path(tmp_path):
+    from adcvsr_cli.pipeline import load_model
+
+    m = AdcVSR(tiny_dims()).eval()
+    init_random_(m)
+    p = tmp_path / "tiny.safetensors"
+    save_native(m.state_dict(), m.dims, p, source="tiny")
+    up = load_model(str(p), device="cpu")
+    assert up.dims == m.dims and up.device.type == "cpu"
+    assert os.path.exists(p)
