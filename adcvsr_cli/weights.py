@@ -839,13 +839,18 @@ def _hub_error(
     if isinstance(cause, hfe.RemoteEntryNotFoundError):
         return WeightsError(f"file {path} does not exist in {repo_id} at revision {revision}")
     if isinstance(cause, hfe.HfHubHTTPError):
-        status = cause.response.status_code if cause.response is not None else "?"
-        kind = (
-            "a server error; retry later"
-            if isinstance(status, int) and status >= 500
-            else "refused"
+        status = cause.response.status_code if cause.response is not None else 0
+        if status >= 500:
+            kind = "a server error; retry later"
+        elif status in (401, 403):
+            kind = "access refused: private or gated repo? set HF_TOKEN"
+        elif status == 404:
+            kind = "not found: check the repo, revision and path, and HF_ENDPOINT"
+        else:
+            kind = "refused"
+        return WeightsError(
+            f"the Hub at {endpoint} answered HTTP {status or '?'} for {what} ({kind})"
         )
-        return WeightsError(f"the Hub at {endpoint} answered HTTP {status} for {what} ({kind})")
     if isinstance(cause, hfe.FileMetadataError):
         return WeightsError(
             f"{endpoint} does not answer like a Hugging Face Hub for {what} (check HF_ENDPOINT): {cause}"
@@ -1295,10 +1300,26 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
         all_cached &= cached
     hashes = {role: sha for role, (_, sha) in sources.items()}
     native = _native_path(ctx, entry, hashes)
-    verified = None if ctx.force else _verified_native(ctx, native, {**label, "file": native.name})
-    if verified is not None:
-        return done(native, verified, hashes, all_cached)
-    return done(native, _convert(ctx, entry, sources, native), hashes, False)
+    # One conversion at a time per file: a second process waits, then finds it done.
+    with _conversion_lock(native):
+        verified = (
+            None if ctx.force else _verified_native(ctx, native, {**label, "file": native.name})
+        )
+        if verified is not None:
+            return done(native, verified, hashes, all_cached)
+        return done(native, _convert(ctx, entry, sources, native), hashes, False)
+
+
+@contextlib.contextmanager
+def _conversion_lock(native: Path) -> Iterator[None]:
+    from huggingface_hub.utils import WeakFileLock
+
+    try:
+        native.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WeightsError(f"cannot create the cache directory {native.parent}: {e}") from e
+    with WeakFileLock(native.parent / f".{native.stem}.lock"):
+        yield
 
 
 def _resolve_hub_ref(ctx: _Ctx, ref: HubRef) -> ResolvedWeights:

@@ -805,3 +805,38 @@ def test_cache_dir_argument_wins_over_env(hub, registry, tmp_path):
     w = W.resolve_weights("tiny-adcsr", registry=registry, cache_dir=tmp_path / "elsewhere")
     assert w.path.parent == tmp_path / "elsewhere" / "native"
     assert not (tmp_path / "adcvsr" / "native").exists()
+
+
+@pytest.mark.parametrize(
+    "status,expect",
+    [
+        (
+            401,
+            r"repository test/tiny-native was not found on .* \(or it is private: set HF_TOKEN\)",
+        ),
+        (
+            403,
+            r"answered HTTP 403 for model.safetensors .*\(access refused: private or gated repo\? set HF_TOKEN\)",
+        ),
+    ],
+)
+def test_http_401_403(hub, registry, status, expect):
+    hub.file(NATIVE_REPO, "model.safetensors").head_status = status
+    with pytest.raises(WeightsError, match=expect):
+        W.resolve_weights("tiny-native", registry=registry)
+
+
+def test_two_runs_at_once_convert_once_and_agree(hub, registry):
+    import hashlib
+    from concurrent.futures import ThreadPoolExecutor
+
+    events: list[dict] = []
+    with ThreadPoolExecutor(2) as pool:
+        a, b = pool.map(
+            lambda _: W.resolve_weights("tiny-adcsr", registry=registry, on_event=events.append),
+            range(2),
+        )
+    assert a.path == b.path and a.sha256 == b.sha256
+    assert hashlib.sha256(a.path.read_bytes()).hexdigest() == a.sha256
+    assert Path(str(a.path) + ".sha256").read_text().split()[0] == a.sha256
+    assert sum(1 for e in events if e["type"] == "convert" and e["stage"] == "write") == 1
