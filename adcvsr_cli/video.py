@@ -189,6 +189,7 @@ _DEFAULT_LAYOUTS = {
 _PROGRESS_INTERVAL_S = 0.1
 _QUEUE_POLL_S = 0.05
 _JOIN_TIMEOUT_S = 10.0
+_ABORT_JOIN_S = 1.5  # Ctrl-C must end the run within about 2 s (reliability.md §1.11)
 _IN_QUEUE_BYTES = 256 << 20
 _OUT_QUEUE_BYTES = 512 << 20
 
@@ -1877,10 +1878,23 @@ def transcode(
     t_start = time.monotonic()
     emit = on_event or (lambda event: None)
     warnings: list[str] = []
+    caller = threading.get_ident()
+    deferred: collections.deque[str] = collections.deque()
 
     def warn(msg: str) -> None:
+        # on_event is only ever called from the caller's thread; the workers defer.
+        if threading.get_ident() != caller:
+            deferred.append(msg)
+            return
+        flush_warnings()
         warnings.append(msg)
         emit({"type": "warning", "message": msg})
+
+    def flush_warnings() -> None:
+        while deferred:
+            msg = deferred.popleft()
+            warnings.append(msg)
+            emit({"type": "warning", "message": msg})
 
     # ---- where the output goes ---------------------------------------------------------
     name_in = _display(src)
@@ -2258,6 +2272,7 @@ def transcode(
                 announced_deint = True
                 report.deinterlaced = True
                 warn(f"{name_in}: interlaced input, deinterlaced with bwdif")
+            flush_warnings()
             now = time.monotonic()
             if now - last_emit >= _PROGRESS_INTERVAL_S:
                 last_emit = now
@@ -2287,6 +2302,7 @@ def transcode(
         threads[0].join(_JOIN_TIMEOUT_S)
         check()
         report.seconds_process = time.monotonic() - t_proc
+        flush_warnings()
         emit({"type": "progress", "frames_done": counts["out"], "frames_total": counts["in"]})
 
         # ---- finish, verify, publish ---------------------------------------------------
@@ -2357,25 +2373,25 @@ def transcode(
             except OSError as e:
                 raise _wrap_write_error(e, name_out) from e
             tmpdir = None
+        flush_warnings()
         report.warnings = list(warnings)
         report.seconds_decode = shared.seconds_decode
         report.seconds_encode = shared.seconds_encode
         report.seconds_total = time.monotonic() - t_start
         emit({"type": "done", "report": report.to_dict()})
         return report
-    except BaseException as e:
+    except BaseException:
         shared.stop.set()
         if decoder is not None:
             decoder.stop.set()
         if out_iter is not None:
             with contextlib.suppress(BaseException):
                 out_iter.close()
+        deadline = time.monotonic() + _ABORT_JOIN_S
         for t in threads:
-            t.join(_JOIN_TIMEOUT_S)
-        if sink is not None:
-            sink.abort()
-        if isinstance(e, (av.error.FFmpegError, OSError)) and not isinstance(e, AdcvsrError):
-            raise _wrap_write_error(e, name_out) from e
+            t.join(max(0.0, deadline - time.monotonic()))
+        if sink is not None and not (len(threads) > 1 and threads[1].is_alive()):
+            sink.abort()  # never close the output under a live encoder thread
         raise
     finally:
         if own_pipe and pipe is not None:
