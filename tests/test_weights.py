@@ -812,7 +812,7 @@ def test_cache_dir_argument_wins_over_env(hub, registry, tmp_path):
     [
         (
             401,
-            r"repository test/tiny-native was not found on .* \(or it is private: set HF_TOKEN\)",
+            r"answered HTTP 401 for model.safetensors .*\(access refused: private or gated repo\? set HF_TOKEN\)",
         ),
         (
             403,
