@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import os
 import queue
+import re
 import secrets
 import stat
 import sys
@@ -52,6 +53,7 @@ __all__ = [
     "is_sequence_pattern",
     "probe",
     "read_image",
+    "remove_stale_parts",
     "resolve_output_path",
     "transcode",
     "write_image",
@@ -325,7 +327,8 @@ def _display(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         s = os.fspath(src)
         return "<stdin>" if s == "-" else s
-    return getattr(src, "name", None) if isinstance(getattr(src, "name", None), str) else "<stream>"
+    name = getattr(src, "name", None)
+    return name if isinstance(name, str) else "<stream>"
 
 
 def _err_text(e: BaseException) -> str:
@@ -388,7 +391,7 @@ def _moov_missing(path: str) -> bool:
     """Walk top-level MP4 boxes: an ``ftyp`` file without ``moov`` lost its index."""
     try:
         size_total = os.path.getsize(path)
-        seen = []
+        seen: list[bytes] = []
         with open(path, "rb") as fh:
             pos = 0
             while pos + 8 <= size_total and len(seen) < 10000:
@@ -1012,6 +1015,49 @@ def _publish(tmp: str, final: str, overwrite: bool) -> None:
     os.unlink(tmp)
 
 
+_PART_RE = re.compile(r"^\..*\.adcvsr-(\d+)-[0-9a-f]{8}\.part(\.[^.]*)?$")
+
+
+def remove_stale_parts(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temporary ``.adcvsr-<pid>-*.part`` files (or sequence folders) left in
+    ``folder`` by runs whose process is gone (a kill -9, a power cut). Returns what was
+    removed; files of live processes are left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        m = _PART_RE.match(entry.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _pid_alive(pid):
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False):
+                for child in os.scandir(path):
+                    os.unlink(child.path)
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+            removed.append(path)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
+
+
 def _fsync_dir(d: str) -> None:
     with contextlib.suppress(OSError):
         fd = os.open(d, os.O_RDONLY)
@@ -1091,6 +1137,9 @@ def _choose_pix_fmt(
             raise UsageError(
                 f"encoder {codec} cannot write pixel format {pix} (it can: {', '.join(formats)})"
             )
+        with contextlib.suppress(Exception):
+            if _bits(av.VideoFormat(pix)) < info.bit_depth:
+                warn(f"pixel format {pix} has fewer bits than the {info.bit_depth}-bit input")
     else:
         deep = info.bit_depth > 8
         chroma = _chroma(info.pix_fmt)
@@ -1100,9 +1149,7 @@ def _choose_pix_fmt(
             bits = 12 if info.bit_depth >= 12 else 10
             wanted += [f"{base}{bits}le", f"{base}10le", "yuv420p10le"]
         wanted += [base, "yuv420p"]
-        pix = next((p for p in wanted if not formats or p in formats), None)
-        if pix is None:
-            pix = formats[0]
+        pix = next((p for p in wanted if not formats or p in formats), formats[0])
         if deep and _bits(av.VideoFormat(pix)) < min(info.bit_depth, 10):
             warn(
                 f"encoder {codec} has no >8-bit format; the {info.bit_depth}-bit input is written as {pix}"
@@ -1163,9 +1210,10 @@ def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
     return o
 
 
-def _default_codec(fmt: str) -> str:
+def _default_codec(fmt: str, bit_depth: int = 8) -> str:
     if fmt == "webm":
-        return "libvpx-vp9"
+        # The wheel's libvpx is 8-bit only; AV1 (also valid in WebM) keeps 10 bits.
+        return "libsvtav1" if bit_depth > 8 else "libvpx-vp9"
     return "libx264"
 
 
@@ -1283,7 +1331,7 @@ class _ContainerSink:
     # -- setup (main thread) -------------------------------------------------------------
     def open(self) -> None:
         opts, info = self.opts, self.info
-        codec = opts.codec or _default_codec(self.fmt)
+        codec = opts.codec or _default_codec(self.fmt, info.bit_depth)
         pix = _choose_pix_fmt(opts, codec, info, self.out_w, self.out_h, self.warn)
         self.codec, self.pix_fmt = codec, pix
         container_options: dict[str, str] = {}

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -112,7 +113,7 @@ def make_video(
             if audio_tags:
                 astream.metadata.update(audio_tags)
         sub_in = None
-        sub_out = None
+        sub_out: Any = None
         if subtitles:
             sub_in = av.open(str(subtitles))
             sub_out = out.add_stream_from_template(sub_in.streams[0])

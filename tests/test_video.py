@@ -99,6 +99,20 @@ def test_image_roundtrip_keeps_alpha_and_16_bit(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_remove_stale_parts(tmp_path):
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True
+    )
+    pid = int(dead.stdout)
+    stale = tmp_path / f".clip.adcvsr-{pid}-0123abcd.part.mp4"
+    live = tmp_path / f".clip.adcvsr-{os.getppid()}-0123abcd.part.mp4"
+    other = tmp_path / "clip.part.mp4"
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    assert V.remove_stale_parts(tmp_path) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+
+
 def test_resolve_output_path(tmp_path):
     (tmp_path / "out").mkdir()
     assert V.resolve_output_path("/v/clip.mp4", None) == Path("/v/clip_x4.mp4")
@@ -119,7 +133,13 @@ def test_resolve_output_path(tmp_path):
 
 @pytest.mark.parametrize(("src_name", "dst_name"), [("vfr.mkv", "out.mp4"), ("vfr.mp4", "out.mkv")])
 def test_vfr_keeps_every_timestamp(tmp_path, src_name, dst_name):
-    src = make_video(tmp_path / src_name, pts=VFR_MS, time_base=Fraction(1, 1000))
+    # preset fast: B-frames, so the mkv has packets (the keyframe among them) without dts.
+    src = make_video(
+        tmp_path / src_name, pts=VFR_MS, time_base=Fraction(1, 1000), options={"preset": "fast"}
+    )
+    if src_name.endswith(".mkv"):
+        with av.open(str(src)) as c:
+            assert any(p.dts is None for p in c.demux(c.streams.video[0]) if p.size)
     rep = run(src, tmp_path / dst_name, process=chunked4)
     assert rep.frames_in == rep.frames_out == len(VFR_MS)
     assert_same_timing(src, tmp_path / dst_name)
@@ -455,6 +475,13 @@ BAD_INPUTS = {
     "moov_missing": (_truncated_moov_at_end, "moov"),
     "audio_only": (lambda d: make_audio_only(d / "a.m4a"), "no video stream"),
     "directory": (lambda d: (d / "dir.mp4").mkdir() or d / "dir.mp4", "directory"),
+    "playlist": (
+        lambda d: (
+            (d / "p.m3u8").write_text("#EXTM3U\n#EXTINF:1,\n/etc/hostname\n#EXT-X-ENDLIST\n")
+            and d / "p.m3u8"
+        ),
+        "not a recognised",
+    ),
 }
 
 
