@@ -14,6 +14,24 @@ is removed and an existing output is left untouched.
 
 The module never prints. It reports through an ``on_event`` callback and raises the typed
 errors of :mod:`adcvsr_cli.errors` (plus the subclasses defined here).
+
+Events (plain dicts, always delivered on the thread that called :func:`transcode`):
+
+- ``{"type": "start", "input", "output", "frames" (estimate or None), "width", "height",
+  "out_width", "out_height", "fps", "duration", "bit_depth", "dtype" ("uint8"/"uint16"),
+  "rotation", "interlaced", "codec", "pix_fmt", "container", "streams_copied",
+  "streams_dropped"}``
+- ``{"type": "progress", "frames_done": n, "frames_total": estimate or None}``, at most about
+  ten a second, and once more at the end with the exact total.
+- ``{"type": "warning", "message": str}`` (also collected in ``TranscodeReport.warnings``).
+- ``{"type": "done", "report": TranscodeReport.to_dict()}``.
+
+Errors: :class:`VideoError` for unusable inputs and unwritable outputs;
+:class:`BrokenOutputPipe` (a ``VideoError`` *and* a ``BrokenPipeError``) when the reader of
+standard output goes away; :class:`OutputExists` (a ``UsageError``, exit code 2) and
+``UsageError`` for impossible requests; ``Interrupted`` when ``cancel`` is set.
+``KeyboardInterrupt`` and the frame processor's own exceptions pass through unchanged, after
+the cleanup.
 """
 
 from __future__ import annotations
