@@ -373,6 +373,24 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
 
     ``path`` defaults to ``$ADCVSR_REGISTRY``, else the ``weights.json`` shipped in the package.
     A missing or malformed file raises WeightsError naming the file and the offending field.
+
+    Schema (version 1; keys starting with ``$`` are comments)::
+
+        {"schema_version": 1, "default": NAME, "models": [ENTRY, ...]}
+        ENTRY  = {"name": "[a-z0-9][a-z0-9._-]*", "description": str,
+                  "architecture": "adcsr" | "adcvsr", "scale": int (= dims' scale),
+                  "temporal_blocks": bool (= dims has temporal), "parameters": int,
+                  "license": str | null, "license_note"?: str, "available"?: bool (true),
+                  "note"?: str, "dims": AdcVSRDims JSON (model.AdcVSRDims.to_json),
+                  "source": SOURCE}
+        SOURCE = {"repo_id": "owner/name" | null, "revision": str | null (40-hex commit to pin),
+                  "format": "adcsr-pickle" | "native", "files": [FILE, ...], "note"?: str}
+        FILE   = {"role": str, "path": str (in the repo), "size": int | null,
+                  "sha256": 64 hex | null, "note"?: str}
+
+    ``adcsr-pickle`` needs the roles ``net_params`` and ``half_decoder`` (architecture adcsr);
+    ``native`` needs one ``weights`` file ending in ``.safetensors``. ``repo_id`` and
+    ``revision`` may be null only when ``available`` is false.
     """
     if path is None:
         path = os.environ.get(REGISTRY_ENV) or _packaged_registry()
@@ -564,7 +582,6 @@ class _Ctx:
     endpoint: str | None
     force: bool
     on_event: OnEvent | None
-    requests: list[str] = field(default_factory=list)
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -880,7 +897,6 @@ def _probe(ctx: _Ctx, repo_id: str, revision: str, path: str, model: str | None)
 
     try:
         url = hf_hub_url(repo_id, path, revision=revision, endpoint=ctx.endpoint)
-        ctx.requests.append(f"HEAD {url}")
         with _hub_quiet(ctx):
             meta = get_hf_file_metadata(
                 url, timeout=_etag_timeout(), endpoint=ctx.endpoint, retry_on_errors=False
@@ -1401,8 +1417,10 @@ def resolve_weights(
     """Turn ``--weights`` into a verified native ``.safetensors`` file.
 
     ``spec`` is a registry name (None: the registry's default), a local ``.safetensors`` path,
-    or ``hf://owner/repo/path@revision``. ``offline=None`` follows ``HF_HUB_OFFLINE``.
-    ``force`` fetches and converts again even when the cache is good. Raises WeightsError.
+    or ``hf://owner/repo/path@revision``. A registry name wins over a file of the same name in
+    the current directory (write ``./name`` for the file). ``offline=None`` follows
+    ``HF_HUB_OFFLINE``. ``force`` fetches and converts again even when the cache is good.
+    Raises WeightsError, whose message names the file and the problem.
     """
     ctx = _make_ctx(cache_dir, offline, on_event, force)
     if isinstance(spec, os.PathLike):
