@@ -582,6 +582,8 @@ class _Ctx:
     endpoint: str | None
     force: bool
     on_event: OnEvent | None
+    # Set for adcsr-pickle entries: their runnable file is the converted one in cache_dir.
+    keeps_converted: bool = False
 
     def emit(self, event: Event) -> None:
         if self.on_event is not None:
@@ -806,9 +808,16 @@ def _describe(repo_id: str, revision: str, path: str) -> str:
     return f"{path} from {repo_id}@{revision}"
 
 
-def _ways_out(model: str | None) -> str:
-    fetch = f"`adcvsr download {model}`" if model else "`adcvsr download NAME`"
-    return f"run {fetch} on a connected machine and copy the adcvsr cache over, or pass --weights PATH to a local .safetensors file"
+def _ways_out(ctx: _Ctx, model: str | None) -> str:
+    """The two ways to run without the network, naming the cache that has to travel."""
+    if model is not None and ctx.keeps_converted:
+        fetch = f"run `adcvsr download {model}` on a connected machine and copy the adcvsr cache ({ctx.cache_dir}) over"
+    else:
+        fetch = (
+            f"run {'`adcvsr download ' + model + '`' if model else 'the same command'} on a connected "
+            f"machine and copy the Hugging Face cache ({ctx.hub_cache}) over"
+        )
+    return f"{fetch}, or pass --weights PATH to a local .safetensors file"
 
 
 def _hub_error(
@@ -826,13 +835,13 @@ def _hub_error(
     if isinstance(cause, hfe.OfflineModeIsEnabled):
         return WeightsError(
             f"{what} is not in the cache and the Hub client is in offline mode (HF_HUB_OFFLINE): "
-            + _ways_out(model)
+            + _ways_out(ctx, model)
         )
     if isinstance(cause, httpx2.TimeoutException):
         return WeightsError(
             f"the Hugging Face Hub at {endpoint} did not answer in time (HF_HUB_ETAG_TIMEOUT="
             f"{_etag_timeout():g} s) while fetching {what}: the network looks down or very slow. "
-            f"Retry later, or work offline: {_ways_out(model)}"
+            f"Retry later, or work offline: {_ways_out(ctx, model)}"
         )
     if isinstance(
         cause, (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol, ConnectionError)
@@ -841,7 +850,7 @@ def _hub_error(
         return WeightsError(
             f"cannot reach the Hugging Face Hub at {endpoint} to fetch {what}: the network is down "
             f"or the endpoint is wrong ({reason}). Check the connection (and HF_ENDPOINT), or work "
-            f"offline: {_ways_out(model)}"
+            f"offline: {_ways_out(ctx, model)}"
         )
     if isinstance(cause, hfe.GatedRepoError):
         return WeightsError(
@@ -1014,13 +1023,13 @@ def _fetch(
                 raise WeightsError(
                     f"the cached {_describe(repo_id, revision, file.path)} is corrupt (sha256 {actual}, "
                     f"expected {expect.sha256} from {expect.why}) and was deleted; offline mode is on, so it "
-                    f"cannot be fetched again: {_ways_out(model)}"
+                    f"cannot be fetched again: {_ways_out(ctx, model)}"
                 )
 
     if ctx.offline:
         raise WeightsError(
             f"{_describe(repo_id, revision, file.path)} is not in the Hub cache ({ctx.hub_cache}) and offline "
-            f"mode is on: {_ways_out(model)}"
+            f"mode is on: {_ways_out(ctx, model)}"
         )
 
     meta = _probe(ctx, repo_id, revision, file.path, model)
@@ -1110,13 +1119,13 @@ def _verified_native(ctx: _Ctx, native: Path, label: dict[str, Any]) -> str | No
     return None
 
 
-def _header(path: Path, what: str):
+def _header(path: Path, what: str | None = None):
     from .checkpoint import read_native_header
 
     try:
         return read_native_header(path)
     except CheckpointError as e:
-        raise WeightsError(f"{what}: {e}") from e
+        raise WeightsError(f"{what}: {e}" if what else str(e)) from e
 
 
 def _native_key(entry: ModelEntry, hashes: Mapping[str, str]) -> str:
@@ -1277,6 +1286,7 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
             sources=by_path,
         )
 
+    ctx.keeps_converted = True
     # adcsr-pickle: the converted file is keyed by the sources' hashes; when they are known
     # (registry or first download) a cached conversion is used without touching the network.
     known = None if ctx.force else _known_source_hashes(ctx, entry)
@@ -1303,7 +1313,7 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
             raise WeightsError(
                 f"model {entry.name!r} is not in the cache ({ctx.cache_dir}) and offline mode is on "
                 f"(--offline or HF_HUB_OFFLINE=1): missing {' and '.join(missing)} from "
-                f"{s.repo_id}@{s.revision}. Either {_ways_out(entry.name)}."
+                f"{s.repo_id}@{s.revision}. Either {_ways_out(ctx, entry.name)}."
             )
 
     sources: dict[str, tuple[Path, str]] = {}
@@ -1390,7 +1400,7 @@ def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
             f"{path}: a pickled PyTorch checkpoint; adcvsr never unpickles at run time. Convert the "
             "released AdcSR files once with `adcvsr convert`, or use --weights adcsr-x4"
         )
-    header = _header(path, str(path))
+    header = _header(path)
     sha = _sha256_file(path, ctx, {"model": None, "file": str(path)})
     full = path.resolve()
     return _result(
