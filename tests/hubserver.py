@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -43,13 +44,15 @@ class HubFile:
     plan: list[str] = field(default_factory=list)
     head_status: int | None = None
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
-    @property
+    @cached_property
     def git_sha1(self) -> str:
-        return hashlib.sha1(b"blob %d\0" % len(self.data) + self.data).hexdigest()
+        h = hashlib.sha1(b"blob %d\0" % len(self.data))
+        h.update(self.data)
+        return h.hexdigest()
 
 
 @dataclass
@@ -234,7 +237,7 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             start = 0
             if rng and rng.startswith("bytes=") and rng.endswith("-"):
                 start = int(rng[len("bytes=") : -1])
-            body = data[start:]
+            body = memoryview(data)[start:]
             self.send_response(206 if start else 200)
             for k, v in headers.items():
                 self.send_header(k, v)
