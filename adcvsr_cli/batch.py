@@ -62,13 +62,20 @@ def _matches(rel: str, patterns: list[str]) -> bool:
 
 
 def scan_folder(
-    root: Path, *, recursive: bool, include: list[str], exclude: list[str]
+    root: Path,
+    *,
+    recursive: bool,
+    include: list[str],
+    exclude: list[str],
+    prune: Path | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Media files under ``root`` (sorted), and the other files seen. Hidden files, symlinks
-    and our own temporary ``.part`` files are skipped."""
+    and our own temporary ``.part`` files are skipped, and so is the folder ``prune`` (the
+    output folder, when it lies inside the input folder: a rerun must not upscale outputs)."""
     found: list[Path] = []
     ignored: list[str] = []
     stack = [root]
+    pruned = _real(prune) if prune is not None else None
     while stack:
         d = stack.pop()
         try:
@@ -80,7 +87,7 @@ def scan_folder(
                 continue
             p = Path(e.path)
             if e.is_dir():
-                if recursive:
+                if recursive and (pruned is None or _real(p) != pruned):
                     stack.append(p)
                 continue
             rel = p.relative_to(root).as_posix()
@@ -95,8 +102,17 @@ def scan_folder(
     return sorted(found), sorted(ignored)
 
 
+def _real(p: Path) -> str:
+    return os.path.realpath(p)
+
+
 def output_name(src: Path, *, suffix: str, ext: str | None) -> str:
+    """``<stem><suffix><ext>``. ``ext`` replaces the extension of inputs of its own kind only:
+    a video extension (``mkv``) applies to videos, an image one (``png``) to images, so a
+    mixed folder keeps images as images and videos as videos."""
     e = ext if ext is None or ext.startswith(".") else f".{ext}"
+    if e and (e.lower() in IMAGE_EXTS) != (src.suffix.lower() in IMAGE_EXTS):
+        e = None
     return f"{src.stem}{suffix}{e if e else src.suffix}"
 
 
@@ -141,13 +157,21 @@ def plan_jobs(
         jobs.append(Job(src, dst, _skip(dst, skip)))
         return JobPlan(jobs, False, ignored)
     out_root = Path(output)
+    what = "a folder needs" if len(inputs) == 1 else "several inputs need"
     if out_root.exists() and not out_root.is_dir():
-        raise UsageError(f"{output}: several inputs need an output folder, and this is a file")
+        raise UsageError(f"{output}: {what} an output folder, and this is a file")
+    if not out_root.exists() and is_media(out_root) and not output.endswith(("/", os.sep)):
+        raise UsageError(
+            f"{output}: {what} an output folder, and this looks like a file name "
+            f"(give a folder, e.g. {out_root.with_suffix('')}/)"
+        )
     seen: dict[str, str] = {}
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            files, other = scan_folder(p, recursive=recursive, include=include, exclude=exclude)
+            files, other = scan_folder(
+                p, recursive=recursive, include=include, exclude=exclude, prune=out_root
+            )
             ignored += [str(p / o) for o in other]
             for f in files:
                 rel = f.relative_to(p).parent
@@ -161,7 +185,17 @@ def plan_jobs(
                 ignored.append(item)
                 continue
             _add(jobs, seen, item, str(out_root / output_name(p, suffix=suffix, ext=ext)), skip)
-    return JobPlan(jobs, True, ignored)
+    # Writing beside the inputs (OUTPUT is an input folder, with --suffix): the outputs of an
+    # earlier run are media files too; they are this run's targets, never its inputs.
+    targets = {_real(Path(j.dst)): j for j in jobs}
+    for j in jobs:
+        if targets.get(_real(Path(j.src))) is j:
+            raise UsageError(
+                f"{j.src} would be written over itself: give another output folder, or --suffix "
+                "or --ext"
+            )
+    kept = [j for j in jobs if _real(Path(j.src)) not in targets]
+    return JobPlan(kept, True, ignored)
 
 
 def _add(jobs: list[Job], seen: dict[str, str], src: str, dst: str, skip: bool) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
-from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, EXIT_USAGE, AdcvsrError, UsageError
+from .errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, AdcvsrError, UsageError
 
 EXIT_SIGTERM = 143
 EXIT_BROKEN_PIPE = 141
@@ -77,6 +78,7 @@ class Reporter:
         self._t0 = time.perf_counter()
         self._done0 = 0
         self._last_json = 0.0
+        self._last_done = -1
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
@@ -105,10 +107,19 @@ class Reporter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
+        self.stop_bars()
         if self._json_stream is not None and self._json_stream is not sys.stderr:
             self._json_stream.close()
+
+    def stop_bars(self) -> None:
+        """End the live display (before a summary is printed under it)."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    @property
+    def json_on_stderr(self) -> bool:
+        return self._json_stream is sys.stderr
 
     # -- output ---------------------------------------------------------------------------------
     def json(self, event: str, **fields: Any) -> None:
@@ -123,18 +134,23 @@ class Reporter:
             return
         if self._json_stream is sys.stderr:
             return  # stderr carries JSON lines only
-        self.console.print(message, style=style or None, markup=False)
+        self.console.print(message, style=style or None, markup=False, soft_wrap=True)
 
-    def error(self, message: str) -> None:
-        if self._json_stream is sys.stderr:
-            self.json("error", message=message)
-        else:
-            self.console.print(f"adcvsr: error: {message}", style="red", markup=False)
+    def error(self, message: str, *, event: bool = True, exit_code: int | None = None) -> None:
+        """An error line on stderr (or, with --json, an ``error`` JSON line). ``event=False``:
+        no JSON line (the caller wrote a more specific one, such as ``file_failed``)."""
+        if event:
+            fields = {} if exit_code is None else {"exit_code": exit_code}
+            self.json("error", message=message, **fields)
+        if not self.json_on_stderr:
+            self.console.print(
+                f"adcvsr: error: {message}", style="red", markup=False, soft_wrap=True
+            )
 
     def warn(self, message: str) -> None:
         self.json("warning", file=self.file, message=message)
         if not self.quiet and self._json_stream is not sys.stderr:
-            self.console.print(f"warning: {message}", style="yellow", markup=False)
+            self.console.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
 
     # -- batch ----------------------------------------------------------------------------------
     def start_batch(self, n: int) -> None:
@@ -148,6 +164,8 @@ class Reporter:
     def start_file(self, src: str, dst: str) -> None:
         self.file = src
         self._t0 = time.perf_counter()
+        self._last_json = 0.0
+        self._last_done = -1
         if self.progress is not None:
             if self.task is not None:
                 self.progress.remove_task(self.task)
@@ -183,8 +201,9 @@ class Reporter:
             if self.progress is not None and self.task is not None:
                 self.progress.update(self.task, completed=done, total=total, fps=f"{fps:.2f} fps")
             now = time.perf_counter()
-            if now - self._last_json >= 0.5:
-                self._last_json = now
+            final = total is not None and done >= total
+            if done != self._last_done and (now - self._last_json >= 0.5 or final):
+                self._last_json, self._last_done = now, done
                 self.json(
                     "progress",
                     file=self.file,
@@ -238,7 +257,7 @@ def _root(
 def _fail(reporter: Reporter | None, e: AdcvsrError) -> typer.Exit:
     msg = str(e)
     if reporter is not None:
-        reporter.error(msg)
+        reporter.error(msg, exit_code=e.exit_code)
     else:
         typer.echo(f"adcvsr: error: {msg}", err=True)
     return typer.Exit(e.exit_code)
@@ -260,25 +279,40 @@ def _parse_kv(items: list[str]) -> dict[str, str]:
 UPSCALE_HELP = f"""Upscale videos or images x4 (or to any --scale/--width/--height).
 
 INPUT... OUTPUT: one file to one file; a file into an existing folder; a folder (or several
-inputs) into a folder; '-' reads standard input or writes standard output.
+inputs) into a folder (created; names keep the input's, changed by --suffix and --ext;
+non-media files are counted and skipped; finished outputs are skipped unless --overwrite);
+'-' reads standard input (a streamable container: mkv, ts, nut, y4m, fragmented mp4) or
+writes standard output (--format matroska, nut, mpegts or mp4, written fragmented). The
+model is loaded once per run. A file that fails is reported and the batch goes on.
+
+Progress bars go to standard error when it is a terminal (-q: none); --json writes one JSON
+object per line to standard error (--json-file: to a file) with the events run_start, model,
+start, progress, file_done, file_skipped, file_failed, warning, error and summary.
 
 Examples:
 
+\b
   adcvsr upscale in.mp4 out.mp4
-
-  adcvsr upscale clips/ upscaled/ --recursive --suffix _x4
-
+  adcvsr upscale clips/ upscaled/ --recursive --suffix _x4 --ext mkv
+  adcvsr upscale a.mp4 b.mov c.mkv upscaled/ --overwrite
+  adcvsr upscale clips/ upscaled/ -r --glob '*.mp4' --exclude 'raw/*' --json-file log.jsonl
   cat in.mkv | adcvsr upscale - - --format matroska > out.mkv
-
+  adcvsr upscale in.mp4 - --format mp4 --no-audio | other-program
   adcvsr upscale photo.png photo_x4.png --color-fix adain
-
-  adcvsr upscale in.mp4 out.mkv --dry-run
+  adcvsr upscale clips/ upscaled/ --dry-run
 
 {EXIT_CODES_HELP}
 """
 
 
-@app.command(help=UPSCALE_HELP, no_args_is_help=True)
+class _UpscaleCommand(TyperCommand):
+    """Shows ``INPUT... OUTPUT`` on the usage line (Typer would write ``{INPUT... OUTPUT}...``)."""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [self.options_metavar or "[OPTIONS]", "INPUT...", "OUTPUT"]
+
+
+@app.command(help=UPSCALE_HELP, no_args_is_help=True, cls=_UpscaleCommand)
 def upscale(
     paths: Annotated[
         list[str],
@@ -432,7 +466,8 @@ def upscale(
         bool,
         typer.Option(
             "--json",
-            help="Write JSON lines (start, progress, file_done, file_failed, summary) to standard error.",
+            help="Write JSON lines (run_start, model, start, progress, file_done, file_skipped, "
+            "file_failed, summary) to standard error instead of bars and messages.",
         ),
     ] = False,
     json_file: Annotated[
@@ -496,7 +531,7 @@ def upscale(
     except AdcvsrError as e:
         raise _fail(reporter, e) from None
     if dry_run:
-        raise typer.Exit(_dry_run(plan, opts, device, precision, weights, reporter))
+        raise typer.Exit(_dry_run(plan, opts, enc, device, precision, weights, reporter))
     with reporter:
         code = _run_jobs(
             plan,
@@ -571,101 +606,268 @@ def _check_pipes(inputs: list[str], output: str, fmt: str | None) -> None:
 
 
 def _dry_run(
-    plan: Any, opts: Any, device: str, precision: str, weights: str | None, reporter: Reporter
+    plan: Any,
+    opts: Any,
+    enc: Any,
+    device: str,
+    precision: str,
+    weights: str | None,
+    reporter: Reporter,
 ) -> int:
+    """Print (or emit as JSON) the plan of every job; load no model, write no file."""
     from .pipeline import dry_run_plan
 
-    failures = 0
+    # The plan is text for a person: on standard output, unless that is where the video goes.
+    out = sys.stderr if any(j.dst == "-" for j in plan.jobs) else sys.stdout
+    text = not reporter.json_on_stderr
+    failures = would_run = skipped = 0
     for job in plan.jobs:
         try:
+            problem = _preflight(job, enc)
             p = dry_run_plan(job.src, job.dst, opts, device=device, precision=precision)
-            p["weights"] = weights or "adcsr-x4"
-            p["skip"] = job.skip_reason
         except AdcvsrError as e:
             failures += 1
-            reporter.json("file_failed", file=job.src, error=str(e), exit_code=e.exit_code)
-            reporter.error(str(e))
+            msg = _named(job, e)
+            reporter.json(
+                "file_failed", file=job.src, output=job.dst, error=msg, exit_code=e.exit_code
+            )
+            reporter.error(msg, event=False)
             continue
-        reporter.json("plan", **p)
-        if reporter._json_stream is not sys.stderr:
-            lines = [
-                f"{job.src} -> {job.dst}"
-                + (f"  [skip: {job.skip_reason}]" if job.skip_reason else "")
-            ]
-            if "input_size" in p:
-                iw, ih = p["input_size"]
-                ow, oh = p["output_size"]
-                streams = ", ".join(f"{s.get('type')}:{s.get('codec')}" for s in p["input_streams"])
-                lines.append(
-                    f"  input   {iw}x{ih}, {p['frames'] or '?'} frames, streams: {streams}"
-                )
-                lines.append(f"  output  {ow}x{oh} {p['output_container']}")
-                lines.append(
-                    f"  network {p['device']} {p['precision']}, chunk {p['chunk']} ({p['chunks'] or '?'} chunks), "
-                    f"tile {p['tile'] or 'off'} overlap {p['tile_overlap']}, colour fix {p['color_fix']}"
-                )
-                lines.append(
-                    f"  memory  about {p['estimated_peak_bytes'] / 2**30:.2f} GiB peak for activations"
-                )
-            typer.echo("\n".join(lines))
-    if plan.ignored and reporter._json_stream is not sys.stderr:
-        typer.echo(f"{len(plan.ignored)} non-media file(s) would be skipped")
+        if job.dst == "-":
+            p["output_container"] = enc.format or "matroska"
+        p["weights"] = weights or "adcsr-x4"
+        p["skip"] = job.skip_reason
+        p["problem"] = problem
+        if job.skip_reason:
+            skipped += 1
+        elif problem is None:
+            would_run += 1
+        else:
+            failures += 1
+        reporter.json("plan", file=job.src, **p)
+        if not text:
+            continue
+        lines = [
+            f"{job.src} -> {job.dst}"
+            + (f"  [skip: {job.skip_reason}]" if job.skip_reason else "")
+            + (f"  [would fail: {problem}]" if problem else "")
+        ]
+        if "input_size" in p:
+            iw, ih = p["input_size"]
+            ow, oh = p["output_size"]
+            streams = ", ".join(f"{s.get('type')}:{s.get('codec')}" for s in p["input_streams"])
+            lines.append(f"  input   {iw}x{ih}, {p['frames'] or '?'} frames, streams: {streams}")
+            lines.append(f"  output  {ow}x{oh} {p['output_container']}")
+            lines.append(
+                f"  network {p['device']} {p['precision']}, weights {p['weights']}, chunk "
+                f"{p['chunk']} ({p['chunks'] or '?'} chunks), tile {p['tile'] or 'off'} overlap "
+                f"{p['tile_overlap']}, colour fix {p['color_fix']}"
+            )
+            lines.append(
+                f"  memory  about {p['estimated_peak_bytes'] / 2**30:.2f} GiB peak for activations"
+            )
+        else:
+            lines.append(f"  output  {p['output_container']}")
+            lines.append(f"  network {p['device']} {p['precision']}, weights {p['weights']}")
+            if p.get("note"):
+                lines.append(f"  note    {p['note']}")
+        print("\n".join(lines), file=out, flush=True)
+    if plan.ignored and text:
+        print(f"{len(plan.ignored)} non-media file(s) would be skipped", file=out, flush=True)
+    reporter.json(
+        "summary",
+        dry_run=True,
+        would_run=would_run,
+        skipped=skipped,
+        failed=failures,
+        ignored=len(plan.ignored),
+    )
     if failures:
-        return EXIT_PARTIAL if plan.batch and failures < len(plan.jobs) else EXIT_ERROR
+        return EXIT_PARTIAL if plan.batch else EXIT_ERROR
     return 0
 
 
+def _named(job: Any, e: BaseException) -> str:
+    """The error's message, naming the input when it names neither the input nor the output."""
+    msg = str(e) or type(e).__name__
+    names = ["<stdin>", "standard input"] if job.src == "-" else [job.src, os.path.abspath(job.src)]
+    if job.dst != "-":
+        names += [job.dst, os.path.abspath(job.dst)]
+    if any(n in msg for n in names):
+        return msg
+    return f"{'<stdin>' if job.src == '-' else job.src}: {msg}"
+
+
+def _preflight(job: Any, enc: Any) -> str | None:
+    """Problems found before any model is loaded: a missing input (VideoError, exit 1) is
+    raised; an existing output that may not be replaced is returned as a message."""
+    from .errors import VideoError
+
+    if job.src != "-" and not os.path.lexists(job.src):
+        raise VideoError(f"{job.src}: no such file")
+    if (
+        job.dst != "-"
+        and not job.skip_reason
+        and not enc.overwrite
+        and os.path.lexists(job.dst)
+        and not os.path.isdir(job.dst)
+        and _is_regular(job.dst)
+    ):
+        return f"{job.dst}: output exists (use --overwrite/-y to replace it, or --skip-existing)"
+    return None
+
+
+def _is_regular(path: str) -> bool:
+    import stat
+
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # a dangling link: the media layer refuses to write through it
+
+
+class _Run:
+    """Counts and rows of one ``upscale`` run, for the summary table and the JSON summary."""
+
+    def __init__(self) -> None:
+        self.done = self.skipped = self.failed = self.frames = 0
+        self.rows: list[tuple[str, str, str]] = []
+        self.t0 = time.perf_counter()
+        self.code = 0  # the exit code of the first failed file (a single file's run exits with it)
+        self.fatal = 0  # the model could not load: the run's exit code
+
+
 def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -> int:
+    """Run every job with one model (loaded once, when the first job needs it)."""
+    from .errors import Interrupted, VideoError
     from .pipeline import load_model
     from .pipeline import upscale as run_one
+    from .video import OutputExists
 
     cancel = threading.Event()
-    done = skipped = failed = 0
-    frames = 0
-    t0 = time.perf_counter()
-    results: list[tuple[str, str, str]] = []
+    run = _Run()
     to_run = [j for j in plan.jobs if not j.skip_reason]
+    reporter.json(
+        "run_start",
+        files=len(plan.jobs),
+        to_run=len(to_run),
+        skipped=len(plan.jobs) - len(to_run),
+        ignored=len(plan.ignored),
+    )
     for j in plan.jobs:
         if j.skip_reason:
-            skipped += 1
-            results.append((j.src, "skipped", j.skip_reason))
+            run.skipped += 1
+            run.rows.append((j.src, "skipped", j.skip_reason))
             reporter.json("file_skipped", file=j.src, output=j.dst, reason=j.skip_reason)
+
+    def failed(job: Any, e: BaseException, code: int) -> None:
+        msg = _named(job, e)
+        run.failed += 1
+        run.code = run.code or code
+        run.rows.append((job.src, "failed", msg))
+        reporter.json("file_failed", file=job.src, output=job.dst, error=msg, exit_code=code)
+        reporter.error(msg, event=False)
+
     upscaler = None
     interrupted_code = 0
-    previous = signal.getsignal(signal.SIGTERM)
+    broken_pipe = False
+    current: Any = None
+    prev_term = signal.getsignal(signal.SIGTERM)
+    prev_int = signal.getsignal(signal.SIGINT)
 
     def on_term(signum: int, frame: Any) -> None:
         cancel.set()
         raise Terminated()
 
-    signal.signal(signal.SIGTERM, on_term)
+    def on_int(signum: int, frame: Any) -> None:
+        if cancel.is_set():  # a second Ctrl-C while the first one is cleaning up: stop now
+            os.write(2, b"adcvsr: interrupted again, exiting at once\n")
+            os._exit(EXIT_INTERRUPTED)
+        cancel.set()
+        raise KeyboardInterrupt
+
+    in_main = threading.current_thread() is threading.main_thread()
+    if in_main:
+        signal.signal(signal.SIGTERM, on_term)
+        if prev_int is signal.default_int_handler:  # not when SIGINT is ignored (started with &)
+            signal.signal(signal.SIGINT, on_int)
     try:
         reporter.start_batch(len(to_run))
         for job in to_run:
+            current = job
+            try:
+                problem = _preflight(job, enc)
+                if problem is not None:
+                    raise OutputExists(problem)
+                if upscaler is None and job.src != "-":
+                    # Until the model is loaded, check that the input is media at all: a rerun
+                    # left with only broken files loads no model.
+                    from .video import probe
+
+                    probe(job.src)
+                if plan.batch or job.dst.endswith(("/", os.sep)):
+                    try:
+                        Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise VideoError(
+                            f"{job.dst}: cannot create the output folder ({e.strerror or e})"
+                        ) from e
+            except AdcvsrError as e:
+                failed(job, e, e.exit_code)
+                reporter.advance_batch()
+                if not plan.batch:
+                    break
+                continue
+            if upscaler is None:
+                # Once per run, outside the first file's timing; a model that cannot load ends
+                # the run (every file would fail the same way).
+                t_load = time.perf_counter()
+                try:
+                    upscaler = load_model(on_event=reporter.on_event, **load)
+                except AdcvsrError as e:
+                    reporter.error(str(e), exit_code=e.exit_code)
+                    run.fatal = e.exit_code
+                    break
+                reporter.json(
+                    "model",
+                    weights=upscaler.source,
+                    device=str(upscaler.device),
+                    precision=upscaler.dtype_name(),
+                    temporal=upscaler.temporal,
+                    seconds=round(time.perf_counter() - t_load, 3),
+                )
+                reporter.log(
+                    f"model {upscaler.source} on {upscaler.device} ({upscaler.dtype_name()}) "
+                    f"loaded in {time.perf_counter() - t_load:.1f} s",
+                    level=1,
+                )
             reporter.start_file(job.src, job.dst)
             started = time.perf_counter()
             try:
-                if upscaler is None:  # loaded once per run, on the first file that needs it
-                    upscaler = load_model(on_event=reporter.on_event, **load)
                 rep = run_one(
                     job.src, job.dst, upscaler, opts, enc, on_event=reporter.on_event, cancel=cancel
                 )
+            except BrokenPipeError:
+                raise
+            except Interrupted:
+                raise KeyboardInterrupt from None
             except AdcvsrError as e:
-                if isinstance(e, BrokenPipeError):
-                    raise
-                failed += 1
-                results.append((job.src, "failed", str(e)))
-                reporter.json(
-                    "file_failed", file=job.src, output=job.dst, error=str(e), exit_code=e.exit_code
-                )
-                reporter.error(str(e))
-                if not plan.batch or (upscaler is None and _is_model_error(e)):
-                    return e.exit_code
+                failed(job, e, e.exit_code)
+                if not plan.batch:
+                    break
+            except Exception as e:  # a bug, not bad input: report it, keep the batch going
+                failed(job, RuntimeError(f"internal error: {type(e).__name__}: {e}"), EXIT_ERROR)
+                if reporter.verbose:
+                    import traceback
+
+                    reporter.log(traceback.format_exc(), level=1)
+                if not plan.batch:
+                    break
             else:
-                done += 1
-                frames += rep.frames_out
+                run.done += 1
+                run.frames += rep.frames_out
                 secs = time.perf_counter() - started
-                results.append((job.src, "done", f"{rep.frames_out} frames, {secs:.1f} s"))
+                run.rows.append((job.src, "done", f"{rep.frames_out} frames, {secs:.1f} s"))
                 reporter.json(
                     "file_done",
                     file=job.src,
@@ -682,54 +884,59 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
                     f"{job.src} -> {rep.output}: {rep.frames_out} frames in {secs:.1f} s",
                     level=0 if plan.batch else 1,
                 )
+            current = None
             reporter.advance_batch()
     except KeyboardInterrupt:
         interrupted_code = EXIT_INTERRUPTED
     except Terminated:
         interrupted_code = EXIT_SIGTERM
     except BrokenPipeError:
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
+        broken_pipe = True
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    seconds = time.perf_counter() - t0
+        if in_main:
+            signal.signal(signal.SIGTERM, prev_term)
+            signal.signal(signal.SIGINT, prev_int)
+    if interrupted_code and current is not None:
+        run.rows.append((current.src, "interrupted", "unfinished output removed"))
+    seconds = time.perf_counter() - run.t0
     reporter.json(
         "summary",
-        done=done,
-        skipped=skipped,
-        failed=failed,
+        done=run.done,
+        skipped=run.skipped,
+        failed=run.failed,
         ignored=len(plan.ignored),
-        frames=frames,
+        frames=run.frames,
         seconds=round(seconds, 3),
         interrupted=bool(interrupted_code),
+        exit_code=(EXIT_BROKEN_PIPE if broken_pipe else interrupted_code or _exit_code(plan, run)),
     )
+    reporter.stop_bars()
+    if broken_pipe:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    if plan.batch or interrupted_code:
+        _summary_table(reporter, run, len(plan.ignored), seconds)
     if interrupted_code:
-        reporter.error(f"interrupted: {done} file(s) completed; unfinished output removed")
+        finished = [src for src, status, _ in run.rows if status == "done"]
+        reporter.error(
+            f"interrupted: {len(finished)} file(s) completed"
+            + (f" ({', '.join(finished)})" if finished else "")
+            + "; unfinished output removed"
+        )
         return interrupted_code
-    if plan.batch:
-        _summary_table(reporter, results, done, skipped, failed, len(plan.ignored), frames, seconds)
-    if failed:
-        return EXIT_PARTIAL if plan.batch else EXIT_ERROR
-    return 0
+    return _exit_code(plan, run)
 
 
-def _is_model_error(e: AdcvsrError) -> bool:
-    from .errors import CheckpointError, WeightsError
+def _exit_code(plan: Any, run: _Run) -> int:
+    if run.fatal:
+        return run.fatal
+    if not run.failed:
+        return 0
+    return EXIT_PARTIAL if plan.batch else (run.code or EXIT_ERROR)
 
-    return isinstance(e, (WeightsError, CheckpointError)) or e.exit_code == EXIT_USAGE
 
-
-def _summary_table(
-    reporter: Reporter,
-    results: list[tuple[str, str, str]],
-    done: int,
-    skipped: int,
-    failed: int,
-    ignored: int,
-    frames: int,
-    seconds: float,
-) -> None:
-    if reporter.quiet or reporter._json_stream is sys.stderr:
+def _summary_table(reporter: Reporter, run: _Run, ignored: int, seconds: float) -> None:
+    if reporter.quiet or reporter.json_on_stderr:
         return
     from rich.table import Table
 
@@ -737,11 +944,14 @@ def _summary_table(
     table.add_column("file")
     table.add_column("status")
     table.add_column("detail")
-    for src, status, detail in results:
-        table.add_row(src, status, detail, style={"failed": "red", "skipped": "dim"}.get(status))
+    styles = {"failed": "red", "skipped": "dim", "interrupted": "yellow"}
+    for src, status, detail in run.rows:
+        table.add_row(src, status, detail, style=styles.get(status))
     reporter.console.print(table)
     reporter.console.print(
-        f"done {done}, skipped {skipped}, failed {failed}, not media {ignored}; {frames} frames in {seconds:.1f} s"
+        f"done {run.done}, skipped {run.skipped}, failed {run.failed}, not media {ignored}; "
+        f"{run.frames} frames in {seconds:.1f} s",
+        soft_wrap=True,
     )
 
 
