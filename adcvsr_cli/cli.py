@@ -476,7 +476,7 @@ def upscale(
 ) -> None:
     from .batch import plan_jobs
     from .colorfix import DEFAULT_COLOR_FIX
-    from .pipeline import UpscaleOptions
+    from .pipeline import UpscaleOptions, resolve_device, resolve_precision
 
     if len(paths) < 2:
         raise typer.BadParameter(
@@ -501,6 +501,8 @@ def upscale(
             scene_split=not no_scene_split,
         )
         opts.validate()
+        # Device and precision are checked before any input is read or model resolved.
+        resolve_precision(precision, resolve_device(device))
         enc = _encode_options(
             codec,
             crf,
@@ -898,6 +900,15 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
             signal.signal(signal.SIGINT, prev_int)
     if interrupted_code and current is not None:
         run.rows.append((current.src, "interrupted", "unfinished output removed"))
+    if interrupted_code:
+        finished = [src for src, status, _ in run.rows if status == "done"]
+        reporter.stop_bars()
+        reporter.error(
+            f"interrupted: {len(finished)} file(s) completed"
+            + (f" ({', '.join(finished)})" if finished else "")
+            + "; unfinished output removed",
+            exit_code=interrupted_code,
+        )
     seconds = time.perf_counter() - run.t0
     reporter.json(
         "summary",
@@ -917,12 +928,6 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
     if plan.batch or interrupted_code:
         _summary_table(reporter, run, len(plan.ignored), seconds)
     if interrupted_code:
-        finished = [src for src, status, _ in run.rows if status == "done"]
-        reporter.error(
-            f"interrupted: {len(finished)} file(s) completed"
-            + (f" ({', '.join(finished)})" if finished else "")
-            + "; unfinished output removed"
-        )
         return interrupted_code
     return _exit_code(plan, run)
 

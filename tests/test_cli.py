@@ -1,0 +1,856 @@
+"""The ``adcvsr`` command line.
+
+Two layers: Typer's CliRunner, in process, for parsing and messages (fast; a monkeypatched
+``load_model`` proves when no model is loaded), and the INSTALLED console script in a
+subprocess for the real thing (pipes, signals, exit codes, terminals). The network is a tiny
+random-init native checkpoint, the media are small clips generated with PyAV.
+
+Budget: the whole module under 120 s on 2 CPU cores (``pytest tests/test_cli.py
+--durations=10``). Subprocesses run with OMP_NUM_THREADS=1: on a 2-core machine that also
+runs other work, torch's two spinning threads are several times slower than one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pty
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import pytest
+from media import frame_times, make_video, packets
+from tiny import tiny_dims
+from typer.testing import CliRunner
+
+from adcvsr_cli.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+EXIT_CODES = (
+    "Exit codes: 0 all done, 1 error, 2 usage error, 3 some files of a batch failed, "
+    "130 interrupted"
+)
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def adcvsr_bin() -> str:
+    exe = shutil.which("adcvsr")
+    if exe is None:
+        pytest.fail("the adcvsr console script is not installed (pip install -e .)")
+    return exe
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from adcvsr_cli.checkpoint import save_native
+    from adcvsr_cli.model import AdcVSR, init_random_
+
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    dims = tiny_dims()
+    model = AdcVSR(dims)
+    init_random_(model, 0)
+    save_native(model.state_dict(), dims, path, source="test")
+    return path
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(
+        OMP_NUM_THREADS="1",
+        HF_HUB_OFFLINE="1",  # nothing may be downloaded
+        ADCVSR_CACHE=str(tmp_path_factory.mktemp("cache")),
+        PYTHONUNBUFFERED="1",
+    )
+    e.pop("COLUMNS", None)
+    return e
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder as users have them: videos in a tree, a corrupt one, a text file."""
+    d = tmp_path_factory.mktemp("clips")
+    make_video(d / "a.mp4", frames=10)
+    make_video(d / "b.mkv", frames=8, audio="aac", seed=1)
+    (d / "sub").mkdir()
+    make_video(d / "sub" / "c.mp4", frames=6, seed=2)
+    (d / "bad.mp4").write_bytes(
+        np.random.default_rng(1).integers(0, 256, 20_000, np.uint8).tobytes()
+    )
+    (d / "notes.txt").write_text("not a video\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def big_mkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Over 1 MB (a PCM track interleaved with 24 frames at 4 fps), so that the demuxer's
+    probe buffer cannot hold the whole file and hide pipe problems."""
+    p = tmp_path_factory.mktemp("big") / "big.mkv"
+    make_video(p, frames=24, rate=4, fmt="matroska", audio="pcm_s16le", audio_seconds=6.0)
+    assert p.stat().st_size >= 1_000_000
+    return p
+
+
+def run(
+    exe: str, *args: Any, env: dict[str, str], timeout: float = 120, **kw: Any
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [exe, *map(str, args)], env=env, capture_output=True, timeout=timeout, **kw
+    )
+
+
+def tiny(weights: Path) -> list[str]:
+    return ["--weights", str(weights), "--device", "cpu"]
+
+
+def jsonl(text: str) -> list[dict[str, Any]]:
+    """Every line must be one JSON object with an event name and a time."""
+    events = []
+    for line in text.splitlines():
+        ev = json.loads(line)
+        assert isinstance(ev, dict) and isinstance(ev["event"], str), line
+        assert isinstance(ev["time"], float | int), line
+        events.append(ev)
+    return events
+
+
+def sha256(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def video_facts(path: Path | str) -> tuple[int, int, int]:
+    """(width, height, decoded frames) of a written file."""
+    with av.open(str(path)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+        cc = c.streams.video[0].codec_context
+        return cc.width, cc.height, n
+
+
+def no_part_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if ".part" in p.name or ".adcvsr-" in p.name]
+
+
+def assert_quiet_failure(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert "Exception ignored" not in stderr, stderr
+
+
+class NoModel:
+    """Stands in for ``pipeline.load_model`` where no model may be loaded."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *a: Any, **kw: Any) -> Any:
+        self.calls += 1
+        raise AssertionError("load_model was called")
+
+
+@pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> NoModel:
+    import adcvsr_cli.pipeline as pipeline
+    import adcvsr_cli.weights as weights_mod
+
+    stub = NoModel()
+    monkeypatch.setattr(pipeline, "load_model", stub)
+    monkeypatch.setattr(weights_mod, "resolve_weights", stub)
+    return stub
+
+
+runner = CliRunner()
+
+
+# ----------------------------------------------------------------------------- help
+
+
+@pytest.mark.parametrize("command", ["", "upscale", "convert", "models", "download", "info"])
+def test_help_of_every_command_through_the_console_script(
+    adcvsr_bin: str, env: dict[str, str], command: str
+) -> None:
+    args = [command, "--help"] if command else ["--help"]
+    r = run(adcvsr_bin, *args, env=env, timeout=60)
+    out = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert out.startswith("Usage: adcvsr")
+    if command:
+        assert "Example" in out
+        assert f"adcvsr {command}" in out.split("Example", 1)[1]
+    if command in ("", "upscale"):
+        assert EXIT_CODES in " ".join(out.split())
+
+
+def test_upscale_help_shows_the_contract(adcvsr_bin: str, env: dict[str, str]) -> None:
+    out = run(adcvsr_bin, "upscale", "-h", env=env, timeout=60).stdout.decode()
+    assert "Usage: adcvsr upscale [OPTIONS] INPUT... OUTPUT" in out
+    for flag in (
+        "--recursive",
+        "--glob",
+        "--exclude",
+        "--suffix",
+        "--ext",
+        "--format",
+        "--skip-existing",
+        "--overwrite",
+        "-y",
+        "--quiet",
+        "--verbose",
+        "--json",
+        "--json-file",
+        "--dry-run",
+        "--tile",
+        "--weights",
+        "--device",
+    ):
+        assert flag in out, flag
+    assert "cat in.mkv | adcvsr upscale - - --format matroska > out.mkv" in out
+
+
+def test_readme_documents_the_exit_codes() -> None:
+    text = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert EXIT_CODES in text
+
+
+def test_version() -> None:
+    from adcvsr_cli import __version__
+
+    r = runner.invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.stdout.strip() == f"adcvsr {__version__}"
+
+
+# ----------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--tile", "17"], "multiple of 16"),
+        (["--tile", "big"], "--tile must be a number of pixels, 0 or auto"),
+        (["--scale", "0"], "--scale must be a positive number"),
+        (["--crf", "99"], "--crf 99 is out of range"),
+        (["--color-fix", "sepia"], "--color-fix 'sepia' is not one of"),
+        (["--precision", "fp8"], "--precision 'fp8' is not one of"),
+        (["--chunk", "4", "--chunk-overlap", "4"], "overlap"),
+        (["-e", "novalue"], "key=value"),
+    ],
+)
+def test_bad_options_are_usage_errors(
+    no_model: NoModel, clips: Path, tmp_path: Path, extra: list[str], message: str
+) -> None:
+    r = runner.invoke(app, ["upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), *extra])
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr
+    assert r.stderr.startswith("adcvsr: error: ")
+    assert no_model.calls == 0 and not list(tmp_path.iterdir())
+
+
+def test_a_container_that_cannot_stream_to_stdout_is_a_usage_error(
+    no_model: NoModel, clips: Path
+) -> None:
+    r = runner.invoke(app, ["upscale", str(clips / "a.mp4"), "-", "--format", "avi"])
+    assert r.exit_code == 2
+    # It says what to use instead.
+    assert "--format avi cannot be written to a pipe" in r.stderr
+    assert "matroska" in r.stderr and "mp4" in r.stderr
+    assert r.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("paths", "message"),
+    [
+        (["only-one.mp4"], "give at least one INPUT and an OUTPUT"),
+        (["a.mp4", "b.mp4", "-"], "several inputs cannot go to standard output"),
+        (["a.mp4", "b.mp4", "out.mkv"], "looks like a file name"),
+        (["-", "a.mp4", "out"], "cannot be combined"),
+    ],
+)
+def test_bad_paths_are_usage_errors(
+    no_model: NoModel,
+    clips: Path,
+    tmp_path: Path,
+    paths: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(clips / "a.mp4", "a.mp4")
+    shutil.copy(clips / "a.mp4", "b.mp4")
+    r = runner.invoke(app, ["upscale", *paths])
+    assert r.exit_code == 2, r.output
+    assert message in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4"]
+
+
+def test_missing_input_exits_1_naming_it_without_loading_a_model(
+    no_model: NoModel, tmp_path: Path
+) -> None:
+    missing = tmp_path / "no-such-clip.mp4"
+    r = runner.invoke(app, ["upscale", str(missing), str(tmp_path / "o.mkv")])
+    assert r.exit_code == 1
+    assert "no-such-clip.mp4" in r.stderr and "no such file" in r.stderr
+    assert no_model.calls == 0
+
+
+def test_existing_output_is_refused_before_loading_a_model(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"precious")
+    r = runner.invoke(app, ["upscale", str(clips / "a.mp4"), str(out)])
+    assert r.exit_code == 2
+    assert "output exists" in r.stderr and "--overwrite" in r.stderr
+    assert out.read_bytes() == b"precious" and no_model.calls == 0
+
+
+def test_unknown_weights_name_lists_the_valid_names(clips: Path, tmp_path: Path) -> None:
+    r = runner.invoke(
+        app, ["upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), "--weights", "nope-x9"]
+    )
+    assert r.exit_code == 1
+    assert "nope-x9" in r.stderr and "adcsr-x4" in r.stderr
+    assert not (tmp_path / "o.mkv").exists() and not no_part_files(tmp_path)
+
+
+def test_missing_weights_file_stops_a_batch_once(clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = runner.invoke(
+        app,
+        [
+            "upscale",
+            str(clips),
+            str(out),
+            "--exclude",
+            "bad.mp4",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            "--json",
+        ],
+    )
+    assert r.exit_code == 1
+    events = jsonl(r.stderr)
+    errors = [e for e in events if e["event"] == "error"]
+    assert len(errors) == 1 and "w.safetensors" in errors[0]["message"]
+    assert events[-1]["event"] == "summary" and events[-1]["exit_code"] == 1
+    assert not any(e["event"] == "file_done" for e in events)
+
+
+# ----------------------------------------------------------------------------- dry run
+
+
+def test_dry_run_loads_no_model_and_writes_nothing(
+    adcvsr_bin: str, env: dict[str, str], clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    log = tmp_path / "log.jsonl"
+    before = {p: p.stat().st_mtime_ns for p in clips.rglob("*")}
+    # A weights path that does not exist: resolving it would fail, so nothing resolved it.
+    r = run(
+        adcvsr_bin,
+        "upscale",
+        clips,
+        out,
+        "-r",
+        "--dry-run",
+        "--exclude",
+        "bad.mp4",
+        "--weights",
+        tmp_path / "missing.safetensors",
+        "--device",
+        "cpu",
+        "--tile",
+        "64",
+        "--json-file",
+        log,
+        env=env,
+    )
+    text = r.stdout.decode()
+    assert r.returncode == 0, r.stderr.decode()
+    assert not out.exists()
+    assert {p: p.stat().st_mtime_ns for p in clips.rglob("*")} == before
+    for name in ("a.mp4", "b.mkv", "c.mp4"):
+        assert f"{name} -> " in text
+    assert "64x48" in text and "256x192" in text  # input and output sizes
+    assert "h264" in text and "aac" in text  # input streams
+    assert "cpu fp32" in text and "tile 64" in text and "chunks" in text and "GiB" in text
+    assert "1 non-media file(s) would be skipped" in text
+    plans = [e for e in jsonl(log.read_text()) if e["event"] == "plan"]
+    assert sorted(Path(p["input"]).name for p in plans) == ["a.mp4", "b.mkv", "c.mp4"]
+    for p in plans:
+        assert p["output_size"] == [256, 192] and p["tile"] == 64 and p["estimated_peak_bytes"] > 0
+
+
+def test_dry_run_in_process_reports_problems_per_file(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.mp4").write_bytes(b"done before")
+    r = runner.invoke(app, ["upscale", str(clips), str(out), "--dry-run", "--json"])
+    assert r.exit_code == 3  # bad.mp4 would fail
+    events = jsonl(r.stderr)
+    by_name = {
+        Path(e.get("input") or e.get("file")).name: e for e in events if "file" in e or "input" in e
+    }
+    assert by_name["a.mp4"]["skip"] == "output exists"
+    assert by_name["bad.mp4"]["event"] == "file_failed"
+    assert events[-1]["event"] == "summary" and events[-1]["dry_run"] is True
+    assert (events[-1]["would_run"], events[-1]["skipped"], events[-1]["failed"]) == (1, 1, 1)
+    assert no_model.calls == 0 and r.stdout == ""
+    assert sorted(p.name for p in out.iterdir()) == ["a.mp4"]
+
+
+def test_dry_run_of_a_pipe_prints_to_stderr(no_model: NoModel) -> None:
+    r = runner.invoke(app, ["upscale", "-", "-", "--dry-run", "--format", "nut"], input=b"")
+    assert r.exit_code == 0
+    assert r.stdout == ""  # standard output is where the video would go
+    assert "output  nut" in r.stderr and "standard input" in r.stderr
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+@pytest.fixture(scope="module")
+def first_batch(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path_factory
+) -> tuple[subprocess.CompletedProcess, Path, Path]:
+    out = tmp_path_factory.mktemp("batch") / "up"  # does not exist yet: created
+    log = out.parent / "log.jsonl"
+    before = {p: sha256(p) for p in clips.rglob("*") if p.is_file()}
+    r = run(
+        adcvsr_bin,
+        "upscale",
+        clips,
+        out,
+        "--recursive",
+        "--suffix",
+        "_x4",
+        "--ext",
+        "mkv",
+        "--json-file",
+        log,
+        *tiny(weights),
+        env=env,
+    )
+    assert {p: sha256(p) for p in clips.rglob("*") if p.is_file()} == before
+    return r, out, log
+
+
+def test_folder_batch_with_a_corrupt_file(first_batch, clips: Path) -> None:
+    r, out, _ = first_batch
+    err = r.stderr.decode()
+    assert r.returncode == 3, err
+    assert_quiet_failure(err)
+    # The corrupt file is named with its cause; the others are done.
+    bad_line = [ln for ln in err.splitlines() if "bad.mp4" in ln and "adcvsr: error:" in ln]
+    assert bad_line and "not a recognised media file" in bad_line[0]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a_x4.mkv",
+        "b_x4.mkv",
+        "sub/c_x4.mkv",
+    ]
+    assert video_facts(out / "a_x4.mkv") == (256, 192, 10)
+    assert video_facts(out / "b_x4.mkv") == (256, 192, 8)
+    assert video_facts(out / "sub" / "c_x4.mkv") == (256, 192, 6)
+    assert len(packets(out / "b_x4.mkv", "audio")) == len(packets(clips / "b.mkv", "audio"))
+    assert not no_part_files(out)
+    # The summary table, and no progress bars or colours off a terminal.
+    assert "adcvsr summary" in err
+    assert "done 3, skipped 0, failed 1, not media 1; 24 frames" in err
+    assert "\x1b[" not in err and "\r" not in err
+
+
+def test_json_lines_of_a_batch(first_batch, clips: Path) -> None:
+    _, out, log = first_batch
+    events = jsonl(log.read_text())
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "run_start" and kinds[-1] == "summary"
+    assert events[0]["files"] == 4 and events[0]["ignored"] == 1
+    assert kinds.count("model") == 1  # loaded once for the whole batch
+    starts = [e for e in events if e["event"] == "start"]
+    done = {Path(e["file"]).name: e for e in events if e["event"] == "file_done"}
+    failed = [e for e in events if e["event"] == "file_failed"]
+    assert sorted(Path(e["file"]).name for e in starts) == ["a.mp4", "b.mkv", "c.mp4"]
+    assert {k: v["frames"] for k, v in done.items()} == {"a.mp4": 10, "b.mkv": 8, "c.mp4": 6}
+    assert all(Path(v["output"]).exists() for v in done.values())
+    assert len(failed) == 1 and failed[0]["file"].endswith("bad.mp4")
+    assert failed[0]["exit_code"] == 1 and "not a recognised media file" in failed[0]["error"]
+    for name, ev in done.items():
+        prog = [e for e in events if e["event"] == "progress" and Path(e["file"]).name == name]
+        assert prog and prog[-1]["frames_done"] == ev["frames"], name
+        assert all(p["frames_done"] <= (p["frames_total"] or 10**9) for p in prog)
+    s = events[-1]
+    assert (s["done"], s["skipped"], s["failed"], s["ignored"], s["frames"]) == (3, 0, 1, 1, 24)
+    assert s["exit_code"] == 3 and s["interrupted"] is False
+
+
+def test_rerun_skips_everything(
+    first_batch, adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path
+) -> None:
+    _, out, _ = first_batch
+    outputs = sorted(p for p in out.rglob("*") if p.is_file())
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs}
+    args = (
+        "upscale",
+        clips,
+        out,
+        "-r",
+        "--suffix",
+        "_x4",
+        "--ext",
+        "mkv",
+        "--json",
+        *tiny(weights),
+    )
+    r = run(adcvsr_bin, *args, "--exclude", "bad.mp4", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    events = jsonl(r.stderr.decode())
+    assert "model" not in [e["event"] for e in events]  # nothing to do: no model loaded
+    s = events[-1]
+    assert (s["event"], s["done"], s["skipped"], s["failed"]) == ("summary", 0, 3, 0)
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs} == stamps
+    # With the corrupt file still in: it fails again (exit 3), found before any model loads.
+    r = run(adcvsr_bin, *args, env=env)
+    assert r.returncode == 3
+    events = jsonl(r.stderr.decode())
+    assert "model" not in [e["event"] for e in events]
+    assert [Path(e["file"]).name for e in events if e["event"] == "file_failed"] == ["bad.mp4"]
+    assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs} == stamps
+
+
+def test_overwrite_rewrites_the_outputs(
+    first_batch, adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path
+) -> None:
+    _, out, _ = first_batch
+    outputs = sorted(p for p in out.rglob("*") if p.is_file())
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs}
+    r = run(
+        adcvsr_bin,
+        "upscale",
+        clips,
+        out,
+        "-r",
+        "--suffix",
+        "_x4",
+        "--ext",
+        "mkv",
+        "--exclude",
+        "bad.mp4",
+        "-y",
+        "-q",
+        *tiny(weights),
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stderr == b""  # --quiet: nothing but errors
+    for p in outputs:
+        mtime, ino = stamps[p]
+        assert p.stat().st_ino != ino and p.stat().st_mtime_ns > mtime, p  # replaced whole
+    assert video_facts(out / "a_x4.mkv") == (256, 192, 10)
+    assert not no_part_files(out)
+
+
+@pytest.fixture
+def one_thread():
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_model_is_loaded_once_and_verbose_says_more(
+    monkeypatch: pytest.MonkeyPatch, weights: Path, clips: Path, tmp_path: Path, one_thread: None
+) -> None:
+    import adcvsr_cli.pipeline as pipeline
+
+    calls = []
+    real = pipeline.load_model
+
+    def counting(*a: Any, **kw: Any) -> Any:
+        calls.append(kw.get("weights"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(pipeline, "load_model", counting)
+    src = [str(clips / "a.mp4"), str(clips / "sub" / "c.mp4")]
+    r = runner.invoke(
+        app, ["upscale", *src, str(tmp_path / "o"), "-v", "--chunk", "8", *tiny(weights)]
+    )
+    assert r.exit_code == 0, r.output
+    assert calls == [str(weights)]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["a.mp4", "c.mp4"]
+    assert "model " in r.stderr and "loaded in" in r.stderr  # -v
+    assert "plan: device cpu, fp32" in r.stderr
+    assert "64x48 -> 256x192" in r.stderr
+
+
+# ----------------------------------------------------------------------------- pipes
+
+
+def test_stdin_to_stdout_matroska(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, big_mkv: Path
+) -> None:
+    # cat big.mkv | adcvsr upscale - - --format matroska --json > out.mkv
+    with open(big_mkv, "rb") as f:
+        data = f.read()
+    p = subprocess.Popen(
+        [adcvsr_bin, "upscale", "-", "-", "--format", "matroska", "--json", *tiny(weights)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    out, err = p.communicate(data, timeout=120)
+    assert p.returncode == 0, err.decode()
+    assert out[:4] == b"\x1a\x45\xdf\xa3"  # EBML: the video, and nothing but the video
+    events = jsonl(err.decode())  # every stderr line is JSON
+    assert [e["event"] for e in events][-2:] == ["file_done", "summary"]
+    assert events[-1]["done"] == 1 and events[-1]["frames"] == 24
+    result = Path(env["ADCVSR_CACHE"]).parent / "piped.mkv"
+    result.write_bytes(out)
+    assert video_facts(result)[:2] == (256, 192)
+    want = frame_times(big_mkv)
+    got = frame_times(result)
+    assert len(got) == len(want) == 24
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 0.001
+    audio_in, audio_out = packets(big_mkv, "audio"), packets(result, "audio")
+    assert len(audio_out) == len(audio_in)
+    assert [a[2] for a in audio_out] == [a[2] for a in audio_in]  # copied, not re-encoded
+
+
+def test_file_to_stdout_fragmented_mp4(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    r = run(
+        adcvsr_bin,
+        "upscale",
+        clips / "a.mp4",
+        "-",
+        "--format",
+        "mp4",
+        "-q",
+        *tiny(weights),
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout[4:8] == b"ftyp" and b"moof" in r.stdout  # fragmented
+    (tmp_path / "o.mp4").write_bytes(r.stdout)
+    assert video_facts(tmp_path / "o.mp4") == (256, 192, 10)
+
+
+def test_reader_closing_the_pipe_early_is_quiet(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, big_mkv: Path
+) -> None:
+    # adcvsr upscale big.mkv - | head -c 1000
+    head = shutil.which("head")
+    assert head is not None
+    p1 = subprocess.Popen(
+        [adcvsr_bin, "upscale", str(big_mkv), "-", *tiny(weights)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    p2 = subprocess.Popen([head, "-c", "1000"], stdin=p1.stdout, stdout=subprocess.PIPE)
+    assert p1.stdout is not None
+    p1.stdout.close()  # only head holds the read end now
+    got, _ = p2.communicate(timeout=120)
+    err = p1.stderr.read().decode() if p1.stderr else ""
+    rc = p1.wait(timeout=120)
+    assert len(got) == 1000
+    assert rc == 141, err
+    assert_quiet_failure(err)
+
+
+def test_mp4_with_the_index_at_the_end_cannot_come_through_a_pipe(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+) -> None:
+    src = make_video(tmp_path / "big.mp4", frames=24, rate=4, audio="pcm_s16le", audio_seconds=6.0)
+    assert src.stat().st_size >= 1_000_000
+    # input= feeds a real pipe (stdin=<file> would hand over a seekable file, which works).
+    r = run(
+        adcvsr_bin,
+        "upscale",
+        "-",
+        tmp_path / "o.mkv",
+        *tiny(weights),
+        env=env,
+        input=src.read_bytes(),
+    )
+    err = r.stderr.decode()
+    assert r.returncode == 1, err
+    assert "cannot read this MP4 from a pipe" in err and "faststart" in err  # what to do instead
+    assert_quiet_failure(err)
+    assert not (tmp_path / "o.mkv").exists() and not no_part_files(tmp_path)
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+
+def test_sigint_mid_batch(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    for i, name in enumerate(("a.mkv", "b.mkv", "c.mkv")):
+        make_video(src / name, frames=30, fmt="matroska", seed=i)
+    sums = {p: sha256(p) for p in src.iterdir()}
+    out = tmp_path / "out"
+    p = subprocess.Popen(
+        [adcvsr_bin, "upscale", str(src), str(out), "--json", "--chunk", "10", *tiny(weights)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert p.stderr is not None
+    seen = []
+    sent = None
+    for line in p.stderr:
+        ev = json.loads(line)
+        seen.append(ev)
+        if ev["event"] == "file_done":
+            p.send_signal(signal.SIGINT)
+            sent = time.monotonic()
+            break
+    assert sent is not None, seen
+    rest = p.stderr.read()
+    rc = p.wait(timeout=60)
+    took = time.monotonic() - sent
+    assert rc == 130, rest
+    assert took < 15, took  # stops within a chunk, not at the end of the file
+    events = seen + jsonl(rest)
+    summary = [e for e in events if e["event"] == "summary"][-1]
+    assert summary["interrupted"] is True and summary["done"] == 1 and summary["exit_code"] == 130
+    assert "interrupted: 1 file(s) completed" in rest
+    assert_quiet_failure(rest)
+    finished = [e["output"] for e in events if e["event"] == "file_done"]
+    assert [Path(f).name for f in finished] == ["a.mkv"]
+    assert sorted(x.name for x in out.iterdir()) == ["a.mkv"]  # no .part, nothing unfinished
+    assert video_facts(out / "a.mkv") == (256, 192, 30)
+    assert not no_part_files(tmp_path)
+    assert {q: sha256(q) for q in src.iterdir()} == sums
+
+
+# ----------------------------------------------------------------------------- terminal
+
+
+def _run_on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run with stderr on a pseudo-terminal; return (exit code, what the terminal showed)."""
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def pump() -> None:
+        while True:
+            try:
+                b = os.read(master, 65536)
+            except OSError:
+                return
+            if not b:
+                return
+            chunks.append(b)
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
+    p = subprocess.Popen(args, stderr=slave, stdout=subprocess.DEVNULL, env=env)
+    os.close(slave)
+    rc = p.wait(timeout=120)
+    t.join(10)
+    os.close(master)
+    return rc, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bars_on_a_terminal_only(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    e = dict(env, TERM="xterm", COLUMNS="120")
+    e.pop("NO_COLOR", None)
+    rc, shown = _run_on_a_terminal(
+        [adcvsr_bin, "upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), *tiny(weights)], e
+    )
+    assert rc == 0, shown
+    assert "ETA" in shown and "fps" in shown and "10/10" in shown
+    rc, shown = _run_on_a_terminal(
+        [
+            adcvsr_bin,
+            "upscale",
+            str(clips / "a.mp4"),
+            str(tmp_path / "q.mkv"),
+            "-q",
+            *tiny(weights),
+        ],
+        e,
+    )
+    assert rc == 0 and shown.strip() == ""
+
+
+# ----------------------------------------------------------------------------- info
+
+
+def test_info(clips: Path) -> None:
+    r = runner.invoke(app, ["info", str(clips / "b.mkv")])
+    assert r.exit_code == 0
+    assert "h264 64x48" in r.stdout and "aac" in r.stdout
+    r = runner.invoke(app, ["info", str(clips / "a.mp4"), "--json", "--count-frames"])
+    d = json.loads(r.stdout)
+    assert (d["width"], d["height"], d["frames"], d["frames_exact"]) == (64, 48, 10, True)
+    r = runner.invoke(app, ["info", str(clips / "bad.mp4")])
+    assert r.exit_code == 1 and "bad.mp4" in r.stderr and "Traceback" not in r.output
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+@pytest.fixture
+def example_env(env: dict[str, str], weights: Path) -> dict[str, str]:
+    return dict(env, ADCVSR_WEIGHTS=str(weights), ADCVSR_DEVICE="cpu")
+
+
+def test_example_upscale_folder(example_env: dict[str, str], clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "up"
+    cmd = ["bash", str(EXAMPLES / "upscale_folder.sh"), str(clips), str(out), "-q"]
+    r = subprocess.run(cmd, env=example_env, capture_output=True, timeout=120)
+    err = r.stderr.decode()
+    assert r.returncode == 3, err  # bad.mp4
+    assert "some files failed" in err and "bad.mp4" in err
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mkv")) == [
+        "a_x4.mkv",
+        "b_x4.mkv",
+        "sub/c_x4.mkv",
+    ]
+    events = jsonl((out / "adcvsr-log.jsonl").read_text())
+    assert events[-1]["event"] == "summary" and events[-1]["done"] == 3
+
+
+def test_example_pipe(example_env: dict[str, str], clips: Path, tmp_path: Path) -> None:
+    out = tmp_path / "piped.nut"
+    cmd = ["bash", str(EXAMPLES / "pipe.sh"), str(clips / "b.mkv"), str(out), "nut"]
+    r = subprocess.run(cmd, env=example_env, capture_output=True, timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert video_facts(out) == (256, 192, 8)
+    assert len(packets(out, "audio")) == len(packets(clips / "b.mkv", "audio"))
+
+
+def test_example_api(example_env: dict[str, str], clips: Path, tmp_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(EXAMPLES / "api.py"),
+        str(clips / "a.mp4"),
+        str(clips / "bad.mp4"),
+        str(tmp_path / "o"),
+    ]
+    r = subprocess.run(cmd, env=example_env, capture_output=True, timeout=120, cwd=tmp_path)
+    out, err = r.stdout.decode(), r.stderr.decode()
+    assert r.returncode == 3, err
+    assert "10 frames in" in out and "bad.mp4" in err
+    assert video_facts(tmp_path / "o" / "a_x4.mkv") == (256, 192, 10)
