@@ -43,6 +43,7 @@ class Job:
     src: str  # a path, or "-" for standard input
     dst: str  # a path, or "-" for standard output
     skip_reason: str | None = None  # set when the job is planned but will not run
+    make_dirs: bool = False  # the output's folder is created by the run (folder outputs)
 
 
 @dataclass
@@ -154,7 +155,7 @@ def plan_jobs(
             if src == "-":
                 raise UsageError("reading standard input needs an output file name, not a folder")
             dst = str(Path(output) / output_name(Path(src), suffix=suffix, ext=ext))
-        jobs.append(Job(src, dst, _skip(dst, skip)))
+        jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=dst != output))
         return JobPlan(jobs, False, ignored)
     out_root = Path(output)
     what = "a folder needs" if len(inputs) == 1 else "several inputs need"
@@ -179,7 +180,8 @@ def plan_jobs(
                 _add(jobs, seen, str(f), str(dst), skip)
         else:
             if not p.exists():
-                jobs.append(Job(item, str(out_root / output_name(p, suffix=suffix, ext=ext))))
+                dst = str(out_root / output_name(p, suffix=suffix, ext=ext))
+                jobs.append(Job(item, dst, make_dirs=True))
                 continue  # reported as a failure of this file by the run
             if not is_media(p):
                 ignored.append(item)
@@ -204,7 +206,7 @@ def _add(jobs: list[Job], seen: dict[str, str], src: str, dst: str, skip: bool) 
             f"{src} and {seen[dst]} would both be written to {dst}: use --suffix or --ext, or separate runs"
         )
     seen[dst] = src
-    jobs.append(Job(src, dst, _skip(dst, skip)))
+    jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=True))
 
 
 def _skip(dst: str, skip: bool) -> str | None:

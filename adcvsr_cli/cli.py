@@ -807,7 +807,7 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
                     from .video import probe
 
                     probe(job.src)
-                if plan.batch or job.dst.endswith(("/", os.sep)):
+                if job.make_dirs:
                     try:
                         Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
                     except OSError as e:

@@ -73,7 +73,10 @@ def test_file_into_folder_named_with_a_trailing_slash(tmp_path: Path) -> None:
     touch(tmp_path, "a.mp4")
     plan = plan_jobs([str(tmp_path / "a.mp4")], str(tmp_path / "new") + os.sep)
     assert plan.jobs[0].dst == str(tmp_path / "new" / "a.mp4")
+    assert plan.jobs[0].make_dirs  # the run creates it
     assert not plan.batch
+    plan = plan_jobs([str(tmp_path / "a.mp4")], str(tmp_path / "new" / "b.mkv"))
+    assert not plan.jobs[0].make_dirs  # a file name in a missing folder is an error, not a guess
 
 
 def test_stdin_and_stdout() -> None:
@@ -249,4 +252,9 @@ def test_output_name(name: str, suffix: str, ext: str | None, want: str) -> None
 
 
 def test_job_is_a_value() -> None:
-    assert Job("a", "b") == Job("a", "b", None)
+    assert Job("a", "b") == Job("a", "b", None, make_dirs=False)
+
+
+def test_batch_jobs_create_their_folders(tree: Path, tmp_path: Path) -> None:
+    plan = plan_jobs([str(tree)], str(tmp_path / "out"), recursive=True)
+    assert plan.jobs and all(j.make_dirs for j in plan.jobs)

@@ -520,12 +520,20 @@ def test_rerun_skips_everything(
     s = events[-1]
     assert (s["event"], s["done"], s["skipped"], s["failed"]) == ("summary", 0, 3, 0)
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs} == stamps
-    # With the corrupt file still in: it fails again (exit 3), found before any model loads.
-    r = run(adcvsr_bin, *args, env=env)
-    assert r.returncode == 3
-    events = jsonl(r.stderr.decode())
-    assert "model" not in [e["event"] for e in events]
+
+
+def test_rerun_left_with_a_broken_file_loads_no_model(
+    first_batch, no_model: NoModel, weights: Path, clips: Path
+) -> None:
+    _, out, _ = first_batch
+    outputs = sorted(p for p in out.rglob("*") if p.is_file())
+    stamps = {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs}
+    args = ["upscale", str(clips), str(out), "-r", "--suffix", "_x4", "--ext", "mkv"]
+    r = runner.invoke(app, [*args, "--json", *tiny(weights)])
+    assert r.exit_code == 3  # it fails again, found before any model is loaded
+    events = jsonl(r.stderr)
     assert [Path(e["file"]).name for e in events if e["event"] == "file_failed"] == ["bad.mp4"]
+    assert no_model.calls == 0
     assert {p: (p.stat().st_mtime_ns, p.stat().st_ino) for p in outputs} == stamps
 
 
@@ -780,18 +788,24 @@ def test_progress_bars_on_a_terminal_only(
     )
     assert rc == 0, shown
     assert "ETA" in shown and "fps" in shown and "10/10" in shown
-    rc, shown = _run_on_a_terminal(
-        [
-            adcvsr_bin,
-            "upscale",
-            str(clips / "a.mp4"),
-            str(tmp_path / "q.mkv"),
-            "-q",
-            *tiny(weights),
-        ],
-        e,
-    )
-    assert rc == 0 and shown.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("tty", "quiet", "json_on_stderr", "bars"),
+    [
+        (True, False, False, True),
+        (True, True, False, False),  # --quiet
+        (True, False, True, False),  # --json: stderr carries JSON lines only
+        (False, False, False, False),  # not a terminal
+    ],
+)
+def test_when_bars_are_drawn(
+    monkeypatch: pytest.MonkeyPatch, tty: bool, quiet: bool, json_on_stderr: bool, bars: bool
+) -> None:
+    from adcvsr_cli.cli import Reporter
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    assert Reporter(quiet=quiet, json_out=json_on_stderr).bars is bars
 
 
 # ----------------------------------------------------------------------------- info
