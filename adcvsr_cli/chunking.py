@@ -30,7 +30,7 @@ import gc
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
@@ -130,7 +130,8 @@ def crossfade_weights(chunks: Sequence[Chunk], overlap: int) -> list[Tensor]:
     return weights
 
 
-class Finished(NamedTuple):
+@dataclass(frozen=True)
+class Finished:
     """One output frame, in order: its index in the stream, the caller's tag, and the frame."""
 
     index: int
@@ -333,17 +334,21 @@ def smaller_plan(plan: Plan, floor: Plan, frame_hw: tuple[int, int] | None = Non
     """The next plan to try after an out-of-memory error, or None at the floor.
 
     The batch is halved first (free: outputs do not change), then the tile side (rounded down to a
-    multiple of 16, not below ``floor.tile``). From untiled, the first tile is half the padded
-    frame's longer side; that needs ``frame_hw``.
+    multiple of 16, not below ``floor.tile``, or ``MIN_TILE`` when that is 0). From untiled, or from
+    a tile larger than the frame, the next tile is half the padded frame's longer side; that needs
+    ``frame_hw``. For a temporal model the batch means nothing: give ``floor.batch == plan.batch``
+    so that no retry is spent on it.
     """
     if plan.batch > floor.batch:
         return replace(plan, batch=max(floor.batch, plan.batch // 2))
     min_tile = floor.tile or MIN_TILE
     current = plan.tile
-    if current == 0:
-        if frame_hw is None:
-            return None
-        current = max(padded_size(*frame_hw))
+    if frame_hw is not None:
+        # a tile larger than the frame is the whole frame: halve from the frame's side
+        side = max(padded_size(*frame_hw))
+        current = side if current == 0 else min(current, side)
+    elif current == 0:
+        return None
     nxt = max(min_tile, 16 * ((current // 2) // 16))
     if nxt >= current:
         return None
@@ -355,7 +360,11 @@ def is_out_of_memory(e: BaseException) -> bool:
     oom_type = getattr(torch, "OutOfMemoryError", None)
     if oom_type is not None and isinstance(e, oom_type):
         return True
-    return isinstance(e, RuntimeError) and "out of memory" in str(e).lower()
+    if not isinstance(e, RuntimeError):
+        return False
+    msg = str(e).lower()
+    # CUDA, HIP and MPS say "out of memory"; cuBLAS/cuDNN report a failed workspace allocation.
+    return "out of memory" in msg or "alloc_failed" in msg
 
 
 def _release_memory() -> None:

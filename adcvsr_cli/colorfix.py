@@ -135,6 +135,14 @@ def adain_temporal(
 ColorFix = Callable[[Tensor, Tensor, "Sequence[bool] | None"], Tensor]
 
 
+def _no_fix(sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
+    return sr
+
+
+def _per_frame_fix(sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
+    return adain(sr, lr)
+
+
 def make_color_fix(mode: str, alpha: float = DEFAULT_ALPHA) -> ColorFix:
     """A streaming colour fix for ``--color-fix MODE``: ``fix(sr, lr, cuts=None) -> sr``.
 
@@ -142,9 +150,9 @@ def make_color_fix(mode: str, alpha: float = DEFAULT_ALPHA) -> ColorFix:
     Raises ValueError naming the valid modes for an unknown one.
     """
     if mode == "none":
-        return lambda sr, lr, cuts=None: sr
+        return _no_fix
     if mode == "adain":
-        return lambda sr, lr, cuts=None: adain(sr, lr)
+        return _per_frame_fix
     if mode == "adain-temporal":
         return TemporalColorFix(alpha)
     raise ValueError(f"colour fix {mode!r} is not one of {', '.join(COLOR_FIX_MODES)}")

@@ -325,7 +325,9 @@ def test_backoff_passes_other_errors_through():
         run_with_backoff(broken, Plan(), Plan(64, 1))
     assert is_out_of_memory(torch.OutOfMemoryError("x"))
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated ...)"))
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling x"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))
 
 
 def test_smaller_plan_steps():
@@ -335,3 +337,5 @@ def test_smaller_plan_steps():
     assert smaller_plan(Plan(96, 1), floor) == Plan(64, 1)
     assert smaller_plan(Plan(64, 1), floor) is None
     assert smaller_plan(Plan(0, 3), floor) == Plan(0, 1)
+    assert smaller_plan(Plan(512, 1), floor, (100, 120)) == Plan(64, 1)  # 512 > the frame: 128
+    assert smaller_plan(Plan(0, 1), floor, (64, 64)) is None  # cannot go below the floor
