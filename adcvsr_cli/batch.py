@@ -80,9 +80,10 @@ def scan_folder(
     while stack:
         d = stack.pop()
         try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name)
-        except OSError as e:
-            raise UsageError(f"{d}: cannot list the folder ({e.strerror or e})") from e
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda entry: entry.name)
+        except OSError as err:
+            raise UsageError(f"{d}: cannot list the folder ({err.strerror or err})") from err
         for e in entries:
             if e.name.startswith(".") or _PART_MARK in e.name or e.is_symlink():
                 continue
@@ -176,8 +177,8 @@ def plan_jobs(
             ignored += [str(p / o) for o in other]
             for f in files:
                 rel = f.relative_to(p).parent
-                dst = out_root / rel / output_name(f, suffix=suffix, ext=ext)
-                _add(jobs, seen, str(f), str(dst), skip)
+                target = out_root / rel / output_name(f, suffix=suffix, ext=ext)
+                _add(jobs, seen, str(f), str(target), skip)
         else:
             if not p.exists():
                 dst = str(out_root / output_name(p, suffix=suffix, ext=ext))

@@ -79,6 +79,7 @@ class Reporter:
         self._done0 = 0
         self._last_json = 0.0
         self._last_done = -1
+        self._index = self._files = 1
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
@@ -161,8 +162,10 @@ class Reporter:
         if self.progress is not None and self.batch_task is not None:
             self.progress.advance(self.batch_task)
 
-    def start_file(self, src: str, dst: str) -> None:
+    def start_file(self, src: str, dst: str, index: int = 1, files: int = 1) -> None:
+        """A new file begins (``index`` of ``files`` that will run)."""
         self.file = src
+        self._index, self._files = index, files
         self._t0 = time.perf_counter()
         self._last_json = 0.0
         self._last_done = -1
@@ -180,6 +183,8 @@ class Reporter:
             self.json(
                 "start",
                 file=self.file,
+                index=self._index,
+                files=self._files,
                 output=e.get("output"),
                 frames=e.get("frames"),
                 width=e.get("width"),
@@ -210,6 +215,7 @@ class Reporter:
                     frames_done=done,
                     frames_total=total,
                     fps=round(fps, 3),
+                    eta_seconds=round((total - done) / fps, 1) if total and fps > 0 else None,
                 )
         elif kind == "warning":
             self.warn(str(e.get("message")))
@@ -442,7 +448,11 @@ def upscale(
         str, typer.Option(help="Added to output names in folder mode, e.g. _x4.")
     ] = "",
     ext: Annotated[
-        str | None, typer.Option(help="Output extension in folder mode, e.g. mkv.")
+        str | None,
+        typer.Option(
+            help="Output extension in folder mode, e.g. mkv (a video extension changes videos, "
+            "an image one images)."
+        ),
     ] = None,
     compile: Annotated[
         bool,
@@ -795,7 +805,7 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
             signal.signal(signal.SIGINT, on_int)
     try:
         reporter.start_batch(len(to_run))
-        for job in to_run:
+        for index, job in enumerate(to_run, 1):
             current = job
             try:
                 problem = _preflight(job, enc)
@@ -843,7 +853,7 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
                     f"loaded in {time.perf_counter() - t_load:.1f} s",
                     level=1,
                 )
-            reporter.start_file(job.src, job.dst)
+            reporter.start_file(job.src, job.dst, index, len(to_run))
             started = time.perf_counter()
             try:
                 rep = run_one(

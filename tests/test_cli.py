@@ -481,7 +481,15 @@ def test_json_lines_of_a_batch(first_batch, clips: Path) -> None:
     starts = [e for e in events if e["event"] == "start"]
     done = {Path(e["file"]).name: e for e in events if e["event"] == "file_done"}
     failed = [e for e in events if e["event"] == "file_failed"]
-    assert sorted(Path(e["file"]).name for e in starts) == ["a.mp4", "b.mkv", "c.mp4"]
+    assert [(Path(e["file"]).name, e["index"], e["files"]) for e in starts] == [
+        ("a.mp4", 1, 4),
+        ("b.mkv", 2, 4),
+        ("c.mp4", 4, 4),  # bad.mp4 was number 3
+    ]
+    assert all(
+        (e["width"], e["height"], e["out_width"], e["out_height"]) == (64, 48, 256, 192)
+        for e in starts
+    )
     assert {k: v["frames"] for k, v in done.items()} == {"a.mp4": 10, "b.mkv": 8, "c.mp4": 6}
     assert all(Path(v["output"]).exists() for v in done.values())
     assert len(failed) == 1 and failed[0]["file"].endswith("bad.mp4")
@@ -489,6 +497,7 @@ def test_json_lines_of_a_batch(first_batch, clips: Path) -> None:
     for name, ev in done.items():
         prog = [e for e in events if e["event"] == "progress" and Path(e["file"]).name == name]
         assert prog and prog[-1]["frames_done"] == ev["frames"], name
+        assert prog[-1]["eta_seconds"] == 0 and prog[-1]["fps"] > 0
         assert all(p["frames_done"] <= (p["frames_total"] or 10**9) for p in prog)
     s = events[-1]
     assert (s["done"], s["skipped"], s["failed"], s["ignored"], s["frames"]) == (3, 0, 1, 1, 24)
