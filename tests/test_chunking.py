@@ -291,17 +291,18 @@ def test_backoff_halves_the_batch_and_gives_the_same_output():
 
 def test_backoff_shrinks_the_tile_keeps_the_plan_and_never_drops_frames():
     m = tiny_model(temporal=True)
-    x = _frames(14, 32, 48)
+    x = _frames(10, 16, 32)
     with torch.inference_mode():
         oom = InjectOOM(m, when=lambda t: t.shape[-1] > 16, times=1)
-        runner = BackoffRunner(Plan(tile=0, batch=8), Plan(tile=16, batch=8), (32, 48))
+        runner = BackoffRunner(Plan(tile=0, batch=8), Plan(tile=16, batch=8), (16, 32))
         y = run_chunked(lambda c: runner(lambda p: run_chunk_plan(oom, c, p, True, 0)), x, 8, 2)
         # the run it must equal: the same chunks, at the plan the back-off settled on
         ref = run_chunked(lambda c: run_chunk_plan(m, c, Plan(16, 8), True, 0), x, 8, 2)
     assert oom.raised == 1
-    assert runner.plan == Plan(tile=16, batch=8)  # kept for the rest of the file (2 chunks)
+    assert runner.plan == Plan(tile=16, batch=8)  # kept for the rest of the file
     assert runner.changes == ["out of memory at tile off, batch 8: retrying with tile 16, batch 8"]
-    assert y.shape == (14, 3, 128, 192)  # every frame, once
+    assert len(plan_chunks(10, 8, 2)) == 2
+    assert y.shape == (10, 3, 64, 128)  # every frame, once
     torch.testing.assert_close(y, ref, atol=1e-5, rtol=0)
 
 
