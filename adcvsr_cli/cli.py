@@ -481,7 +481,10 @@ def upscale(
         ),
     ] = False,
     json_file: Annotated[
-        Path | None, typer.Option(help="Write the JSON lines to this file instead.")
+        Path | None,
+        typer.Option(
+            help="Append the JSON lines to this file instead (bars and messages stay on standard error)."
+        ),
     ] = None,
 ) -> None:
     from .batch import plan_jobs

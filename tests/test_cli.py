@@ -715,8 +715,9 @@ def test_mp4_with_the_index_at_the_end_cannot_come_through_a_pipe(
 # ----------------------------------------------------------------------------- Ctrl-C
 
 
-def test_sigint_mid_batch(
-    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_mid_batch(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path, sig: int, code: int
 ) -> None:
     src = tmp_path / "in"
     src.mkdir()
@@ -731,29 +732,33 @@ def test_sigint_mid_batch(
         env=env,
     )
     assert p.stderr is not None
-    seen = []
+    seen: list[dict[str, Any]] = []
     sent = None
+    temp_at_signal: list[str] = []
     for line in p.stderr:
         ev = json.loads(line)
         seen.append(ev)
-        if ev["event"] == "file_done":
-            p.send_signal(signal.SIGINT)
+        # The first file is done and the second one is under way (a chunk written out).
+        if ev["event"] == "progress" and ev["file"].endswith("b.mkv") and ev["frames_done"] > 0:
+            temp_at_signal = [x.name for x in out.iterdir() if ".part" in x.name]
+            p.send_signal(sig)
             sent = time.monotonic()
             break
     assert sent is not None, seen
     rest = p.stderr.read()
     rc = p.wait(timeout=60)
     took = time.monotonic() - sent
-    assert rc == 130, rest
+    assert rc == code, rest
     assert took < 15, took  # stops within a chunk, not at the end of the file
+    assert len(temp_at_signal) == 1 and temp_at_signal[0].startswith(".b.")
     events = seen + jsonl(rest)
     summary = [e for e in events if e["event"] == "summary"][-1]
-    assert summary["interrupted"] is True and summary["done"] == 1 and summary["exit_code"] == 130
+    assert summary["interrupted"] is True and summary["done"] == 1 and summary["exit_code"] == code
     assert "interrupted: 1 file(s) completed" in rest
     assert_quiet_failure(rest)
     finished = [e["output"] for e in events if e["event"] == "file_done"]
     assert [Path(f).name for f in finished] == ["a.mkv"]
-    assert sorted(x.name for x in out.iterdir()) == ["a.mkv"]  # no .part, nothing unfinished
+    assert sorted(x.name for x in out.iterdir()) == ["a.mkv"]  # the temp file is gone
     assert video_facts(out / "a.mkv") == (256, 192, 30)
     assert not no_part_files(tmp_path)
     assert {q: sha256(q) for q in src.iterdir()} == sums
