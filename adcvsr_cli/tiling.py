@@ -32,6 +32,7 @@ PAD_MODES = ("replicate", "reflect")
 VALUES_PER_OUTPUT_PIXEL = 640
 AUTO_TILE_HEADROOM = 0.85
 MIN_TILE = 64
+DEFAULT_TILE_OVERLAP = 32
 
 
 @dataclass(frozen=True)
@@ -282,16 +283,20 @@ def auto_tile(
     min_tile: int = MIN_TILE,
     values_per_output_pixel: int = VALUES_PER_OUTPUT_PIXEL,
     headroom: float = AUTO_TILE_HEADROOM,
+    overlap: int = DEFAULT_TILE_OVERLAP,
 ) -> int:
-    """The ``--tile auto`` choice: 0 when whole frames fit, else the largest tile side that fits.
+    """The ``--tile auto`` choice: 0 when whole frames fit, else a tile side that fits.
 
     ``free_bytes`` is the device memory free once the model is loaded (on CUDA,
     ``torch.cuda.mem_get_info()[0]`` plus the allocator's reserved-but-unused bytes); ``frames`` is
     how many frames go through the network together (the chunk for a temporal model, the batch for
     an image model). Only ``headroom`` of it is budgeted. The model (see module constants) is
     linear in output pixels; a tiled run also keeps a float32 output buffer of the whole frame.
-    When not even ``min_tile`` fits, ``min_tile`` is returned and the out-of-memory back-off has the
-    last word.
+
+    Among the sides that fit, the largest whose tiles compute at most 10 % more pixels than the
+    most economical one wins (tiles overlap by at least ``overlap``, so a side just under the
+    frame's would compute it nearly twice). When not even ``min_tile`` fits, ``min_tile`` is returned and the
+    out-of-memory back-off has the last word.
     """
     if free_bytes <= 0 or frames < 1:
         return min_tile
@@ -300,14 +305,17 @@ def auto_tile(
     if estimate_bytes(frames, ph, pw, dtype_bytes, scale, values_per_output_pixel, False) <= budget:
         return 0
     frame_buffer = frames * 3 * 4 * (scale * ph) * (scale * pw)
-    best = min_tile
+    areas: dict[int, int] = {}  # side -> LR pixels computed per frame
     side = multiple * (max(ph, pw) // multiple)
-    while side > min_tile:
+    while side >= min_tile:
         cost = estimate_bytes(
             frames, min(side, ph), min(side, pw), dtype_bytes, scale, values_per_output_pixel
         )
-        if cost + frame_buffer <= budget:
-            best = side
-            break
+        if cost + frame_buffer <= budget and side - overlap >= multiple:
+            areas[side] = sum(t.h * t.w for t in plan_tiles(h, w, side, overlap, multiple))
         side -= multiple
-    return best
+    if not areas:
+        return min_tile
+    # Larger tiles give the network more context: take the largest within 10 % of the least work.
+    least = min(areas.values())
+    return max(s for s, a in areas.items() if a <= 1.1 * least)

@@ -237,3 +237,11 @@ def test_auto_tile_shrinks_with_memory_and_stays_valid():
             cost = estimate_bytes(25, min(s, ph), min(s, pw), 2) + 25 * 3 * 4 * 16 * ph * pw
             assert cost <= 0.85 * gib * 2**30
     assert auto_tile(1, 2, 25, 480, 864) == MIN_TILE
+
+
+def test_auto_tile_avoids_sides_that_compute_the_frame_twice():
+    # 464 would fit 130 GiB too, but two rows of 464 cover a 480-pixel-high frame almost twice
+    side = auto_tile(130 * 2**30, 2, 25, 480, 864, overlap=32)
+    assert side and side - 32 >= 16
+    work = sum(t.h * t.w for t in plan_tiles(480, 864, side, 32)) / (480 * 864)
+    assert work < 1.4
