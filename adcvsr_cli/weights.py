@@ -1394,8 +1394,13 @@ def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
     if path.is_dir():
         raise WeightsError(f"{path}: is a directory, not a .safetensors weights file")
     with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if path.suffix.lower() in _PICKLE_SUFFIXES or magic[:1] == b"\x80" or magic == b"PK\x03\x04":
+        head = fh.read(9)
+    # A safetensors file starts with its header length (8 bytes, little-endian) and then "{";
+    # that length's first byte can be anything, 0x80 included, so only look for a pickle's
+    # signature when the file does not look like safetensors.
+    looks_safetensors = head[8:9] == b"{"
+    pickled = head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"
+    if path.suffix.lower() in _PICKLE_SUFFIXES or (pickled and not looks_safetensors):
         raise WeightsError(
             f"{path}: a pickled PyTorch checkpoint; adcvsr never unpickles at run time. Convert the "
             "released AdcSR files once with `adcvsr convert`, or use --weights adcsr-x4"

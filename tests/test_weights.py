@@ -840,3 +840,29 @@ def test_two_runs_at_once_convert_once_and_agree(hub, registry):
     assert hashlib.sha256(a.path.read_bytes()).hexdigest() == a.sha256
     assert Path(str(a.path) + ".sha256").read_text().split()[0] == a.sha256
     assert sum(1 for e in events if e["type"] == "convert" and e["stage"] == "write") == 1
+
+
+def test_local_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
+    """The first byte of a safetensors file is the low byte of its header length: 0x80 happens."""
+    import struct
+
+    from tiny import tiny_dims
+
+    from adcvsr_cli.checkpoint import save_native
+    from adcvsr_cli.model import AdcVSR, init_random_
+    from adcvsr_cli.weights import resolve_weights
+
+    m = AdcVSR(tiny_dims())
+    init_random_(m)
+    # Pad the metadata until the header length's low byte is 0x80.
+    for pad in range(0, 512):
+        p = tmp_path / f"m{pad}.safetensors"
+        save_native(m.state_dict(), m.dims, p, source="x" * pad)
+        if p.read_bytes()[:1] == b"\x80":
+            break
+        p.unlink()
+    else:
+        pytest.fail("no padding gave a 0x80 first byte")
+    assert struct.unpack("<Q", p.read_bytes()[:8])[0] & 0xFF == 0x80
+    r = resolve_weights(str(p), cache_dir=tmp_path / "cache")
+    assert r.dims == m.dims and r.origin == "local"
