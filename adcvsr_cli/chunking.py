@@ -276,14 +276,13 @@ class StreamingChunker:
                 done.append(self._finish(i, tag, raw))
                 continue
             prev, wprev, c, w, y = blend
-            if c.start <= i:
-                acc_dtype = torch.promote_types(raw.dtype, torch.float32)
-                a = float(wprev[i - prev.start])
-                b = float(w[i - c.start])
-                mixed = raw.to(acc_dtype) * a + y[i - c.start].to(acc_dtype) * b
-                done.append(self._finish(i, tag, mixed))
-            else:  # the new chunk does not reach back to it (not expected; keep it whole)
-                done.append(self._finish(i, tag, raw))
+            # Pending frames are the last `overlap` of the previous chunk, where the next one of
+            # the same shot always blends in (see crossfade_weights).
+            assert c.start <= i < prev.end, f"frame {i} pending outside the blend window"
+            acc_dtype = torch.promote_types(raw.dtype, torch.float32)
+            a, b = float(wprev[i - prev.start]), float(w[i - c.start])
+            mixed = raw.to(acc_dtype) * a + y[i - c.start].to(acc_dtype) * b
+            done.append(self._finish(i, tag, mixed))
         return done
 
     def _finish(self, i: int, tag: Any, frame: Tensor) -> Finished:
