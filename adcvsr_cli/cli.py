@@ -6,6 +6,7 @@ Exit codes: 0 all done, 1 error, 2 usage error, 3 some files of a batch failed, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -720,6 +721,13 @@ def _preflight(job: Any, enc: Any) -> str | None:
 
     if job.src != "-" and not os.path.lexists(job.src):
         raise VideoError(f"{job.src}: no such file")
+    if job.src != "-" and job.dst != "-" and os.path.exists(job.dst):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(job.src, job.dst):
+                raise UsageError(
+                    f"{job.dst}: is the input file {job.src}; give another output name "
+                    "(the input is never written over)"
+                )
     if (
         job.dst != "-"
         and not job.skip_reason

@@ -314,6 +314,18 @@ def test_existing_output_is_refused_before_loading_a_model(
     assert out.read_bytes() == b"precious" and no_model.calls == 0
 
 
+def test_output_that_is_the_input_is_a_usage_error(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "a.mp4"
+    shutil.copy(clips / "a.mp4", src)
+    before = sha256(src)
+    for extra in ([], ["-y"]):
+        r = runner.invoke(app, ["upscale", str(src), str(tmp_path / "." / "a.mp4"), *extra])
+        assert r.exit_code == 2 and "is the input file" in r.stderr
+    assert sha256(src) == before and no_model.calls == 0
+
+
 def test_unknown_weights_name_lists_the_valid_names(clips: Path, tmp_path: Path) -> None:
     r = runner.invoke(
         app, ["upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), "--weights", "nope-x9"]
@@ -381,7 +393,8 @@ def test_dry_run_loads_no_model_and_writes_nothing(
     assert {p: p.stat().st_mtime_ns for p in clips.rglob("*")} == before
     for name in ("a.mp4", "b.mkv", "c.mp4"):
         assert f"{name} -> " in text
-    assert "64x48" in text and "256x192" in text  # input and output sizes
+    assert "64x48" in text  # input size
+    assert "256x192 mp4" in text and "256x192 mkv" in text  # output size and container
     assert "h264" in text and "aac" in text  # input streams
     assert "cpu fp32" in text and "tile 64" in text and "chunks" in text and "GiB" in text
     assert "1 non-media file(s) would be skipped" in text
@@ -665,6 +678,33 @@ def test_file_to_stdout_fragmented_mp4(
     assert r.stdout[4:8] == b"ftyp" and b"moof" in r.stdout  # fragmented
     (tmp_path / "o.mp4").write_bytes(r.stdout)
     assert video_facts(tmp_path / "o.mp4") == (256, 192, 10)
+
+
+def make_y4m(path: Path, frames: int) -> Path:
+    with av.open(str(path), "w", format="yuv4mpegpipe") as c:
+        s = c.add_stream("rawvideo", rate=25)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        for i in range(frames):
+            rgb = np.full((48, 64, 3), 20 * i % 256, np.uint8)
+            f = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            for pkt in s.encode(f):
+                c.mux(pkt)
+        for pkt in s.encode(None):
+            c.mux(pkt)
+    return path
+
+
+def test_y4m_from_stdin_to_mpegts_on_stdout(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+) -> None:
+    data = make_y4m(tmp_path / "in.y4m", 7).read_bytes()
+    r = run(
+        adcvsr_bin, "upscale", "-", "-", "--format", "mpegts", *tiny(weights), env=env, input=data
+    )
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout[:1] == b"\x47"  # MPEG-TS sync byte
+    (tmp_path / "o.ts").write_bytes(r.stdout)
+    assert video_facts(tmp_path / "o.ts") == (256, 192, 7)
 
 
 def test_reader_closing_the_pipe_early_is_quiet(
