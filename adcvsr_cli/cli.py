@@ -777,6 +777,11 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
         skipped=len(plan.jobs) - len(to_run),
         ignored=len(plan.ignored),
     )
+    if plan.batch and not plan.jobs:
+        reporter.warn(
+            "no video or image files found"
+            + (f" ({len(plan.ignored)} other file(s) ignored)" if plan.ignored else "")
+        )
     for j in plan.jobs:
         if j.skip_reason:
             run.skipped += 1
@@ -966,6 +971,9 @@ def _summary_table(reporter: Reporter, run: _Run, ignored: int, seconds: float) 
         return
     from rich.table import Table
 
+    if not run.rows:
+        reporter.console.print(f"nothing to do; not media {ignored}", soft_wrap=True)
+        return
     table = Table(title="adcvsr summary", show_lines=False)
     table.add_column("file")
     table.add_column("status")

@@ -326,6 +326,18 @@ def test_output_that_is_the_input_is_a_usage_error(
     assert sha256(src) == before and no_model.calls == 0
 
 
+def test_a_folder_without_media_says_so(no_model: NoModel, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "readme.txt").write_text("x")
+    r = runner.invoke(app, ["upscale", str(tmp_path / "in"), str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0
+    events = jsonl(r.stderr)
+    assert [e["event"] for e in events] == ["run_start", "warning", "summary"]
+    assert "no video or image files found (1 other file(s) ignored)" in events[1]["message"]
+    assert events[-1]["ignored"] == 1 and no_model.calls == 0
+    assert not (tmp_path / "out").exists()
+
+
 def test_unknown_weights_name_lists_the_valid_names(clips: Path, tmp_path: Path) -> None:
     r = runner.invoke(
         app, ["upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), "--weights", "nope-x9"]
