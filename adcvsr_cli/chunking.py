@@ -189,6 +189,11 @@ class StreamingChunker:
         return len(self._pending)
 
     @property
+    def frames_pushed(self) -> int:
+        """Frames pushed so far: the index the next pushed frame gets."""
+        return self._n
+
+    @property
     def max_buffered_inputs(self) -> int:
         """The bound on :attr:`buffered_inputs` after any :meth:`push`."""
         return self.chunk + (self.chunk - self.overlap - 1 if self.full_last else 0)

@@ -190,6 +190,7 @@ def test_streaming_holds_a_bounded_number_of_frames(chunk, overlap, full_last):
     assert peak_in <= sc.max_buffered_inputs == chunk + (chunk - overlap - 1 if full_last else 0)
     assert peak_out <= overlap
     assert sc.buffered_inputs == 0 and sc.pending_outputs == 0
+    assert sc.frames_pushed == n
 
 
 def test_streaming_rejects_a_wrong_output_length():
