@@ -436,6 +436,21 @@ def test_dry_run_in_process_reports_problems_per_file(
     assert sorted(p.name for p in out.iterdir()) == ["a.mp4"]
 
 
+def test_glob_exclude_suffix_ext_reach_the_plan(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["upscale", str(clips), str(out), "-r", "--dry-run", "--json", "--suffix", "-up"]
+    r = runner.invoke(app, [*args, "--glob", "*.mp4", "--exclude", "bad*", "--ext", "mov"])
+    assert r.exit_code == 0, r.output
+    plans = [e for e in jsonl(r.stderr) if e["event"] == "plan"]
+    got = sorted(
+        (Path(p["input"]).name, Path(p["output"]).relative_to(out).as_posix()) for p in plans
+    )
+    assert got == [("a.mp4", "a-up.mov"), ("c.mp4", "sub/c-up.mov")]
+    assert all(p["output_container"] == "mov" for p in plans)
+
+
 def test_dry_run_of_a_pipe_prints_to_stderr(no_model: NoModel) -> None:
     r = runner.invoke(app, ["upscale", "-", "-", "--dry-run", "--format", "nut"], input=b"")
     assert r.exit_code == 0
