@@ -244,7 +244,12 @@ class Upscaler:
         if options.tile == "auto":
             frames = self.decode_batch(group)
             tile = auto_tile(
-                free_memory(self.device), torch.finfo(self.dtype).bits // 8, frames, h, w
+                free_memory(self.device),
+                torch.finfo(self.dtype).bits // 8,
+                frames,
+                h,
+                w,
+                overlap=options.tile_overlap,
             )
         else:
             tile = int(options.tile)
@@ -325,7 +330,8 @@ class Upscaler:
                     deep = arr.dtype == np.uint16
                     size = out_size(w, h)
                     plan = self.initial_plan(h, w, options)
-                    floor = Plan(tile=MIN_TILE, batch=1)
+                    # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
+                    floor = Plan(tile=MIN_TILE, batch=plan.batch if self.temporal else 1)
                     runner = BackoffRunner(
                         plan,
                         floor,
@@ -355,9 +361,7 @@ class Upscaler:
                 lr = to_tensor(arr, self.device)
                 cut = bool(detector.feed(lr)) if detector is not None else False
                 if cut:
-                    stats.cuts.append(
-                        stats.frames + chunker.buffered_inputs + chunker.pending_outputs
-                    )
+                    stats.cuts.append(chunker.frames_pushed)
                 for fin in chunker.push(lr, tag=(lr, cut), cut=cut and self.temporal):
                     yield finish(fin.frame, fin.tag)
             if chunker is not None:
@@ -542,6 +546,7 @@ def dry_run_plan(
             min(group, CPU_DECODE_BATCH) if dev.type == "cpu" else group,
             info.height,
             info.width,
+            overlap=options.tile_overlap,
         )
     frames = info.frames
     chunks = None
