@@ -73,6 +73,8 @@ class Reporter:
             self._json_stream = sys.stderr
         self.bars = not quiet and self._json_stream is not sys.stderr and sys.stderr.isatty()
         self.progress: Any = None
+        self._dl_task: Any = None
+        self._last_dl_json = 0.0
         self.task: Any = None
         self.batch_task: Any = None
         self.file = ""
@@ -177,6 +179,34 @@ class Reporter:
                 Path(src).name if src != "-" else "stdin", total=None, fps=""
             )
 
+    def _download(self, e: dict[str, Any]) -> None:
+        """Weights downloads: a bar per file on a terminal; start/done lines otherwise."""
+        stage, name = e.get("stage"), str(e.get("file", ""))
+        if stage == "progress":
+            if self.progress is not None and self._dl_task is not None:
+                self.progress.update(
+                    self._dl_task, completed=e.get("bytes", 0), total=e.get("total")
+                )
+            now = time.perf_counter()
+            if now - self._last_dl_json >= 1.0:
+                self._last_dl_json = now
+                self.json("download", **{k: v for k, v in e.items() if k != "type"})
+            return
+        self.json("download", **{k: v for k, v in e.items() if k != "type"})
+        if stage == "start":
+            total = e.get("total")
+            size = f" ({total / 2**20:.0f} MiB)" if total else ""
+            self.log(f"downloading {name}{size} from the Hugging Face Hub", level=0)
+            if self.progress is not None:
+                self._dl_task = self.progress.add_task(
+                    f"download {name.rsplit('/', 1)[-1]}", total=total, fps=""
+                )
+        elif stage == "done":
+            if self.progress is not None and self._dl_task is not None:
+                self.progress.remove_task(self._dl_task)
+                self._dl_task = None
+            self.log(f"downloaded {name}", level=1)
+
     def on_event(self, e: dict[str, Any]) -> None:
         """The ``on_event`` callback handed to the library."""
         kind = e.get("type")
@@ -227,11 +257,23 @@ class Reporter:
                 f"chunk {e.get('chunk')} (overlap {e.get('chunk_overlap')})",
                 level=1,
             )
-        elif kind in ("download", "download_progress", "hash", "convert", "weights"):
-            self.json(kind, **{k: v for k, v in e.items() if k != "type"})
-            msg = e.get("message") or e.get("stage") or ""
-            if msg:
-                self.log(f"{kind}: {msg} {e.get('file', '')}".rstrip(), level=1)
+        elif kind == "download":
+            self._download(e)
+        elif kind in ("verify", "cache", "convert"):
+            stage = e.get("stage") or e.get("status") or ""
+            if stage != "progress":  # hashing progress is frequent and short: JSON and bars only
+                self.json(kind, **{k: v for k, v in e.items() if k != "type"})
+                what = e.get("file") or e.get("model") or ""
+                self.log(
+                    f"weights: {kind} {stage} {what}".rstrip(),
+                    level=0 if stage in ("mismatch", "corrupt") else 1,
+                )
+        elif kind == "notice":
+            self.json("notice", **{k: v for k, v in e.items() if k != "type"})
+            self.log(str(e.get("message")), level=0)
+        elif kind == "hub-log":
+            self.json("hub-log", **{k: v for k, v in e.items() if k != "type"})
+            self.log(f"hub: {e.get('message')}", level=2)
         elif kind == "done":
             pass
         else:
@@ -1109,9 +1151,10 @@ def download(
 ) -> None:
     from .weights import download as fetch
 
-    reporter = Reporter(quiet=quiet, verbose=max(verbose, 1))
+    reporter = Reporter(quiet=quiet, verbose=verbose)
     try:
-        results = fetch(names or None, cache_dir=cache_dir, force=force, on_event=reporter.on_event)
+        with reporter:
+            results = fetch(names or None, cache_dir=cache_dir, force=force, on_event=reporter.on_event)
     except AdcvsrError as e:
         raise _fail(reporter, e) from None
     bad = 0
