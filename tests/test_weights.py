@@ -866,3 +866,88 @@ def test_local_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for
     assert struct.unpack("<Q", p.read_bytes()[:8])[0] & 0xFF == 0x80
     r = resolve_weights(str(p), cache_dir=tmp_path / "cache")
     assert r.dims == m.dims and r.origin == "local"
+
+
+def test_cli_download_models_and_offline_upscale_through_the_fake_hub(hub, registry, tmp_path):
+    """The real console script: `adcvsr download`, `adcvsr models --json`, then an upscale by
+    registry name that works offline from the cache, and an offline miss that says what to do."""
+    import subprocess
+
+    import av
+    import numpy as np
+
+    exe = shutil.which("adcvsr")
+    assert exe
+    env = dict(
+        os.environ, ADCVSR_REGISTRY=str(registry), HF_HUB_DISABLE_TELEMETRY="1", OMP_NUM_THREADS="1"
+    )
+    env.pop("HF_HUB_OFFLINE", None)
+
+    r = subprocess.run(
+        [exe, "download", "tiny-adcsr"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    assert "tiny-adcsr: ok" in r.stderr and "Traceback" not in r.stderr
+    first = hub.count()
+    assert first > 0
+
+    r = subprocess.run(
+        [exe, "models", "--json"], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["tiny-adcsr"]["cached"] and rows["tiny-adcsr"]["verified"]
+    assert not rows["tiny-native"]["cached"] and rows["tiny-vsr"]["available"] is False
+
+    img = (np.arange(32 * 48 * 3) % 251).astype(np.uint8).reshape(32, 48, 3)
+    src = tmp_path / "in.png"
+    frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+    with av.open(str(src), "w", format="image2") as c:
+        s = c.add_stream("png")
+        s.width, s.height, s.pix_fmt = 48, 32, "rgb24"
+        for p in s.encode(frame):
+            c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    off = dict(env, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")
+    r = subprocess.run(
+        [
+            exe,
+            "upscale",
+            str(src),
+            str(tmp_path / "out.png"),
+            "--weights",
+            "tiny-adcsr",
+            "--device",
+            "cpu",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=off,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out.png").exists()
+    assert hub.count() == first  # served from the cache: not one request
+
+    r = subprocess.run(
+        [
+            exe,
+            "upscale",
+            str(src),
+            str(tmp_path / "out2.png"),
+            "--weights",
+            "tiny-native",
+            "--offline",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert r.returncode == 1
+    assert "adcvsr download tiny-native" in r.stderr and "--weights PATH" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "out2.png").exists()
