@@ -89,6 +89,11 @@ def _noop(_: Event) -> None:
     pass
 
 
+def _sig(x: float, digits: int = 6) -> float:
+    """``x`` rounded to ``digits`` significant digits (JSON stays readable, ratios stay exact)."""
+    return float(f"{x:.{digits}g}") if math.isfinite(x) else x
+
+
 # ----------------------------------------------------------------------------- sizes
 
 
@@ -202,7 +207,7 @@ def _timing_fields(times: list[float], frames: int) -> dict[str, Any]:
         "ms_min": round(min(times), 4),
         "ms_max": round(max(times), 4),
         "ms_all": [round(t, 4) for t in times],
-        "fps": round(frames * 1000.0 / med, 4),
+        "fps": _sig(frames * 1000.0 / med),
         "timer": "",
     }
 
@@ -252,8 +257,8 @@ def matmul_rate(device: torch.device, n: int, reps: int = 10) -> dict[str, Any]:
         "n": n,
         "runs": reps,
         "ms_median": round(med, 4),
-        "tflops": round(flop / (med / 1000.0) / 1e12, 4),
-        "tflops_best": round(flop / (best / 1000.0) / 1e12, 4),
+        "tflops": _sig(flop / (med / 1000.0) / 1e12),
+        "tflops_best": _sig(flop / (best / 1000.0) / 1e12),
     }
 
 
@@ -445,11 +450,9 @@ class _Ctx:
     def rate_fields(self, flop_per_run: float, ms_median: float) -> dict[str, Any]:
         tflops = flop_per_run / (ms_median / 1000.0) / 1e12
         return {
-            "tflops_achieved": round(tflops, 5),
+            "tflops_achieved": _sig(tflops),
             "matmul_tflops": self.matmul_tflops,
-            "matmul_fraction": round(tflops / self.matmul_tflops, 5)
-            if self.matmul_tflops
-            else None,
+            "matmul_fraction": _sig(tflops / self.matmul_tflops) if self.matmul_tflops else None,
         }
 
 
@@ -610,9 +613,9 @@ def _protocol_a(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 first_call_s=round(first_s, 3),
                 peak_memory_bytes=peak,
                 peak_memory_kind=ctx.peak.kind,
-                gflop_per_frame=round(fl["total"] / n / 1e9, 4),
-                gflop_per_frame_conv_linear=round(fl["conv_linear"] / n / 1e9, 4),
-                gflop_per_run=round(fl["total"] / 1e9, 4),
+                gflop_per_frame=_sig(fl["total"] / n / 1e9),
+                gflop_per_frame_conv_linear=_sig(fl["conv_linear"] / n / 1e9),
+                gflop_per_run=_sig(fl["total"] / 1e9),
                 **ctx.rate_fields(fl["total"], entry["ms_median"]),
                 rel_l2_vs_fp32=rel_l2(y.float(), ref),
                 output_finite=bool(torch.isfinite(y).all()),
@@ -702,9 +705,9 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 plan_changes=list(runner.changes),
                 peak_memory_bytes=peak,
                 peak_memory_kind=ctx.peak.kind,
-                gflop_per_frame=round(total / n / 1e9, 4),
-                gflop_per_frame_conv_linear=round(conv_lin / n / 1e9, 4),
-                gflop_per_run=round(total / 1e9, 4),
+                gflop_per_frame=_sig(total / n / 1e9),
+                gflop_per_frame_conv_linear=_sig(conv_lin / n / 1e9),
+                gflop_per_run=_sig(total / 1e9),
                 **ctx.rate_fields(total, entry["ms_median"]),
                 output_finite=bool(torch.isfinite(y).all()),
                 fastpath=_clean_info(info),
@@ -933,7 +936,7 @@ def _protocol_c(
                     media_seconds=_media_seconds(rep.media),
                     peak_memory_bytes=peak,
                     peak_memory_kind=ctx.peak.kind,
-                    gflop_per_frame=round(total / group / 1e9, 4),
+                    gflop_per_frame=_sig(total / group / 1e9),
                     **ctx.rate_fields(total / group * net_frames, e2e_s * 1000.0),
                     model_only={
                         "frames_per_run": group,
@@ -941,8 +944,8 @@ def _protocol_c(
                         **_timing_fields(m_times, group),
                         "timer": "cuda_events" if dev.type == "cuda" else "perf_counter",
                     },
-                    model_only_fps=round(model_fps, 4),
-                    e2e_vs_model=round(entry["fps"] / model_fps, 5),
+                    model_only_fps=_sig(model_fps),
+                    e2e_vs_model=_sig(entry["fps"] / model_fps),
                     fastpath=_clean_info(info),
                 )
             except Exception as e:

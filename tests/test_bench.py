@@ -1,0 +1,319 @@
+"""The benchmark (issue 7): a CPU smoke run of protocols A, B and C in small mode with tiny dims,
+the FLOP count of the full network, the fast-path variants, and (on CUDA) the precision of the
+fast path on the parity fixture. Budget: about 30 s on 2 CPU cores."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from adcvsr_cli import bench
+from adcvsr_cli.errors import UsageError
+from adcvsr_cli.fastpath import FastForward, FastPath, parse_variants, prepare_model
+from adcvsr_cli.model import AdcVSR, adcsr_dims
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: two threads on a busy 2-core machine are several times slower."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def small_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "report.json"
+    events: list[dict] = []
+    report = bench.run_benchmark(
+        protocols=("A", "B", "C"),
+        device="cpu",
+        runs=3,
+        warmup=1,
+        e2e_runs=1,
+        small=True,
+        dims="tiny",
+        variants="eager",
+        threads=1,
+        out_json=out,
+        on_event=events.append,
+    )
+    return report, out, events
+
+
+def _check_timing(e: dict) -> None:
+    assert "error" not in e, e.get("error")
+    assert e["runs"] == len(e["ms_all"]) >= 1
+    assert all(t > 0 for t in e["ms_all"])
+    assert 0 < e["ms_min"] <= e["ms_median"] <= e["ms_max"]
+    assert e["ms_min"] == pytest.approx(min(e["ms_all"]), abs=1e-3)
+    assert e["ms_max"] == pytest.approx(max(e["ms_all"]), abs=1e-3)
+    assert e["fps"] == pytest.approx(e["frames_per_run"] * 1000.0 / e["ms_median"], rel=1e-3)
+    assert e["peak_memory_bytes"] > 0
+    assert e["device"] and e["precision"] == "fp32"
+
+
+def test_report_json_matches_and_has_every_protocol(small_report):
+    report, out, events = small_report
+    assert json.loads(out.read_text()) == json.loads(json.dumps(report))
+    assert report["schema"] == bench.SCHEMA
+    assert report["device"]["type"] == "cpu" and report["device"]["name"]
+    assert report["small"] is True and report["dims"] == "tiny"
+    assert set(report["protocols"]) == {"A", "B", "C"}
+    assert report["variants"] == ["eager"]
+    assert report["matmul"]["dtype"] == "fp32" and report["matmul"]["tflops"] > 0
+    assert report["targets"]["applicable"] is False
+    assert any(e["type"] == "result" for e in events)
+    assert report["parity"].get("skipped")
+
+
+def test_protocol_a_times_flops_and_precision(small_report):
+    report, _, _ = small_report
+    entries = report["protocols"]["A"]
+    assert [(e["model_kind"], e["variant"]) for e in entries] == [
+        ("image", "eager"),
+        ("temporal", "eager"),
+    ]
+    mm = report["matmul"]["tflops"]
+    for e in entries:
+        _check_timing(e)
+        assert e["input_size"] == [32, 32] and e["output_size"] == [128, 128]
+        assert e["frames_per_run"] == 2
+        assert e["clip_len"] == (2 if e["model_kind"] == "temporal" else 1)
+        assert e["gflop_per_run"] == pytest.approx(2 * e["gflop_per_frame"], rel=1e-3)
+        achieved = e["gflop_per_run"] / e["ms_median"]  # GFLOP per ms = TFLOP/s
+        assert e["tflops_achieved"] == pytest.approx(achieved, rel=1e-3)
+        assert e["matmul_fraction"] == pytest.approx(e["tflops_achieved"] / mm, rel=1e-3)
+        # fp32 variants compute what the fp32 reference computes.
+        assert e["rel_l2_vs_fp32"] < 1e-5 and e["output_finite"]
+        checks = {c["precision"]: c for c in e["precision_checks"]}
+        assert checks["fp32"]["reference"] == "fp64" and checks["fp32"]["rel_l2"] < 1e-4
+        # bf16 really ran in bf16: it differs from fp32, but not wildly.
+        assert 1e-4 < checks["bf16"]["rel_l2"] < 0.5 and checks["bf16"]["finite"]
+    temporal = [e for e in entries if e["model_kind"] == "temporal"][0]
+    image = [e for e in entries if e["model_kind"] == "image"][0]
+    assert temporal["gflop_per_frame"] > image["gflop_per_frame"]  # the temporal convolutions
+
+
+def test_protocol_b_forced_tiles(small_report):
+    report, _, _ = small_report
+    for e in report["protocols"]["B"]:
+        _check_timing(e)
+        assert e["input_size"] == [64, 48] and e["output_size"] == [256, 192]
+        assert e["tiling"] == "forced" and e["tile"] == 48 and e["tiles"] == 2
+        assert e["plan_changes"] == [] and e["output_finite"]
+        # Two overlapping 48x48 tiles cost more than the 64x48 frame alone.
+        one_frame = bench.count_flops(bench.tiny_dims(), 1, 48, 64)["total"] / 1e9
+        assert e["gflop_per_frame"] > one_frame
+
+
+def test_protocol_c_end_to_end_vs_model_only(small_report):
+    report, _, _ = small_report
+    entries = report["protocols"]["C"]
+    assert {e["clip"] for e in entries} == {c["label"] for c in report["clips"]}
+    assert len(entries) == len(report["clips"]) == 2
+    for e in entries:
+        _check_timing(e)
+        assert e["timer"] == "wall"
+        w, h = e["input_size"]
+        assert e["frames_out"] == e["frames_per_run"] > 0
+        assert (e["out_width"], e["out_height"]) == (4 * w, 4 * h)
+        mo = e["model_only"]
+        assert 0 < mo["ms_min"] <= mo["ms_median"] <= mo["ms_max"]
+        assert e["model_only_fps"] == pytest.approx(mo["fps"], rel=1e-3)
+        assert e["e2e_vs_model"] == pytest.approx(e["fps"] / e["model_only_fps"], rel=1e-3)
+        assert e["network_frames"] == e["frames_out"]  # an image model: no chunk overlap
+
+
+def test_flop_reference_is_990_gflop_conv_linear(small_report):
+    fr = small_report[0]["flops_reference"]
+    assert fr["gflop_per_frame_conv_linear"] == pytest.approx(990.0, rel=0.02)
+    assert fr["gflop_per_frame"] == pytest.approx(
+        fr["gflop_per_frame_conv_linear"] + fr["gflop_attention_products"], rel=1e-6
+    )
+    assert fr["gflop_decoder_up"] == pytest.approx(599.0, rel=0.02)  # docs: 599 in the up blocks
+
+
+def test_flop_counter_agrees_with_module_hooks():
+    """An independent count: 2 * MACs of every Conv2d and Linear module, via forward hooks."""
+    dims = adcsr_dims()
+    with torch.device("meta"):
+        model = AdcVSR(dims)
+        x = torch.empty(1, 3, 128, 128)
+    total = 0
+
+    def hook(mod, inputs, out):
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            total += 2 * out.numel() * k
+        else:
+            total += 2 * out.numel() * mod.in_features
+
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            m.register_forward_hook(hook)
+    with torch.no_grad():
+        model(x)
+    counted = bench.count_flops(dims, 1, 128, 128)
+    assert counted["conv_linear"] == pytest.approx(total, rel=1e-9)
+    assert total / 1e9 == pytest.approx(990.0, rel=0.02)
+    # Conv and linear costs grow with the pixels: four times the pixels, four times the FLOPs.
+    tiny = bench.tiny_dims()
+    small, big = bench.count_flops(tiny, 1, 32, 32), bench.count_flops(tiny, 1, 64, 64)
+    assert big["conv_linear"] == 4 * small["conv_linear"]
+    assert big["attention"] > 4 * small["attention"]  # attention is quadratic in tokens
+
+
+def test_variants_parse_and_reject():
+    assert FastPath.parse("eager") == FastPath()
+    fp = FastPath.parse("cl+compile")
+    assert fp.channels_last and fp.compile and fp.name == "channels_last+compile"
+    assert [f.name for f in parse_variants("pipeline, eager,eager,autocast+graphs")] == [
+        "pipeline",
+        "eager",
+        "autocast+graphs",
+    ]
+    for bad in ("warp", "pipeline+compile", "dynamic", "", " , "):
+        with pytest.raises(UsageError):
+            parse_variants(bad)
+
+
+def _tiny_model() -> AdcVSR:
+    m = bench.materialize(
+        bench.tiny_dims(True),
+        bench._random_state(bench.tiny_dims(True), 3, torch.device("cpu")),
+        torch.device("cpu"),
+        torch.float32,
+    )
+    return m
+
+
+def test_fastforward_variants_compute_the_network():
+    torch.manual_seed(0)
+    model = _tiny_model()
+    x = torch.rand(4, 3, 16, 32) * 2 - 1
+    with torch.inference_mode():
+        ref = model(x, 2)
+    cpu = torch.device("cpu")
+    # channels_last: the CPU's channels-last kernels sum in another order and land near 1e-4
+    # of the fp32 reference (fp32 itself is 6e-6 from fp64 here); graphs: ignored on the CPU.
+    for spec, tol in (("eager", 1e-6), ("channels_last", 1e-3), ("graphs", 1e-6)):
+        fp = FastPath.parse(spec)
+        ff = FastForward(
+            prepare_model(model, torch.float32, fp), device=cpu, dtype=torch.float32, fastpath=fp
+        )
+        y = ff(x, 2)
+        assert y.dtype == torch.float32 and y.shape == ref.shape
+        assert bench.rel_l2(y, ref) < tol, spec
+    fp = FastPath.parse("autocast")
+    ff = FastForward(
+        prepare_model(model, torch.bfloat16, fp), device=cpu, dtype=torch.bfloat16, fastpath=fp
+    )
+    assert next(ff.model.parameters()).dtype == torch.float32  # autocast keeps fp32 weights
+    err = bench.rel_l2(ff(x, 2), ref)
+    assert 1e-5 < err < 0.5  # ran in bf16
+    with pytest.raises(ValueError):
+        FastForward(model, device=cpu, dtype=torch.float32, fastpath=FastPath.parse("pipeline"))
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch):
+    model = _tiny_model()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+
+    def broken_compile(fn, **kwargs):
+        def run(*a, **k):
+            raise RuntimeError("no compiler here\nsecond line")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    events: list[dict] = []
+    fp = FastPath.parse("compile")
+    ff = FastForward(
+        model, device=torch.device("cpu"), dtype=torch.float32, fastpath=fp, on_event=events.append
+    )
+    y = ff(x, 2)
+    with torch.inference_mode():
+        assert bench.rel_l2(y, model(x, 2)) < 1e-6
+    assert ff.info["compiled"] is False
+    assert ff.info["compile_fallback"] == "RuntimeError: no compiler here"
+    assert [e["type"] for e in events] == ["warning"]
+    ff(x, 2)  # stays eager, warns once
+    assert len(events) == 1
+
+
+def test_bad_arguments_are_usage_errors():
+    for kwargs in (
+        {"protocols": ["D"]},
+        {"runs": 0},
+        {"variants": "warp"},
+        {"dims": "huge"},
+        {"threads": 0},
+        {"device": "tpu"},
+    ):
+        with pytest.raises(UsageError):
+            bench.run_benchmark(device=kwargs.pop("device", "cpu"), **kwargs)
+
+
+def test_main_prints_the_table_and_the_wrapper_runs(tmp_path, capsys):
+    out = tmp_path / "a.json"
+    rc = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--protocols",
+            "A",
+            "--no-temporal",
+            "--runs",
+            "2",
+            "--warmup",
+            "0",
+            "--variants",
+            "pipeline,eager",
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "Protocol A" in text and "adcsr-tiny" in text and "989.9 GFLOP conv+linear" in text
+    report = json.loads(out.read_text())
+    assert [e["variant"] for e in report["protocols"]["A"]] == ["pipeline", "eager"]
+    # The pipeline's own forward and the eager fast path compute the same thing in fp32.
+    assert all(e["rel_l2_vs_fp32"] < 1e-5 for e in report["protocols"]["A"])
+    assert bench.main(["--device", "cpu", "--runs", "0"]) == 2
+    r = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "bench.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0 and "--variants" in r.stdout
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fast_path_precision_on_parity_fixture(converted_adcsr):
+    """bf16 and fp16 outputs within 1e-2 relative L2 of the strict fp32 output, on the card."""
+    res = bench.parity_check(torch.device("cuda"), weights=converted_adcsr)
+    assert "results" in res, res
+    by = {r["precision"]: r for r in res["results"]}
+    assert by["fp32"]["rel_l2_vs_fixture"] < 1e-4
+    for p in ("bf16", "fp16"):
+        assert by[p]["finite"], p
+        assert by[p]["rel_l2_vs_fp32"] < 1e-2, (p, by[p])
+        assert not math.isnan(by[p]["rel_l2_vs_fixture"])
