@@ -396,8 +396,8 @@ def to_array(sr: torch.Tensor, deep: bool) -> np.ndarray:
     """(3, H, W) roughly in [-1, 1] -> rounded (H, W, 3) uint8 (or uint16 when ``deep``)."""
     maxval = 65535.0 if deep else 255.0
     q = ((sr.float() + 1.0) * (maxval / 2.0)).clamp_(0.0, maxval).round_()
-    q = q.permute(1, 2, 0).to(torch.int32 if deep else torch.uint8).cpu().numpy()
-    return q.astype(np.uint16) if deep else np.ascontiguousarray(q)
+    a = q.permute(1, 2, 0).to(torch.int32 if deep else torch.uint8).cpu().numpy()
+    return a.astype(np.uint16) if deep else np.ascontiguousarray(a)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -421,7 +421,7 @@ def load_model(
     resolved = resolve_weights(weights, cache_dir=cache_dir, offline=offline, on_event=on_event)
     model = load_native(resolved.path, device=dev, dtype=dtype)
     if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return Upscaler(model, device=dev, dtype=dtype, source=resolved.source, compile=compile)
 
 
