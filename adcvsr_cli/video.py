@@ -26,7 +26,15 @@ Events (plain dicts, always delivered on the thread that called :func:`transcode
 - ``{"type": "warning", "message": str}`` (also collected in ``TranscodeReport.warnings``).
 - ``{"type": "done", "report": TranscodeReport.to_dict()}``.
 
-Errors: :class:`VideoError` for unusable inputs and unwritable outputs;
+A truncated input is processed as far as it decodes, with a warning "input ends early" (an
+error with ``strict``): MP4/MOV headers count the frames; for Matroska, WebM, AVI and the
+like the last decoded frame is compared with the video track's own duration (never the
+container's, which includes the audio). MPEG-TS has no header to compare with.
+
+Output sizes over 8192 pixels on a side get a warning (beyond most codec levels); over 16384
+they are refused unless ``EncodeOptions.force`` is set.
+
+Errors: :class:`VideoError` for unusable inputs, outputs too large and unwritable outputs;
 :class:`BrokenOutputPipe` (a ``VideoError`` *and* a ``BrokenPipeError``) when the reader of
 standard output goes away; :class:`OutputExists` (a ``UsageError``, exit code 2) and
 ``UsageError`` for impossible requests; ``Interrupted`` when ``cancel`` is set.
@@ -206,6 +214,11 @@ _DEFAULT_LAYOUTS = {
     8: "7.1",
 }
 
+# Output sizes (reliability.md §8 decision 6): above the first, most codec levels and players
+# give up (a warning); above the second, refused unless EncodeOptions.force.
+_WARN_SIDE = 8192
+_MAX_SIDE = 16384
+
 _PROGRESS_INTERVAL_S = 0.1
 _QUEUE_POLL_S = 0.05
 _JOIN_TIMEOUT_S = 10.0
@@ -286,6 +299,8 @@ class EncodeOptions:
     deinterlace: bool = True
     strict: bool = False
     """Corrupt packets and early ends of input become errors instead of warnings."""
+    force: bool = False
+    """Write outputs over 16384 pixels on a side (refused otherwise: beyond every codec level)."""
 
 
 @dataclass
@@ -405,6 +420,54 @@ def _frac(x: Any) -> Fraction | None:
     return f if f > 0 else None
 
 
+_TAG_DURATION_RE = re.compile(r"^\s*(\d+):([0-5]?\d):([0-5]?\d(?:\.\d*)?)\s*$")
+
+
+def _tag_duration(stream: Any) -> float | None:
+    """The per-stream ``DURATION`` tag of Matroska/WebM ("00:00:06.000000000"), in seconds.
+
+    Matroska has no per-stream duration field; FFmpeg and mkvmerge write this tag instead. It
+    holds the end time of the track (the largest pts plus that frame's duration), so it counts
+    from 0, not from the stream's start time.
+    """
+    try:
+        md = dict(stream.metadata or {})
+    except Exception:
+        return None
+    for key, value in md.items():
+        if key.lower() != "duration" or not isinstance(value, str):
+            continue
+        m = _TAG_DURATION_RE.match(value)
+        if m:
+            secs = int(m.group(1)) * 3600 + int(m.group(2)) * 60 + float(m.group(3))
+            return secs if secs > 0 else None
+    return None
+
+
+def _stream_start(vstream: Any) -> float:
+    tb = _frac(vstream.time_base)
+    if vstream.start_time is None or not tb:
+        return 0.0
+    return float(vstream.start_time * tb)
+
+
+def _video_end(vstream: Any) -> float | None:
+    """Where the video track ends by its header, in seconds from 0: the Matroska DURATION tag,
+    else the stream's duration (counted from its start time). ``None`` when the container
+    gives neither (the container duration would include the audio).
+
+    The tag comes first: Matroska has no stream duration field, so FFmpeg fills one in only
+    when it cannot read the index (a truncated file), copying the container's, audio included.
+    """
+    tag = _tag_duration(vstream)
+    if tag is not None:
+        return tag
+    tb = _frac(vstream.time_base)
+    if vstream.duration and tb:
+        return _stream_start(vstream) + float(vstream.duration * tb)
+    return None
+
+
 def _moov_missing(path: str) -> bool:
     """Walk top-level MP4 boxes: an ``ftyp`` file without ``moov`` lost its index."""
     try:
@@ -429,6 +492,9 @@ def _moov_missing(path: str) -> bool:
     except OSError:
         return False
 
+
+# Messages name the command-line flags first: the library is mostly driven by the CLI.
+_EXISTS_HINT = "use --overwrite / -y, or overwrite=True, to replace it"
 
 _MP4_PIPE_MESSAGE = (
     "{name}: cannot read this MP4 from a pipe: its index (moov) is at the end. Pass the file "
@@ -564,10 +630,17 @@ def _info_from(
     fmt = first.format if first is not None else cc.format
     tb = _frac(vstream.time_base)
     rate = _frac(vstream.average_rate) or _frac(vstream.guessed_rate)
+    # The video track's own duration first: the container's includes audio that runs longer.
     duration = None
-    if vstream.duration and tb:
-        duration = float(vstream.duration * tb)
-    elif container.duration:
+    end = _video_end(vstream)
+    if end is not None:
+        begin = _stream_start(vstream)
+        if vstream.start_time is None and first is not None and first.pts is not None and tb:
+            begin = float(first.pts * tb)  # a truncated Matroska file may lose its start time
+        duration = end - begin
+        if duration <= 0:
+            duration = None
+    if duration is None and container.duration:
         duration = container.duration / av.time_base
     if frames is None:
         if vstream.frames:
@@ -725,6 +798,9 @@ class _Decoder:
         self.last_bad: str | None = None
         self.read_error: str | None = None
         self.frames_decoded = 0
+        self.min_pts: int | None = None  # of the decoded frames, in the stream time base
+        self.max_pts: int | None = None
+        self.last_step = 0  # pts step to the latest frame (the frame duration near the end)
         self.deinterlacing = False
         self.stop = threading.Event()
         self._gen = self._frames()
@@ -815,6 +891,13 @@ class _Decoder:
         fifo: collections.deque[int | None] = collections.deque()
         for frame in self._raw_frames():
             self.frames_decoded += 1
+            pts = frame.pts
+            if pts is not None and (self.max_pts is None or pts > self.max_pts):
+                if self.max_pts is not None:
+                    self.last_step = pts - self.max_pts
+                self.max_pts = pts
+            if pts is not None and (self.min_pts is None or pts < self.min_pts):
+                self.min_pts = pts
             if self._graph is None and self.deinterlace and frame.interlaced_frame:
                 try:
                     self._setup_graph(frame)
@@ -1024,10 +1107,10 @@ def _publish(tmp: str, final: str, overwrite: bool) -> None:
     try:
         os.link(tmp, final)  # fails with EEXIST if something appeared meanwhile
     except FileExistsError:
-        raise OutputExists(f"{final}: output exists (pass overwrite to replace it)") from None
+        raise OutputExists(f"{final}: output exists ({_EXISTS_HINT})") from None
     except OSError:
         if os.path.lexists(final):
-            raise OutputExists(f"{final}: output exists (pass overwrite to replace it)") from None
+            raise OutputExists(f"{final}: output exists ({_EXISTS_HINT})") from None
         os.replace(tmp, final)
         return
     os.unlink(tmp)
@@ -1804,9 +1887,7 @@ class _SequenceSink:
         if not overwrite:
             clash = [n for n in names if os.path.lexists(os.path.join(d, n))]
             if clash:
-                raise OutputExists(
-                    f"{os.path.join(d, clash[0])}: output exists (pass overwrite to replace it)"
-                )
+                raise OutputExists(f"{os.path.join(d, clash[0])}: output exists ({_EXISTS_HINT})")
         for n in names:
             os.replace(os.path.join(self.tmpdir, n), os.path.join(d, n))
         os.rmdir(self.tmpdir)
@@ -1819,6 +1900,49 @@ class _SequenceSink:
 # --------------------------------------------------------------------------------------------
 # transcode
 # --------------------------------------------------------------------------------------------
+
+
+def _early_end_message(
+    name: str, info: MediaInfo, container: Any, vstream: Any, dec: _Decoder, frames_in: int
+) -> str | None:
+    """Whether the input stopped before its header says it should (a truncated file).
+
+    MP4/MOV headers count the frames. Elsewhere (Matroska, WebM, AVI, ...) the end of the last
+    decoded frame is compared with the video track's own duration, never the container's, which
+    includes audio that may run longer: a shortfall of more than 1.5 frame durations (plus one
+    per corrupt packet, reported separately) is an early end. MPEG-TS has no header: FFmpeg
+    measures a truncated TS from what is there, so its early end cannot be told.
+    """
+    header = int(vstream.frames or 0)
+    if header and info.format.startswith("mov"):
+        if frames_in + dec.bad_packets < header and not dec.deinterlacing:
+            return f"{name}: input ends early: {frames_in} frames decoded, header says {header}"
+        return None
+    tb = _frac(vstream.time_base)
+    expected = _video_end(vstream)
+    if expected is None and container.duration and len(container.streams) == 1:
+        expected = container.duration / av.time_base  # only video: nothing else to include
+    if expected is None or dec.max_pts is None or not tb:
+        return None
+    frame_s = float(dec.last_step * tb)
+    if info.avg_rate:
+        frame_s = max(frame_s, float(1 / info.avg_rate))
+    if frame_s <= 0:
+        return None
+    end = float(dec.max_pts * tb) + frame_s
+    if expected - end <= (1.5 + dec.bad_packets) * frame_s:
+        return None
+    # A truncated file may lose its start time; the first decoded frame stands in for it.
+    start = _stream_start(vstream)
+    if vstream.start_time is None and dec.min_pts is not None:
+        start = float(dec.min_pts * tb)
+    about = round((expected - start) / frame_s)
+    return (
+        f"{name}: input ends early: {frames_in} frames decoded, header says "
+        f"{expected - start:.2f} s (about {about} frames); the decodable video stops at "
+        f"{end - start:.2f} s"
+    )
+
 
 _END = object()
 
@@ -1972,6 +2096,7 @@ def transcode(
     own_pipe = False
     kind = "file"
     final: str | None = None
+    bad_image_ext = False
     if not isinstance(dst, (str, os.PathLike)):
         pipe, kind, name_out = dst, "pipe", _display(dst)
     elif os.fspath(dst) == "-":
@@ -1993,10 +2118,10 @@ def transcode(
                 raise UsageError(f"{name_out}: image sequences are written as PNG (use %06d.png)")
         elif is_image_path(final):
             kind = "image"
-            if Path(final).suffix.lower() not in _WRITABLE_IMAGE_EXTS:
-                raise UsageError(f"{name_out}: images are written as .png or .jpg")
+            # Refused once the input is known: a video gets another message than an image.
+            bad_image_ext = Path(final).suffix.lower() not in _WRITABLE_IMAGE_EXTS
         if os.path.isdir(final):
-            raise UsageError(f"{name_out}: is a folder; resolve_output_path() picks a file in it")
+            raise UsageError(f"{name_out}: is a folder; give an output file name inside it")
         if src_path and os.path.exists(final) and _same_file(src_path, final):
             raise VideoError(
                 f"{name_out}: output is the input file {name_in}; refusing to overwrite it"
@@ -2005,11 +2130,11 @@ def transcode(
             # A FIFO or a device (/dev/null): written directly, nothing to make atomic.
             kind, own_pipe = "pipe", True
         elif kind != "sequence" and os.path.lexists(final) and not opts.overwrite:
-            raise OutputExists(f"{name_out}: output exists (pass overwrite to replace it)")
+            raise OutputExists(f"{name_out}: output exists ({_EXISTS_HINT})")
         elif kind == "sequence" and not opts.overwrite:
             first_file = os.path.join(os.path.dirname(final), os.path.basename(final) % 1)
             if os.path.lexists(first_file):
-                raise OutputExists(f"{first_file}: output exists (pass overwrite to replace it)")
+                raise OutputExists(f"{first_file}: output exists ({_EXISTS_HINT})")
     fmt = ""
     if kind in ("file", "pipe"):
         if opts.format:
@@ -2020,7 +2145,8 @@ def transcode(
             if not fmt:
                 raise UsageError(
                     f"{name_out}: cannot tell the container from '{ext or 'no extension'}'; use one "
-                    f"of {', '.join(sorted(_EXT_FORMAT))} or pass format"
+                    f"of {', '.join(sorted(_EXT_FORMAT))}, or choose the container with "
+                    "--format (format= in EncodeOptions)"
                 )
         else:
             fmt = "matroska"
@@ -2029,7 +2155,7 @@ def transcode(
         if own_pipe and fmt in _MP4_FAMILY:
             raise UsageError(
                 f"{name_out}: plain MP4 cannot be written to a pipe or device; write to '-' with "
-                "format mp4 (fragmented MP4) or use .mkv"
+                "--format mp4 (fragmented MP4) or use .mkv"
             )
 
     # ---- temp output first: fail fast on an unwritable folder ------------------------------
@@ -2096,13 +2222,30 @@ def transcode(
             raise VideoError(f"{name_in}: corrupt or unreadable input: {_err_text(e)}") from e
         if kind == "image" and not info.is_image:
             raise UsageError(
-                f"{name_in} is a video; write it to a video file, or to numbered images with a "
-                f"pattern such as {Path(name_out).stem}_%06d.png"
+                f"{name_out}: {name_in} is a video, and a video cannot be written to an image "
+                f"file; write it to a video container such as {Path(name_out).stem}.mkv or "
+                f".mp4, or to numbered images with a pattern such as {Path(name_out).stem}_%06d.png"
+            )
+        if bad_image_ext:
+            raise UsageError(
+                f"{name_out}: images are written as .png or .jpg, not "
+                f"{Path(name_out).suffix.lower()}"
             )
         size = out_size(info) if callable(out_size) else out_size
         out_w, out_h = int(size[0]), int(size[1])
         if out_w <= 0 or out_h <= 0:
             raise UsageError(f"output size {out_w}x{out_h} is not positive")
+        if max(out_w, out_h) > _MAX_SIDE and not opts.force:
+            raise VideoError(
+                f"{name_in}: the output would be {out_w}x{out_h}, over {_MAX_SIDE} pixels on a "
+                f"side (beyond every codec level; one frame is {out_w * out_h * 3 >> 20} MiB); "
+                "use --force (force=True) to try anyway"
+            )
+        if max(out_w, out_h) > _WARN_SIDE:
+            warn(
+                f"{name_in}: the output is {out_w}x{out_h}, over {_WARN_SIDE} pixels on a side: "
+                "beyond the levels of most codecs; many players and hardware decoders refuse it"
+            )
         if info.interlaced and opts.deinterlace:
             pass  # announced once bwdif actually engages (a flagged frame)
         elif info.interlaced:
@@ -2403,19 +2546,16 @@ def transcode(
             warn(
                 f"{name_in}: read error, input ends early after {counts['in']} frames ({dec.read_error})"
             )
-        header = vstream.frames
-        if (
-            header
-            and info.format.startswith("mov")
-            and counts["in"] + dec.bad_packets < header
-            and not dec.deinterlacing
-        ):
-            msg = (
-                f"{name_in}: input ends early: {counts['in']} frames decoded, header says {header}"
-            )
+        # A read error already said that the input ends early.
+        early = (
+            None
+            if dec.read_error
+            else _early_end_message(name_in, info, container, vstream, dec, counts["in"])
+        )
+        if early is not None:
             if opts.strict:
-                raise VideoError(msg + "; --strict stops here")
-            warn(msg)
+                raise VideoError(early + "; --strict stops here")
+            warn(early)
         if getattr(sink, "pts_fixed", 0):
             warn(
                 f"{name_in}: {sink.pts_fixed} frame(s) had non-increasing timestamps; nudged by one tick"

@@ -86,6 +86,34 @@ def test_probe_reports_stream_facts(tmp_path):
     assert info.interlaced is False and info.has_alpha is False
 
 
+# Complete files whose audio runs longer than the video (10 frames at 25 fps = 0.40 s).
+LONG_AUDIO = {
+    "mkv_aac": ("r.mkv", {"audio": "aac"}),
+    "mkv_pcm": ("p.mkv", {"audio": "pcm_s16le", "audio_seconds": 2.0}),
+    "webm": ("w.webm", {"codec": "libvpx-vp9", "audio": "libopus", "audio_seconds": 2.0}),
+    "ts": ("t.ts", {"audio": "aac", "audio_seconds": 2.0}),
+    "avi": ("a.avi", {"codec": "mpeg4", "audio": "aac", "audio_seconds": 2.0}),
+    "mp4": ("m.mp4", {"audio": "aac", "audio_seconds": 2.0}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LONG_AUDIO))
+def test_video_duration_not_container_duration(tmp_path, case):
+    """The frame estimate and the end-of-input check use the video track's own duration
+    (Matroska: its DURATION tag), not the container's, which includes the longer audio."""
+    name, kw = LONG_AUDIO[case]
+    src = make_video(tmp_path / name, frames=10, **kw)
+    info = V.probe(src)
+    if case == "avi":  # its header counts a skipped-frame slot after the first mpeg4 frame
+        assert info.frames == 11 and info.duration == pytest.approx(0.44, abs=0.011)
+    else:
+        assert info.frames == 10 and info.duration == pytest.approx(0.4, abs=0.011)
+    with av.open(str(src)) as c:
+        assert c.duration / av.time_base > 0.55  # the container duration is the audio's
+    rep = run(src, tmp_path / "o.mkv", preset=None if case == "webm" else "ultrafast")
+    assert rep.frames_out == 10 and not any("early" in w for w in rep.warnings)
+
+
 def test_image_roundtrip_keeps_alpha_and_16_bit(tmp_path):
     rgb = pattern(1, 20, 10, deep=True)
     alpha = np.linspace(0, 65535, 200).reshape(10, 20).astype(np.uint16)
@@ -547,8 +575,62 @@ def test_unwritable_output_folder(tmp_path):
 
 def test_unknown_extension_is_usage_error(tmp_path):
     src = make_video(tmp_path / "a.mp4", frames=3)
-    with pytest.raises(UsageError, match="container"):
+    with pytest.raises(UsageError, match="container") as exc:
         run(src, tmp_path / "o.xyz")
+    assert "--format" in str(exc.value) and "pass format" not in str(exc.value)
+
+
+def test_messages_name_the_command_line_flags(tmp_path):
+    src = make_video(tmp_path / "a.mp4", frames=3)
+    (tmp_path / "o.mp4").write_bytes(b"old")
+    with pytest.raises(V.OutputExists, match="--overwrite / -y") as exc:
+        run(src, tmp_path / "o.mp4")
+    assert "overwrite=True" in str(exc.value) and "pass overwrite" not in str(exc.value)
+    calls = []
+    with pytest.raises(UsageError) as exc:
+        run(src, tmp_path / "o.webp", lambda it: calls.append(1) or nearest4(it))
+    msg = str(exc.value)
+    assert "a video cannot be written to an image file" in msg and "%06d.png" in msg
+    assert ".mkv" in msg and "written as .png or .jpg" not in msg
+    img = make_image(tmp_path / "i.png")
+    with pytest.raises(UsageError, match=r"images are written as \.png or \.jpg, not \.webp"):
+        run(img, tmp_path / "o.webp", lambda it: calls.append(1) or nearest4(it))
+    assert calls == [] and leftovers(tmp_path) == [] and not (tmp_path / "o.webp").exists()
+    assert (tmp_path / "o.mp4").read_bytes() == b"old"
+
+
+def _stretch(w: int, h: int):
+    def process(frames):
+        for f in frames:
+            yield np.zeros((h, w, 3), f.dtype) + f[:1, :1]
+
+    return process
+
+
+def test_output_over_16384_refused_unless_forced_and_over_8192_warned(tmp_path):
+    img = make_image(tmp_path / "i.png", 8, 4)
+    calls = []
+    with pytest.raises(VideoError, match="16400x4, over 16384 pixels") as exc:
+        V.transcode(img, tmp_path / "o.png", lambda it: calls.append(1) or it, out_size=(16400, 4))
+    assert "--force" in str(exc.value) and str(img) in str(exc.value)
+    assert calls == [] and leftovers(tmp_path) == [] and not (tmp_path / "o.png").exists()
+    events: list[dict] = []
+    rep = V.transcode(
+        img,
+        tmp_path / "o.png",
+        _stretch(16400, 4),
+        out_size=(16400, 4),
+        options=V.EncodeOptions(force=True),
+        on_event=events.append,
+    )
+    assert V.read_image(tmp_path / "o.png")[0].shape == (4, 16400, 3)
+    assert rep.out_width == 16400 and any("over 8192" in w for w in rep.warnings)
+    assert [e["type"] for e in events][:2] == ["warning", "start"]  # an event, before the start
+    assert "16400x4, over 8192" in events[0]["message"]
+    rep = V.transcode(img, tmp_path / "w.png", _stretch(8200, 4), out_size=(8200, 4))
+    assert rep.out_width == 8200 and any("8200x4, over 8192" in w for w in rep.warnings)
+    rep = V.transcode(img, tmp_path / "s.png", _stretch(8192, 4), out_size=(8192, 4))
+    assert rep.warnings == []
 
 
 def _corrupt(tmp_path: Path) -> tuple[Path, int]:
@@ -601,6 +683,33 @@ def test_truncated_faststart_mp4_keeps_decodable_part(tmp_path):
     with pytest.raises(VideoError, match="strict"):
         run(cut, tmp_path / "s.mkv", strict=True)
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("case", ["mkv", "webm"])
+def test_truncated_matroska_keeps_decodable_part_and_warns(tmp_path, case):
+    """No frame count in the header: the end of the last decoded frame is compared with the
+    video track's DURATION tag (reliability.md row 5)."""
+    if case == "mkv":  # the CLI tests' reproducer: `head -c 600000 big.mkv`
+        kw = {"frames": 24, "rate": 4, "audio": "pcm_s16le", "audio_seconds": 6.0}
+        full, cut_at = make_video(tmp_path / "big.mkv", fmt="matroska", **kw), 600_000
+    else:  # audio longer than the video, mostly video bytes
+        kw = {"codec": "libvpx-vp9", "audio": "libopus", "audio_seconds": 3.0}
+        full = make_video(tmp_path / "big.webm", frames=24, noise_frames=True, **kw)
+        cut_at = full.stat().st_size // 2
+    cut = tmp_path / f"trunc{full.suffix}"
+    cut.write_bytes(full.read_bytes()[:cut_at])
+    assert V.probe(cut).frames == 24  # the header's estimate
+    preset = None if case == "webm" else "ultrafast"
+    rep = run(cut, tmp_path / "o.mkv", preset=preset)
+    assert 0 < rep.frames_out < 23 and rep.frames_in == rep.frames_out
+    early = [w for w in rep.warnings if "ends early" in w]
+    assert len(early) == 1 and f"{rep.frames_in} frames decoded" in early[0]
+    assert "about 24 frames" in early[0]
+    with pytest.raises(VideoError, match="ends early.*strict"):
+        run(cut, tmp_path / "s.mkv", strict=True, preset=preset)
+    assert not (tmp_path / "s.mkv").exists() and leftovers(tmp_path) == []
+    rep = run(full, tmp_path / "f.mkv", strict=True, preset=preset)
+    assert rep.frames_out == 24 and rep.warnings == []
 
 
 # ------------------------------------------------------------------------------------------
