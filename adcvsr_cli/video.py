@@ -2238,8 +2238,7 @@ def transcode(
         if max(out_w, out_h) > _MAX_SIDE and not opts.force:
             raise VideoError(
                 f"{name_in}: the output would be {out_w}x{out_h}, over {_MAX_SIDE} pixels on a "
-                f"side (beyond every codec level; one frame is {out_w * out_h * 3 >> 20} MiB); "
-                "use --force (force=True) to try anyway"
+                "side (beyond every codec level); use --force (force=True) to try anyway"
             )
         if max(out_w, out_h) > _WARN_SIDE:
             warn(
