@@ -459,7 +459,15 @@ def upscale(
     no_deinterlace: Annotated[
         bool, typer.Option("--no-deinterlace", help="Keep interlaced fields as they are.")
     ] = False,
-    strict: Annotated[bool, typer.Option(help="Treat corrupt packets as errors.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Treat corrupt packets and inputs that end early as errors.")
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Allow outputs over 16384 pixels on a side (beyond every codec level)."
+        ),
+    ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
@@ -573,6 +581,7 @@ def upscale(
             overwrite,
             not no_deinterlace,
             strict,
+            force,
         )
         _check_pipes(inputs, output, format)
         plan = plan_jobs(
@@ -620,6 +629,7 @@ def _encode_options(
     overwrite,
     deinterlace,
     strict,
+    force=False,
 ):  # type: ignore[no-untyped-def]
     from .video import EncodeOptions
 
@@ -639,6 +649,7 @@ def _encode_options(
         overwrite=overwrite,
         deinterlace=deinterlace,
         strict=strict,
+        force=force,
     )
 
 
@@ -1154,7 +1165,9 @@ def download(
     reporter = Reporter(quiet=quiet, verbose=verbose)
     try:
         with reporter:
-            results = fetch(names or None, cache_dir=cache_dir, force=force, on_event=reporter.on_event)
+            results = fetch(
+                names or None, cache_dir=cache_dir, force=force, on_event=reporter.on_event
+            )
     except AdcvsrError as e:
         raise _fail(reporter, e) from None
     bad = 0
