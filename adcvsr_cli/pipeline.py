@@ -338,7 +338,8 @@ class Upscaler:
                         frame_hw=(h, w),
                         on_change=lambda line: on_event({"type": "warning", "message": line}),
                     )
-                    group = options.chunk if self.temporal else (options.batch or options.chunk)
+                    # Image models: frames are independent, so feed the network batch by batch.
+                    group = options.chunk if self.temporal else plan.batch
                     chunker = StreamingChunker(
                         run_chunk,
                         chunk=group,

@@ -124,7 +124,7 @@ def test_video_through_chunks_keeps_every_frame(tmp_path, temporal):
     _video(src, frames=13)
     up = tiny_upscaler(temporal=temporal)
     events = []
-    rep = upscale(src, tmp_path / "out.mkv", up, UpscaleOptions(chunk=5, chunk_overlap=2), on_event=events.append)
+    rep = upscale(src, tmp_path / "out.mkv", up, UpscaleOptions(chunk=5, chunk_overlap=2, batch=5), on_event=events.append)
     assert rep.frames_in == rep.frames_out == 13
     assert (rep.out_width, rep.out_height) == (192, 128)
     plan = [e for e in events if e["type"] == "plan"][0]
