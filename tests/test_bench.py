@@ -73,6 +73,7 @@ def test_report_json_matches_and_has_every_protocol(small_report):
     assert report["variants"] == ["eager"]
     assert report["matmul"]["dtype"] == "fp32" and report["matmul"]["tflops"] > 0
     assert report["targets"]["applicable"] is False
+    assert report["partial"] is False
     assert any(e["type"] == "result" for e in events)
     assert report["parity"].get("skipped")
 
@@ -251,6 +252,15 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     assert [e["type"] for e in events] == ["warning"]
     ff(x, 2)  # stays eager, warns once
     assert len(events) == 1
+
+
+def test_protocol_c_is_skipped_without_pyav(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av -> ImportError
+    report = bench.run_benchmark(
+        protocols=["C"], device="cpu", runs=1, warmup=0, variants="eager", matmul=False
+    )
+    assert report["protocols"]["C"] == []
+    assert any("PyAV" in n for n in report["notes"])
 
 
 def test_bad_arguments_are_usage_errors():
