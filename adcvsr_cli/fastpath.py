@@ -28,9 +28,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ from torch import nn
 from .errors import UsageError
 
 Event = dict[str, Any]
+M = TypeVar("M", bound=nn.Module)
 
 _ALIASES = {"cl": "channels_last", "channels-last": "channels_last", "cuda_graphs": "graphs"}
 TOKENS = (
@@ -93,7 +94,7 @@ class FastPath:
         return "+".join(on) if on else "eager"
 
 
-def parse_variants(specs: str | list[str] | tuple[str, ...]) -> list[FastPath]:
+def parse_variants(specs: str | Sequence[str]) -> list[FastPath]:
     """``"eager,channels_last,compile"`` (or a list of such) -> FastPaths, duplicates dropped."""
     items = specs.split(",") if isinstance(specs, str) else list(specs)
     out: list[FastPath] = []
@@ -135,9 +136,7 @@ def strict_fp32(device: torch.device) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def prepare_model(
-    model: nn.Module, dtype: torch.dtype, fp: FastPath, *, copy_model: bool = True
-) -> nn.Module:
+def prepare_model(model: M, dtype: torch.dtype, fp: FastPath, *, copy_model: bool = True) -> M:
     """The network as ``fp`` runs it: weights in ``dtype`` (float32 for ``autocast``), in
     channels-last format for ``channels_last`` (and for ``pipeline`` on a CUDA card, as
     ``load_model`` does). ``copy_model``: leave ``model`` itself untouched."""
@@ -145,7 +144,7 @@ def prepare_model(
     m = m.to(torch.float32 if fp.autocast else dtype)
     on_cuda = next(iter(m.parameters())).device.type == "cuda"
     if fp.channels_last or (fp.pipeline and on_cuda):
-        m = m.to(memory_format=torch.channels_last)
+        m = m.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return m.eval().requires_grad_(False)
 
 
@@ -287,9 +286,9 @@ class FastForward:
                     raise
                 self._fallback(e)
         if self.fp.graphs and self.on_cuda:
-            y = self._graph_call(x, frames)
-            if y is not None:
-                return y
+            replayed = self._graph_call(x, frames)
+            if replayed is not None:
+                return replayed
         return self._core(x, frames)
 
 
