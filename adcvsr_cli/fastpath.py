@@ -157,7 +157,8 @@ class FastForward:
     ``clone_output`` is False (the caller must then consume them before the next call).
 
     ``info`` says what actually ran: ``compiled`` (a compiled graph ran), ``compile_fallback``
-    (why compilation was abandoned), ``graphs`` (CUDA graphs captured), ``first_call_s`` per shape.
+    (why compilation was abandoned), ``graphs`` (CUDA graphs captured), ``graphs_fallback`` (why
+    capture was abandoned), ``first_call_s`` per input shape.
     """
 
     max_graphs = 4
@@ -190,6 +191,7 @@ class FastForward:
             "compiled": False,
             "compile_fallback": None,
             "graphs": 0,
+            "graphs_fallback": None,
             "first_call_s": {},
         }
         self._compiled: Callable[[torch.Tensor, int], torch.Tensor] | None = None
@@ -237,6 +239,8 @@ class FastForward:
         if entry is None:
             if len(self._graphs) >= self.max_graphs:
                 return None
+            if self.info.get("graphs_fallback"):
+                return None
             static_in = x.clone()
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
@@ -245,8 +249,21 @@ class FastForward:
                     self._core(static_in, frames)
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                static_out = self._core(static_in, frames)
+            try:
+                with torch.cuda.graph(graph):
+                    static_out = self._core(static_in, frames)
+            except Exception as e:
+                if _is_oom(e):
+                    raise
+                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                self.info["graphs_fallback"] = reason[:500]
+                self.emit(
+                    {
+                        "type": "warning",
+                        "message": f"CUDA graph capture failed ({reason[:200]}); running eager",
+                    }
+                )
+                return None
             entry = (graph, static_in, static_out)
             self._graphs[key] = entry
             self.info["graphs"] = len(self._graphs)
