@@ -1306,7 +1306,7 @@ def _run_benchmark(
         "device": {"type": dev.type, "name": ctx.device_name, "str": str(dev)},
         "precision": ctx.precision,
         "small": small,
-        "dims": dims_mode,
+        "dims": "from weights" if weights is not None else dims_mode,
         "runs": runs,
         "warmup": warmup,
         "e2e_runs": ctx.e2e_runs,
