@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot GPU benchmark of issue 7 (protocols A, B, C and the parity-fixture precision check),
-# sized to finish in about 5 minutes on one H100/H200. Writes JSON reports and logs to $OUT (the
-# device tool's output folder) or to benchmarks/out/.
+# sized (by estimate: it has not run on a GPU yet) to finish in about 5 minutes on one H100/H200.
+# Writes JSON reports and logs to $OUT (the device tool's output folder) or /tmp/adcvsr-gpu-check.
 #
 # Before calling the device, in the repository root of this machine (the device sees only the
 # repository, not ../shared, and has no PyAV and no network):
@@ -14,8 +14,8 @@
 #       --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
 #       --platform manylinux2014_x86_64 -d .whl av==18.1.0      # /.whl/ is git-ignored
 #
-# then run `bash benchmarks/gpu_check.sh` there with carry [".bench-data", ".whl"] and a
-# timeout of about 420 s. Without .bench-data protocol C uses a generated 320x240 clip and the
+# then run `bash benchmarks/gpu_check.sh` there with carry [".bench-data", ".whl"] and
+# timeout_s 600 (the stages' own limits add up to 570 s). Without .bench-data protocol C uses a generated 320x240 clip and the
 # parity check is skipped; without the av wheel protocol C is skipped.
 #
 # Stages (each under its own timeout; every report is rewritten after each protocol, so a stage
@@ -32,7 +32,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-OUTDIR="${OUT:-benchmarks/out}"
+OUTDIR="${OUT:-/tmp/adcvsr-gpu-check}"
 mkdir -p "$OUTDIR"
 export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
