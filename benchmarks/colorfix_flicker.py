@@ -66,7 +66,9 @@ def measure(model, clip: torch.Tensor) -> dict[str, dict[str, float]]:
     for mode in COLOR_FIX_MODES:
         fix = make_color_fix(mode)
         flags = [i in cuts for i in range(clip.shape[0])]
-        out = torch.cat([fix(sr[i : i + 1], clip[i : i + 1], flags[i : i + 1]) for i in range(sr.shape[0])])
+        out = torch.cat(
+            [fix(sr[i : i + 1], clip[i : i + 1], flags[i : i + 1]) for i in range(sr.shape[0])]
+        )
         m, s = figures((out / 2 + 0.5).clamp(0, 1), cuts)
         row[mode] = {"mean": m / max(base_mean, 1e-12), "std": s / max(base_std, 1e-12)}
     return row
@@ -75,7 +77,9 @@ def measure(model, clip: torch.Tensor) -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", required=True, help="a native .safetensors checkpoint")
-    ap.add_argument("--clips", default=str(Path(__file__).resolve().parents[2] / "shared/media/dove-demo"))
+    ap.add_argument(
+        "--clips", default=str(Path(__file__).resolve().parents[2] / "shared/media/dove-demo")
+    )
     ap.add_argument("--frames", type=int, default=25)
     ap.add_argument("--crop", type=int, default=64)
     ap.add_argument("--json", default=None)
@@ -86,16 +90,43 @@ def main(argv: list[str] | None = None) -> int:
     for clip_path in sorted(Path(a.clips).glob("*.mp4")):
         results[clip_path.name] = measure(model, load_clip(clip_path, a.frames, a.crop))
         r = results[clip_path.name]
-        print(f"{clip_path.name}: input mean {r['input']['mean']:.4f} std {r['input']['std']:.4f}; "
-              + "; ".join(f"{m} {r[m]['mean']:.2f}/{r[m]['std']:.2f}" for m in COLOR_FIX_MODES), flush=True)
-    print("\nflicker relative to the input (mean / std of per-frame channel statistics; 1.00 = as the input)")
+        print(
+            f"{clip_path.name}: input mean {r['input']['mean']:.4f} std {r['input']['std']:.4f}; "
+            + "; ".join(f"{m} {r[m]['mean']:.2f}/{r[m]['std']:.2f}" for m in COLOR_FIX_MODES),
+            flush=True,
+        )
+    print(
+        "\nflicker relative to the input (mean / std of per-frame channel statistics; 1.00 = as the input)"
+    )
     print(f"{'clip':10s} " + " ".join(f"{m:>20s}" for m in COLOR_FIX_MODES))
     for name, r in results.items():
-        print(f"{name:10s} " + " ".join(f"{r[m]['mean']:9.2f} /{r[m]['std']:8.2f} " for m in COLOR_FIX_MODES))
-    avg = {m: (float(np.mean([r[m]["mean"] for r in results.values()])), float(np.mean([r[m]["std"] for r in results.values()]))) for m in COLOR_FIX_MODES}
-    print(f"{'mean':10s} " + " ".join(f"{avg[m][0]:9.2f} /{avg[m][1]:8.2f} " for m in COLOR_FIX_MODES))
+        print(
+            f"{name:10s} "
+            + " ".join(f"{r[m]['mean']:9.2f} /{r[m]['std']:8.2f} " for m in COLOR_FIX_MODES)
+        )
+    avg = {
+        m: (
+            float(np.mean([r[m]["mean"] for r in results.values()])),
+            float(np.mean([r[m]["std"] for r in results.values()])),
+        )
+        for m in COLOR_FIX_MODES
+    }
+    print(
+        f"{'mean':10s} " + " ".join(f"{avg[m][0]:9.2f} /{avg[m][1]:8.2f} " for m in COLOR_FIX_MODES)
+    )
     if a.json:
-        Path(a.json).write_text(json.dumps({"frames": a.frames, "crop": a.crop, "weights": a.weights, "clips": results, "mean": avg}, indent=2))
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "frames": a.frames,
+                    "crop": a.crop,
+                    "weights": a.weights,
+                    "clips": results,
+                    "mean": avg,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 
