@@ -511,6 +511,14 @@ def upscale(
             "--compile", help="torch.compile the network (CUDA; slow start, faster long runs)."
         ),
     ] = False,
+    fastpath: Annotated[
+        str | None,
+        typer.Option(
+            "--fastpath",
+            help="Network fast-path options joined by +: channels_last, compile, graphs (CUDA graphs), "
+            "cudnn_benchmark, autocast, max_autotune. Each falls back to eager where it cannot run.",
+        ),
+    ] = None,
     dry_run: Annotated[
         bool,
         typer.Option(
@@ -611,6 +619,7 @@ def upscale(
             device=device,
             precision=precision,
             compile=compile,
+            fastpath=fastpath,
         )
     raise typer.Exit(code)
 
@@ -1227,3 +1236,28 @@ def main() -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)
+
+
+@app.command(
+    help="""Benchmark the network and the pipeline (protocols A: 25 frames 128x128 -> 512x512,
+B: 854x480 -> 3416x1920 with automatic tiles, C: file to file) and write a JSON report.
+
+On a CPU it runs small sizes (tiny dims) so that it finishes in about a minute; on a CUDA card the
+paper's sizes. Options after -- go to the benchmark itself (see `adcvsr bench -- --help`).
+
+Examples:
+
+  adcvsr bench
+
+  adcvsr bench -- --protocols A --variants eager,channels_last+compile --json bench.json
+""",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def bench(ctx: typer.Context) -> None:
+    from .bench import main as bench_main
+
+    try:
+        code = bench_main(list(ctx.args))
+    except AdcvsrError as e:
+        raise _fail(None, e) from None
+    raise typer.Exit(code or 0)

@@ -85,13 +85,18 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype:
-    """``auto`` -> bf16 on CUDA cards that support it, else fp16 there; fp32 on the CPU."""
+    """``auto`` -> fp16 on CUDA, fp32 on the CPU.
+
+    Not bf16: on the parity fixture bf16 lands 3.3e-2 (relative L2) from fp32, fp16 within the
+    1e-2 the project requires (bf16's 8-bit mantissa, not its range, is the limit here). fp16's
+    narrow range is guarded instead: a call whose output is not finite is rerun in bf16.
+    """
     if precision not in PRECISIONS:
         raise UsageError(f"--precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return _DTYPES[precision]
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16
     return torch.float32
 
 
@@ -196,6 +201,8 @@ class Upscaler:
         dtype: torch.dtype,
         source: str = "",
         compile: bool = False,
+        fastpath: str | None = None,
+        on_event: OnEvent | None = None,
     ) -> None:
         self.model = model.eval().requires_grad_(False)
         self.device = device
@@ -203,25 +210,44 @@ class Upscaler:
         self.source = source
         self.dims = model.dims
         self.temporal = model.dims.has_temporal
+        self.emit = on_event or _noop
         self._forward: Callable[[torch.Tensor, int], torch.Tensor] = self._network
-        self.compiled = False
-        if compile:
-            self._forward = self._compile()
+        self.fastpath: Any = None
+        spec = "+".join(p for p in (fastpath, "compile" if compile else None) if p)
+        if spec and spec != "eager":
+            from .fastpath import FastForward, FastPath, prepare_model
 
-    def _compile(self) -> Callable[[torch.Tensor, int], torch.Tensor]:
-        try:
-            compiled = torch.compile(self._network, dynamic=True)
-        except Exception:  # no compiler here: eager it is
-            return self._network
-        self.compiled = True
-        return compiled
+            fp = FastPath.parse(spec)
+            self.model = prepare_model(self.model, dtype, fp, copy_model=False)
+            self.fastpath = FastForward(
+                self.model, device=device, dtype=dtype, fastpath=fp, on_event=self.emit
+            )
+            self._forward = self.fastpath
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self.fastpath is not None and self.fastpath.info.get("compiled"))
+
+    def _guarded(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
+        """The network call, with fp16's range guarded: a non-finite output reruns in bf16."""
+        y = self._forward(x, clip_len)
+        if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
+            self.emit(
+                {
+                    "type": "warning",
+                    "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
+                }
+            )
+            self.model.to(torch.bfloat16)
+            self.dtype = torch.bfloat16
+            self._forward = self._network  # a compiled or captured fp16 graph no longer applies
+            y = self._forward(x, clip_len)
+        return y
 
     # The decoder up blocks have no temporal blocks: run them in frame groups to bound memory.
     def _network(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
         """(B*T, 3, h, w) in [-1, 1], h and w multiples of 16 -> (B*T, 3, 4h, 4w) float32."""
         x = x.to(self.dtype)
-        if self.device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
         lat = self.model.latent(x, clip_len)
         group = self.decode_batch(x.shape[0])
         outs = [
@@ -267,7 +293,7 @@ class Upscaler:
         with torch.inference_mode():
             return runner(
                 lambda plan: run_chunk_plan(
-                    self._forward,
+                    self._guarded,
                     x,
                     plan,
                     self.temporal,
@@ -412,18 +438,30 @@ def load_model(
     cache_dir: str | os.PathLike | None = None,
     offline: bool | None = None,
     compile: bool = False,
+    fastpath: str | None = None,
     on_event: OnEvent | None = None,
 ) -> Upscaler:
-    """Resolve ``weights`` (registry name, native path or ``hf://``), load it once on a device."""
+    """Resolve ``weights`` (registry name, native path or ``hf://``), load it once on a device.
+
+    ``fastpath``: options of :class:`~adcvsr_cli.fastpath.FastPath` joined by ``+`` (e.g.
+    ``"channels_last+compile"``); ``compile=True`` adds ``compile``. Each falls back to eager
+    where it cannot run.
+    """
     from .weights import resolve_weights
 
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     resolved = resolve_weights(weights, cache_dir=cache_dir, offline=offline, on_event=on_event)
     model = load_native(resolved.path, device=dev, dtype=dtype)
-    if dev.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return Upscaler(model, device=dev, dtype=dtype, source=resolved.source, compile=compile)
+    return Upscaler(
+        model,
+        device=dev,
+        dtype=dtype,
+        source=resolved.source,
+        compile=compile,
+        fastpath=fastpath,
+        on_event=on_event,
+    )
 
 
 @dataclass

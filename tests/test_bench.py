@@ -318,12 +318,17 @@ def test_main_prints_the_table_and_the_wrapper_runs(tmp_path, capsys):
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_fast_path_precision_on_parity_fixture(converted_adcsr):
-    """bf16 and fp16 outputs within 1e-2 relative L2 of the strict fp32 output, on the card."""
+    """fp16 (the CUDA default) within 1e-2 relative L2 of the strict fp32 output, on the card.
+
+    bf16 cannot meet 1e-2 on this fixture: its 8-bit mantissa alone puts it at 3.3e-2 (measured
+    on the CPU with the full-size parity weights; rounding only the weights to bf16 already gives
+    1.3e-2). It is held to 5e-2, and that is why ``--precision auto`` picks fp16.
+    """
     res = bench.parity_check(torch.device("cuda"), weights=converted_adcsr)
     assert "results" in res, res
     by = {r["precision"]: r for r in res["results"]}
     assert by["fp32"]["rel_l2_vs_fixture"] < 1e-4
-    for p in ("bf16", "fp16"):
+    for p, bound in (("fp16", 1e-2), ("bf16", 5e-2)):
         assert by[p]["finite"], p
-        assert by[p]["rel_l2_vs_fp32"] < 1e-2, (p, by[p])
+        assert by[p]["rel_l2_vs_fp32"] < bound, (p, by[p])
         assert not math.isnan(by[p]["rel_l2_vs_fixture"])

@@ -3,7 +3,6 @@
 import os
 import shutil
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from adcvsr_cli.colorfix import adain
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import (
-    Upscaler,
     UpscaleOptions,
+    Upscaler,
     resolve_device,
     resolve_precision,
     to_array,
@@ -57,7 +56,14 @@ def test_options_validation_and_sizes():
     assert UpscaleOptions(scale=1.5).output_size(101, 51, even=True) == (152, 76)
     assert UpscaleOptions(width=1920).output_size(640, 360) == (1920, 1080)
     assert UpscaleOptions(width=100, height=50).output_size(640, 360) == (100, 50)
-    for bad in (dict(scale=0), dict(tile="abc"), dict(tile=20), dict(color_fix="lab"), dict(chunk=0), dict(width=-3)):
+    for bad in (
+        dict(scale=0),
+        dict(tile="abc"),
+        dict(tile=20),
+        dict(color_fix="lab"),
+        dict(chunk=0),
+        dict(width=-3),
+    ):
         with pytest.raises(UsageError):
             UpscaleOptions(**bad).validate()
     assert resolve_device("cpu").type == "cpu"
@@ -124,7 +130,13 @@ def test_video_through_chunks_keeps_every_frame(tmp_path, temporal):
     _video(src, frames=13)
     up = tiny_upscaler(temporal=temporal)
     events = []
-    rep = upscale(src, tmp_path / "out.mkv", up, UpscaleOptions(chunk=5, chunk_overlap=2, batch=5), on_event=events.append)
+    rep = upscale(
+        src,
+        tmp_path / "out.mkv",
+        up,
+        UpscaleOptions(chunk=5, chunk_overlap=2, batch=5),
+        on_event=events.append,
+    )
     assert rep.frames_in == rep.frames_out == 13
     assert (rep.out_width, rep.out_height) == (192, 128)
     plan = [e for e in events if e["type"] == "plan"][0]
@@ -142,23 +154,43 @@ def test_non_integer_scale_resizes_on_the_device(tmp_path):
 @pytest.mark.slow
 def test_cli_convert_and_upscale_reproduce_the_reference(released_files, tmp_path):
     """`adcvsr convert` on released-format files, then `adcvsr upscale` on a PNG: within one level."""
+    from released import PARITY
     from safetensors.torch import load_file
 
     from adcvsr_cli.checkpoint import load_native
-    from released import PARITY
 
     exe = shutil.which("adcvsr")
     assert exe, "the console script must be installed"
     net, dec = released_files
     out = tmp_path / "adcsr.safetensors"
-    r = subprocess.run([exe, "convert", "--net-params", str(net), "--half-decoder", str(dec), "-o", str(out)],
-                       capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [exe, "convert", "--net-params", str(net), "--half-decoder", str(dec), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     lr = load_file(str(PARITY))["lr"][:1]
     img = ((lr[0] / 2 + 0.5) * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
     write_image(tmp_path / "lr.png", img)
-    r = subprocess.run([exe, "upscale", str(tmp_path / "lr.png"), str(tmp_path / "sr.png"), "--weights", str(out),
-                        "--device", "cpu", "--color-fix", "adain", "-q"], capture_output=True, text=True, timeout=600)
+    r = subprocess.run(
+        [
+            exe,
+            "upscale",
+            str(tmp_path / "lr.png"),
+            str(tmp_path / "sr.png"),
+            "--weights",
+            str(out),
+            "--device",
+            "cpu",
+            "--color-fix",
+            "adain",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert r.returncode == 0, r.stderr
     sr, _ = read_image(tmp_path / "sr.png")
     model = load_native(out)
@@ -180,3 +212,45 @@ def test_model_weights_from_a_native_path(tmp_path):
     up = load_model(str(p), device="cpu")
     assert up.dims == m.dims and up.device.type == "cpu"
     assert os.path.exists(p)
+
+
+def test_fp16_overflow_reruns_in_bf16():
+    """A non-finite fp16 output is not passed on: the call is rerun in bf16, with a warning."""
+    up = tiny_upscaler()
+    up.model.to(torch.float16)
+    up.dtype = torch.float16
+    events = []
+    up.emit = events.append
+    calls = []
+    real = up._network
+
+    def overflowing(x, clip_len):
+        calls.append(up.dtype)
+        y = real(x, clip_len)
+        return y * float("inf") if up.dtype == torch.float16 else y
+
+    up._forward = overflowing
+    from adcvsr_cli.chunking import BackoffRunner, Plan
+
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    y = up.upscale_clip(x, BackoffRunner(Plan(0, 2), Plan(64, 1)))
+    assert torch.isfinite(y).all() and y.shape == (2, 3, 64, 64)
+    assert calls == [torch.float16] and up.dtype == torch.bfloat16
+    assert any("bf16" in e.get("message", "") for e in events)
+
+
+def test_fastpath_option_builds_a_working_forward():
+    m = AdcVSR(tiny_dims()).eval()
+    init_random_(m)
+    ref = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        expected = ref._network(x, 1)
+    fast = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, fastpath="channels_last")
+    assert fast.fastpath is not None and fast.fastpath.fp.channels_last
+    with torch.inference_mode():
+        got = fast._guarded(x, 1)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert ((got - expected).norm() / expected.norm()) < 1e-3
+    with pytest.raises(UsageError):
+        Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, fastpath="warp_drive")
