@@ -394,7 +394,10 @@ def upscale(
     ] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     precision: Annotated[
-        str, typer.Option(help="auto (bf16/fp16 on CUDA, fp32 on CPU), bf16, fp16 or fp32.")
+        str,
+        typer.Option(
+            help="auto (fp16 on CUDA, rerun in bf16 if it overflows; fp32 on CPU), bf16, fp16 or fp32."
+        ),
     ] = "auto",
     color_fix: Annotated[
         str | None,
