@@ -402,7 +402,7 @@ def upscale(
     color_fix: Annotated[
         str | None,
         typer.Option(
-            help="none, adain (per frame, the reference rule) or adain-temporal (smoothed over time; default)."
+            help="none, adain (per frame, the reference rule; default) or adain-temporal (statistics smoothed over time, reset at scene cuts)."
         ),
     ] = None,
     tile: Annotated[
