@@ -873,17 +873,24 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
         raise Terminated()
 
     def on_int(signum: int, frame: Any) -> None:
-        if cancel.is_set():  # a second Ctrl-C while the first one is cleaning up: stop now
+        # A second Ctrl-C while the first one is cleaning up: stop now (the signal watcher, when
+        # it runs, handles second signals itself, with cleanup, and sets ``cancel`` first).
+        if cancel.is_set() and not watch.active:
             os.write(2, b"adcvsr: interrupted again, exiting at once\n")
             os._exit(EXIT_INTERRUPTED)
         cancel.set()
         raise KeyboardInterrupt
 
     in_main = threading.current_thread() is threading.main_thread()
+    watched: set[int] = set()
     if in_main:
         signal.signal(signal.SIGTERM, on_term)
+        watched.add(signal.SIGTERM)
         if prev_int is signal.default_int_handler:  # not when SIGINT is ignored (started with &)
             signal.signal(signal.SIGINT, on_int)
+            watched.add(signal.SIGINT)
+    watch = _SignalWatch(watched, cancel)
+    watch.start()
     try:
         reporter.start_batch(len(to_run))
         for index, job in enumerate(to_run, 1):
@@ -987,6 +994,7 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
         broken_pipe = True
     finally:
         if in_main:
+            watch.stop()
             signal.signal(signal.SIGTERM, prev_term)
             signal.signal(signal.SIGINT, prev_int)
     if interrupted_code and current is not None:
@@ -1021,6 +1029,73 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
     if interrupted_code:
         return interrupted_code
     return _exit_code(plan, run)
+
+
+class _SignalWatch:
+    """SIGINT/SIGTERM that work even while the main thread is inside one long native call.
+
+    Python runs its signal handlers between bytecodes only, and on a CPU one network layer can
+    take minutes. So the signals are blocked in every thread this run starts, and a watcher thread
+    takes them with ``sigtimedwait``: it sets ``cancel`` and raises the usual handler in the main
+    thread (``interrupt_main``), which cleans up as soon as the native call returns. If that has
+    not happened within ``grace`` seconds, or on a second signal, the watcher removes the
+    unfinished temporary outputs itself and exits with 130 (SIGINT) or 143 (SIGTERM).
+    """
+
+    def __init__(self, signals: set[int], cancel: threading.Event, grace: float = 2.0) -> None:
+        self.signals = set(signals)
+        self.cancel = cancel
+        self.grace = grace
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._old_mask: set[int] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        if not self.signals or not hasattr(signal, "sigtimedwait"):
+            return
+        self._old_mask = set(signal.pthread_sigmask(signal.SIG_BLOCK, self.signals))
+        self._thread = threading.Thread(target=self._watch, name="adcvsr-signals", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+        self._thread = None
+        # Signals that arrived meanwhile are delivered to the normal handlers once unblocked.
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._old_mask or set())
+
+    def _watch(self) -> None:
+        import _thread
+
+        deadline: float | None = None
+        first = 0
+        while not self._stop.is_set():
+            info = signal.sigtimedwait(self.signals, 0.2)
+            now = time.monotonic()
+            if info is None:
+                if deadline is not None and now >= deadline:
+                    self._hard_exit(first)
+                continue
+            if deadline is not None:  # a second signal: stop now
+                self._hard_exit(info.si_signo)
+            first = info.si_signo
+            self.cancel.set()
+            deadline = now + self.grace
+            _thread.interrupt_main(signal.Signals(first))
+
+    def _hard_exit(self, signo: int) -> None:
+        from .video import remove_live_temps
+
+        removed = remove_live_temps()
+        note = f"; removed {len(removed)} unfinished output(s)" if removed else ""
+        os.write(2, f"adcvsr: interrupted{note}\n".encode())
+        os._exit(EXIT_SIGTERM if signo == signal.SIGTERM else EXIT_INTERRUPTED)
 
 
 def _exit_code(plan: Any, run: _Run) -> int:

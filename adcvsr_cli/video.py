@@ -52,6 +52,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import stat
 import sys
 import threading
@@ -1094,10 +1095,42 @@ def resolve_output_path(src: str | os.PathLike[str], dst: str | os.PathLike[str]
     return Path(d)
 
 
+_LIVE_TEMPS: set[str] = set()
+_LIVE_TEMPS_LOCK = threading.Lock()
+
+
 def _temp_path(final: str) -> str:
     p = Path(os.path.abspath(final))
     token = secrets.token_hex(4)
-    return str(p.with_name(f".{p.stem}.adcvsr-{os.getpid()}-{token}.part{p.suffix}"))
+    tmp = str(p.with_name(f".{p.stem}.adcvsr-{os.getpid()}-{token}.part{p.suffix}"))
+    with _LIVE_TEMPS_LOCK:
+        _LIVE_TEMPS.add(tmp)
+    return tmp
+
+
+def remove_live_temps() -> list[str]:
+    """Delete the temporary outputs this process has made and not yet published or removed.
+
+    For a last-resort exit (a signal arrived while the main thread is stuck in one long native
+    call and cannot run its own cleanup): published temps were renamed away and no longer exist
+    under their temporary names, so only unfinished ones are touched. Safe from any thread.
+    """
+    removed = []
+    with _LIVE_TEMPS_LOCK:
+        paths = sorted(_LIVE_TEMPS)
+        _LIVE_TEMPS.clear()
+    for tmp in paths:
+        try:
+            if os.path.isdir(tmp) and not os.path.islink(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                os.unlink(tmp)
+            removed.append(tmp)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            pass
+    return removed
 
 
 def _publish(tmp: str, final: str, overwrite: bool) -> None:

@@ -831,6 +831,52 @@ def test_signal_mid_batch(
     assert {q: sha256(q) for q in src.iterdir()} == sums
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signal_during_one_long_native_call(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path, sig: int, code: int
+) -> None:
+    """Python runs signal handlers between bytecodes only; a CPU network layer can take minutes.
+    The run must still end within a few seconds, with no temporary file left and the prior
+    output untouched (here: one untiled 8-frame batch at 256x256, whose attention layers each
+    take seconds on this machine)."""
+    src = make_video(tmp_path / "big.mkv", frames=8, fmt="matroska", size=(256, 256))
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"previous output")
+    p = subprocess.Popen(
+        [
+            adcvsr_bin,
+            "upscale",
+            str(src),
+            str(out),
+            "-y",
+            "--json",
+            "--tile",
+            "0",
+            "--batch",
+            "8",
+            *tiny(weights),
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert p.stderr is not None
+    for line in p.stderr:
+        if json.loads(line)["event"] == "plan":  # the network is about to run
+            break
+    time.sleep(1.0)
+    sent = time.monotonic()
+    p.send_signal(sig)
+    rest = p.stderr.read()
+    rc = p.wait(timeout=60)
+    took = time.monotonic() - sent
+    assert rc == code, rest
+    assert took < 6, took
+    assert "Traceback" not in rest
+    assert out.read_bytes() == b"previous output"
+    assert not no_part_files(tmp_path)
+
+
 # ----------------------------------------------------------------------------- terminal
 
 
