@@ -39,7 +39,6 @@ import statistics
 import sys
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -994,30 +993,9 @@ def _media_seconds(media: dict[str, Any]) -> dict[str, float]:
 
 def _manifest_state(fixture_dir: Path) -> dict[str, torch.Tensor]:
     """The parity fixture's weights (the recipe of its README), in native names."""
-    from .convert import map_state
+    from .parity import manifest_native_state
 
-    rows = json.loads((fixture_dir / "adcsr_checkpoint_keys.json").read_text())
-    parts = []
-    for part in ("net_params", "half_decoder"):
-        d: dict[str, torch.Tensor] = {}
-        canon: dict[str, torch.Tensor] = {}
-        for row in rows[part]:
-            k = row.get("alias_of", row["key"])
-            if k not in canon:
-                shape = row["shape"]
-                g = torch.Generator().manual_seed(zlib.crc32(k.encode("utf-8")))
-                t = torch.randn(shape, generator=g, dtype=torch.float64)
-                if len(shape) >= 2:
-                    t = t / math.sqrt(math.prod(shape[1:]))
-                elif "norm" in k and k.endswith(".weight"):
-                    t = 1 + 0.1 * t
-                else:
-                    t = 0.05 * t
-                canon[k] = t.to(torch.float32)
-            d[row["key"]] = canon[k]
-        parts.append(d)
-    state, _merged, _ignored = map_state(parts[0], parts[1])
-    return state
+    return manifest_native_state(fixture_dir / "adcsr_checkpoint_keys.json")
 
 
 def parity_check(

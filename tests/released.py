@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 import types
-import zlib
 from pathlib import Path
 
 import torch
+
+from adcvsr_cli.parity import manifest_state_dicts as _manifest_state_dicts
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 FIXTURE_DIR = SHARED / "fixtures" / "adcsr"
@@ -19,33 +18,9 @@ PARITY = FIXTURE_DIR / "parity_a.safetensors"
 LIGHTNING_MODULE = "pytorch_lightning.callbacks.model_checkpoint"
 
 
-def recipe_tensor(key: str, shape: list[int]) -> torch.Tensor:
-    """The fixture's deterministic value for canonical key ``key`` (see its README)."""
-    g = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
-    t = torch.randn(shape, generator=g, dtype=torch.float64)
-    if len(shape) >= 2:
-        t = t / math.sqrt(math.prod(shape[1:]))
-    elif "norm" in key and key.endswith(".weight"):
-        t = 1 + 0.1 * t
-    else:
-        t = 0.05 * t
-    return t.to(torch.float32)
-
-
 def manifest_state_dicts() -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(net_params dict, half-decoder ``decoder.*`` dict) with aliases sharing one tensor."""
-    rows = json.loads(MANIFEST.read_text())
-    out = []
-    for part in ("net_params", "half_decoder"):
-        d: dict[str, torch.Tensor] = {}
-        canon: dict[str, torch.Tensor] = {}
-        for row in rows[part]:
-            k = row.get("alias_of", row["key"])
-            if k not in canon:
-                canon[k] = recipe_tensor(k, row["shape"])
-            d[row["key"]] = canon[k]
-        out.append(d)
-    return out[0], out[1]
+    return _manifest_state_dicts(MANIFEST)
 
 
 class FakeModelCheckpoint:

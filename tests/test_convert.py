@@ -234,3 +234,18 @@ def test_missing_input_file(tmp_path):
     with pytest.raises(ConversionError, match="no such file"):
         convert_adcsr(tmp_path / "a.pkl", tmp_path / "b.ckpt", tmp_path / "o.safetensors")
     assert Path(tmp_path / "o.safetensors").exists() is False
+
+
+def test_parity_recipe_matches_the_fixture_readme():
+    """The shared recipe (used by tests and the benchmark) follows the fixture's README."""
+    import math
+    import zlib
+
+    from adcvsr_cli.parity import recipe_tensor
+
+    k = "module.body.1.conv_in.weight"
+    g = torch.Generator().manual_seed(zlib.crc32(k.encode()))
+    ref = torch.randn([240, 12, 3, 3], generator=g, dtype=torch.float64) / math.sqrt(12 * 9)
+    assert torch.equal(recipe_tensor(k, [240, 12, 3, 3]), ref.float())
+    norm = recipe_tensor("decoder.conv_norm_out.weight", [64])
+    assert abs(float(norm.mean()) - 1) < 0.05 and float(recipe_tensor("x.bias", [64]).abs().max()) < 0.5
