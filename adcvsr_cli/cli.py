@@ -892,6 +892,7 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
     watch = _SignalWatch(watched, cancel)
     watch.start()
     try:
+        _clean_stale_parts(to_run, reporter)
         reporter.start_batch(len(to_run))
         for index, job in enumerate(to_run, 1):
             current = job
@@ -1029,6 +1030,17 @@ def _run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -
     if interrupted_code:
         return interrupted_code
     return _exit_code(plan, run)
+
+
+def _clean_stale_parts(jobs: list[Any], reporter: Reporter) -> None:
+    """Remove temporary outputs that earlier runs left behind when killed outright (kill -9, a
+    power cut) in the folders this run writes to; files of live processes are left alone."""
+    from .video import remove_stale_parts
+
+    folders = {os.path.dirname(os.path.abspath(j.dst)) for j in jobs if j.dst != "-"}
+    for folder in sorted(folders):
+        for path in remove_stale_parts(folder):
+            reporter.warn(f"removed {path}, an unfinished output of an earlier run that was killed")
 
 
 class _SignalWatch:

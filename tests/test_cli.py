@@ -995,3 +995,23 @@ def test_example_api(example_env: dict[str, str], clips: Path, tmp_path: Path) -
     assert r.returncode == 3, err
     assert "10 frames in" in out and "bad.mp4" in err
     assert video_facts(tmp_path / "o" / "a_x4.mkv") == (256, 192, 10)
+
+
+def test_stale_temporary_outputs_of_killed_runs_are_removed(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+) -> None:
+    """A run killed outright (kill -9) leaves its .part file; the next run into that folder
+    removes it, and leaves alone the temporary files of processes that are still alive."""
+    src = make_video(tmp_path / "a.mkv", frames=4, fmt="matroska")
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = out / f".x.adcvsr-{dead.pid}-0123abcd.part.mkv"
+    stale.write_bytes(b"half a file")
+    live = out / f".y.adcvsr-{os.getpid()}-89abcdef.part.mkv"
+    live.write_bytes(b"someone else's work in progress")
+    r = run(adcvsr_bin, "upscale", src, out / "a.mkv", *tiny(weights), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert not stale.exists() and live.exists()
+    assert "unfinished output of an earlier run" in r.stderr.decode()
