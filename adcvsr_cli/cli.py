@@ -1222,25 +1222,18 @@ def models(
     from rich.table import Table
 
     t = Table(title="adcvsr models")
-    for c in (
-        "name",
-        "architecture",
-        "parameters",
-        "temporal blocks",
-        "cached",
-        "verified",
-        "size on disk",
-        "notes",
-    ):
-        t.add_column(c)
+    # Short headers and unbroken values, so that an 80-column terminal shows whole names;
+    # only the notes wrap.
+    for c in ("name", "arch", "params", "temporal", "cache", "on disk"):
+        t.add_column(c, no_wrap=True)
+    t.add_column("notes", overflow="fold", min_width=12)
     for r in rows:
         t.add_row(
             r.name,
             r.architecture,
             f"{r.parameters / 1e6:.1f} M",
             "yes" if r.temporal_blocks else "no",
-            "yes" if r.cached else "no",
-            "yes" if r.verified else "no",
+            ("verified" if r.verified else "yes") if r.cached else "no",
             f"{r.size_bytes / 2**20:.0f} MiB" if r.size_bytes else "-",
             r.detail or ("" if r.available else "not released yet"),
         )
