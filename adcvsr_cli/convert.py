@@ -248,12 +248,15 @@ def convert_adcsr(
     *,
     dims: AdcVSRDims | None = None,
     source: str = "",
+    source_sha256: Mapping[str, str] | None = None,
     on_event: Callable[[dict], None] | None = None,
 ) -> ConvertReport:
     """Convert the released AdcSR pair of files into one native ``.safetensors`` file.
 
-    ``dims`` defaults to the released AdcSR network. The output is written atomically; on any
-    failure no file (partial or otherwise) is left at ``out``.
+    ``dims`` defaults to the released AdcSR network. ``source_sha256`` (``{"net_params": ...,
+    "half_decoder": ...}``) gives hashes the caller has just verified, so the files are not
+    hashed a second time. The output is written atomically; on any failure no file (partial or
+    otherwise) is left at ``out``.
     """
     t0 = time.perf_counter()
     dims = dims or adcsr_dims()
@@ -265,6 +268,9 @@ def convert_adcsr(
     for label, p in (("net_params", net_path), ("half_decoder", dec_path)):
         if not p.is_file():
             raise ConversionError(f"{p}: no such file ({label})")
+        if source_sha256 and source_sha256.get(label):
+            hashes[label] = source_sha256[label]
+            continue
         emit({"type": "convert", "stage": "hash", "file": str(p)})
         hashes[label] = sha256_file(p)
     emit({"type": "convert", "stage": "load", "file": str(net_path)})

@@ -53,7 +53,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -631,18 +630,9 @@ def _sha256_file(path: Path, ctx: _Ctx | None = None, label: dict[str, Any] | No
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    from .checkpoint import atomic_write
+
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _unlink(*paths: Path | str) -> None:
@@ -1172,6 +1162,7 @@ def _convert(
             tmp,
             dims=entry.dims,
             source=f"{entry.source.repo_id}@{entry.source.revision} adcsr-pickle {src}",
+            source_sha256=hashes,  # verified just now: no second hashing pass
             on_event=forward,
         )
         sha = _sha256_file(tmp, ctx, {"model": entry.name, "file": native.name})

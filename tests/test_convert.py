@@ -248,4 +248,26 @@ def test_parity_recipe_matches_the_fixture_readme():
     ref = torch.randn([240, 12, 3, 3], generator=g, dtype=torch.float64) / math.sqrt(12 * 9)
     assert torch.equal(recipe_tensor(k, [240, 12, 3, 3]), ref.float())
     norm = recipe_tensor("decoder.conv_norm_out.weight", [64])
-    assert abs(float(norm.mean()) - 1) < 0.05 and float(recipe_tensor("x.bias", [64]).abs().max()) < 0.5
+    assert (
+        abs(float(norm.mean()) - 1) < 0.05
+        and float(recipe_tensor("x.bias", [64]).abs().max()) < 0.5
+    )
+
+
+def test_hashes_the_caller_just_verified_are_not_computed_again(tmp_path, monkeypatch):
+    import adcvsr_cli.convert as conv
+
+    m, net, dec = _tiny_released(tmp_path)
+    calls = []
+    real = conv.sha256_file
+    monkeypatch.setattr(conv, "sha256_file", lambda p: calls.append(p) or real(p))
+    given = {"net_params": "a" * 64, "half_decoder": "b" * 64}
+    convert_adcsr(net, dec, tmp_path / "o.safetensors", dims=m.dims, source_sha256=given)
+    assert calls == []
+    meta = read_native_header(tmp_path / "o.safetensors").metadata
+    assert (meta["net_params_sha256"], meta["half_decoder_sha256"]) == (
+        given["net_params"],
+        given["half_decoder"],
+    )
+    convert_adcsr(net, dec, tmp_path / "p.safetensors", dims=m.dims)
+    assert len(calls) == 2
