@@ -55,7 +55,15 @@ from .fastpath import (
     prepare_model,
     strict_fp32,
 )
-from .model import AdcVSR, AdcVSRDims, DecoderDims, TemporalDims, UNetDims, adcsr_dims
+from .model import (
+    AdcVSR,
+    AdcVSRDims,
+    DecoderDims,
+    TemporalDims,
+    UNetDims,
+    adcsr_dims,
+    scale_standard_normal,
+)
 
 SCHEMA = "adcvsr-bench/1"
 PROTOCOLS = ("A", "B", "C")
@@ -383,14 +391,7 @@ def _random_state(dims: AdcVSRDims, seed: int, device: torch.device) -> dict[str
     g = torch.Generator(device=gen_dev).manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
     for k, shape in shapes.items():
-        t = torch.randn(shape, generator=g, device=gen_dev)
-        if len(shape) >= 2:
-            t = t / math.sqrt(math.prod(shape[1:]))
-        elif "norm" in k and k.endswith("weight"):
-            t = 1 + 0.1 * t
-        else:
-            t = 0.05 * t
-        out[k] = t.cpu()
+        out[k] = scale_standard_normal(k, torch.randn(shape, generator=g, device=gen_dev)).cpu()
     return out
 
 

@@ -7,24 +7,19 @@ a card against the fixture). Every distinct tensor gets its values from its cano
 from __future__ import annotations
 
 import json
-import math
 import zlib
 from pathlib import Path
 
 import torch
+
+from .model import scale_standard_normal
 
 
 def recipe_tensor(key: str, shape: list[int]) -> torch.Tensor:
     """The fixture's value for canonical key ``key``: computed in float64, returned as float32."""
     g = torch.Generator().manual_seed(zlib.crc32(key.encode("utf-8")))
     t = torch.randn(shape, generator=g, dtype=torch.float64)
-    if len(shape) >= 2:
-        t = t / math.sqrt(math.prod(shape[1:]))
-    elif "norm" in key and key.endswith(".weight"):
-        t = 1 + 0.1 * t
-    else:
-        t = 0.05 * t
-    return t.to(torch.float32)
+    return scale_standard_normal(key, t).to(torch.float32)
 
 
 def manifest_state_dicts(manifest: Path) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
