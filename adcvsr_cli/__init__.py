@@ -23,8 +23,8 @@ _LAZY = {
     "EncodeOptions": ("video", "EncodeOptions"),
     "AdcVSR": ("model", "AdcVSR"),
     "AdcVSRDims": ("model", "AdcVSRDims"),
-    "load_native": ("checkpoint", "load_native"),
-    "convert_adcsr": ("convert", "convert_adcsr"),
+    "load_native": ("weights", "load_native"),
+    "convert_adcsr": ("weights", "convert_adcsr"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -359,7 +359,7 @@ class ModelSpec:
 def _model_specs(
     weights: str | os.PathLike | None, dims_mode: str, temporal: bool, seed: int
 ) -> list[ModelSpec]:
-    from .checkpoint import read_native_header
+    from .weights import read_native_header
 
     if weights is not None:
         header = read_native_header(weights)
@@ -398,7 +398,7 @@ def _random_state(dims: AdcVSRDims, seed: int, device: torch.device) -> dict[str
 def _load_state(spec: ModelSpec, device: torch.device) -> dict[str, torch.Tensor]:
     if spec.weights is None:
         return _random_state(spec.dims, spec.seed, device)
-    from .checkpoint import load_native
+    from .weights import load_native
 
     return dict(load_native(spec.weights, device="cpu", dtype=torch.float32).state_dict())
 
@@ -1023,7 +1023,7 @@ def parity_check(
     t0 = time.perf_counter()
     emit({"type": "bench", "message": f"parity: weights from {weights or 'the fixture recipe'}"})
     if weights is not None:
-        from .checkpoint import load_native
+        from .weights import load_native
 
         state = dict(load_native(weights).state_dict())
     else:
@@ -1372,7 +1372,7 @@ def _run_benchmark(
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
-    from .checkpoint import atomic_write
+    from .weights import atomic_write
 
     text = json.dumps(report, indent=2, sort_keys=False, allow_nan=True) + "\n"
 

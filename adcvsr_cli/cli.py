@@ -1172,7 +1172,7 @@ def convert(
     out: Annotated[Path, typer.Option("-o", "--out", help="Output .safetensors file.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    from .convert import convert_adcsr
+    from .weights import convert_adcsr
 
     try:
         if out.exists() and out.is_dir():

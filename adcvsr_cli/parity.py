@@ -41,7 +41,7 @@ def manifest_state_dicts(manifest: Path) -> tuple[dict[str, torch.Tensor], dict[
 
 def manifest_native_state(manifest: Path) -> dict[str, torch.Tensor]:
     """The same weights under native names (the converter's mapping)."""
-    from .convert import map_state
+    from .weights import map_state
 
     net, dec = manifest_state_dicts(manifest)
     state, _merged, _ignored = map_state(net, dec)

@@ -27,7 +27,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_native
 from .chunking import (
     DEFAULT_CHUNK,
     DEFAULT_OVERLAP,
@@ -41,6 +40,7 @@ from .colorfix import COLOR_FIX_MODES, DEFAULT_COLOR_FIX, make_color_fix
 from .errors import UsageError
 from .model import AdcVSR
 from .tiling import MIN_TILE, auto_tile, check_tile_args
+from .weights import load_native
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]

@@ -26,9 +26,9 @@ import av
 import numpy as np
 import torch
 
-from adcvsr_cli.checkpoint import load_native
 from adcvsr_cli.colorfix import COLOR_FIX_MODES, make_color_fix
 from adcvsr_cli.scenes import detect_cuts
+from adcvsr_cli.weights import load_native
 
 
 def _stat_flicker(stats: torch.Tensor, cuts: list[int]) -> float:

@@ -29,7 +29,7 @@ def released_files(tmp_path_factory, shared_dir):
 @pytest.fixture(scope="session")
 def converted_adcsr(released_files, tmp_path_factory):
     """The parity weights converted to a native checkpoint by the real converter."""
-    from adcvsr_cli.convert import convert_adcsr
+    from adcvsr_cli.weights import convert_adcsr
 
     out = tmp_path_factory.mktemp("native") / "adcsr-parity.safetensors"
     convert_adcsr(*released_files, out)

@@ -6,9 +6,9 @@ import torch
 from safetensors.torch import save_file
 from tiny import tiny_dims
 
-from adcvsr_cli.checkpoint import FORMAT_VERSION, load_native, read_native_header, save_native
 from adcvsr_cli.errors import CheckpointError
 from adcvsr_cli.model import AdcVSR, init_random_
+from adcvsr_cli.weights import FORMAT_VERSION, load_native, read_native_header, save_native
 
 
 def _model(temporal=False, seed=0):

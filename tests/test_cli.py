@@ -55,8 +55,8 @@ def adcvsr_bin() -> str:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adcvsr_cli.checkpoint import save_native
     from adcvsr_cli.model import AdcVSR, init_random_
+    from adcvsr_cli.weights import save_native
 
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     dims = tiny_dims()

@@ -9,8 +9,10 @@ import torch
 from safetensors.torch import load_file
 from tiny import tiny_dims
 
-from adcvsr_cli.checkpoint import load_native, read_native_header
-from adcvsr_cli.convert import (
+from adcvsr_cli.errors import ConversionError
+from adcvsr_cli.model import AdcVSR, init_random_
+from adcvsr_cli.weights import load_native, read_native_header
+from adcvsr_cli.weights.convert import (
     convert_adcsr,
     map_official_key,
     map_state,
@@ -18,8 +20,6 @@ from adcvsr_cli.convert import (
     to_released_layout,
     write_released_files,
 )
-from adcvsr_cli.errors import ConversionError
-from adcvsr_cli.model import AdcVSR, init_random_
 
 
 def rel(a, b):
@@ -80,8 +80,8 @@ def test_key_mapping_refuses_unknown_layouts():
 def test_released_layout_round_trips_and_matches_the_manifest(shared_dir):
     import json
 
-    from adcvsr_cli.checkpoint import expected_shapes
     from adcvsr_cli.model import adcsr_dims
+    from adcvsr_cli.weights import expected_shapes
 
     # Zero-stride stand-ins: right shapes, no memory.
     state = {k: torch.zeros(()).expand(s) for k, s in expected_shapes(adcsr_dims()).items()}
@@ -255,7 +255,7 @@ def test_parity_recipe_matches_the_fixture_readme():
 
 
 def test_hashes_the_caller_just_verified_are_not_computed_again(tmp_path, monkeypatch):
-    import adcvsr_cli.convert as conv
+    import adcvsr_cli.weights.convert as conv
 
     m, net, dec = _tiny_released(tmp_path)
     calls = []

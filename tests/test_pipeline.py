@@ -9,7 +9,6 @@ import pytest
 import torch
 from tiny import tiny_dims
 
-from adcvsr_cli.checkpoint import save_native
 from adcvsr_cli.colorfix import adain
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.model import AdcVSR, init_random_
@@ -23,6 +22,7 @@ from adcvsr_cli.pipeline import (
     upscale,
 )
 from adcvsr_cli.video import read_image, write_image
+from adcvsr_cli.weights import save_native
 
 
 def tiny_upscaler(temporal=False, seed=0):
@@ -157,7 +157,7 @@ def test_cli_convert_and_upscale_reproduce_the_reference(released_files, tmp_pat
     from released import PARITY
     from safetensors.torch import load_file
 
-    from adcvsr_cli.checkpoint import load_native
+    from adcvsr_cli.weights import load_native
 
     exe = shutil.which("adcvsr")
     assert exe, "the console script must be installed"

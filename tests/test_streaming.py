@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tiny import tiny_dims
 
-from adcvsr_cli.checkpoint import save_native
 from adcvsr_cli.model import AdcVSR, init_random_
+from adcvsr_cli.weights import save_native
 
 PROBE = r"""
 import json, resource, sys
@@ -50,8 +50,13 @@ def _peak(weights, frames, tmp_path):
     src, dst = tmp_path / f"in{frames}.mp4", tmp_path / f"out{frames}.mkv"
     _clip(src, frames)
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    r = subprocess.run([sys.executable, "-c", PROBE, str(weights), str(src), str(dst)], capture_output=True, text=True,
-                       timeout=900, env={**__import__("os").environ, **env})
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, str(weights), str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, **env},
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout.strip().splitlines()[-1])
     assert out["frames"] == frames

@@ -23,13 +23,12 @@ from hubserver import COMMIT, FakeHub, corrupted
 from tiny import tiny_dims
 
 from adcvsr_cli import weights as W
-from adcvsr_cli.checkpoint import load_native, save_native
-from adcvsr_cli.convert import write_released_files
 from adcvsr_cli.errors import WeightsError
 from adcvsr_cli.model import AdcVSR, adcsr_dims, adcvsr_dims, count_parameters, init_random_
+from adcvsr_cli.weights import load_native, save_native, write_released_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PKG_REGISTRY = REPO_ROOT / "adcvsr_cli" / "weights.json"
+PKG_REGISTRY = REPO_ROOT / "adcvsr_cli" / "weights" / "weights.json"
 NET, DEC = "weight/net_params_200.pkl", "weight/pretrained/halfDecoder.ckpt"
 PICKLE_REPO, NATIVE_REPO = "test/tiny-adcsr", "test/tiny-native"
 
@@ -272,7 +271,7 @@ def test_wheel_ships_the_registry(tmp_path):
     (wheel,) = out.glob("*.whl")
     site = tmp_path / "site"
     with zipfile.ZipFile(wheel) as z:
-        assert z.read("adcvsr_cli/weights.json") == PKG_REGISTRY.read_bytes()
+        assert z.read("adcvsr_cli/weights/weights.json") == PKG_REGISTRY.read_bytes()
         z.extractall(site)
     code = "from adcvsr_cli import weights as W; r = W.load_registry(); print(r.path); print(r.default)"
     env = {k: v for k, v in os.environ.items() if k != W.REGISTRY_ENV} | {"PYTHONPATH": str(site)}
@@ -286,7 +285,7 @@ def test_wheel_ships_the_registry(tmp_path):
     )
     assert res.returncode == 0, res.stderr
     path, default = res.stdout.split()
-    assert Path(path).resolve() == (site / "adcvsr_cli" / "weights.json").resolve()
+    assert Path(path).resolve() == (site / "adcvsr_cli" / "weights" / "weights.json").resolve()
     assert default == "adcsr-x4"
 
 
@@ -848,9 +847,8 @@ def test_local_safetensors_whose_header_length_starts_with_0x80_is_not_taken_for
 
     from tiny import tiny_dims
 
-    from adcvsr_cli.checkpoint import save_native
     from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import resolve_weights
+    from adcvsr_cli.weights import resolve_weights, save_native
 
     m = AdcVSR(tiny_dims())
     init_random_(m)

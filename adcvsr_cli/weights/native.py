@@ -25,8 +25,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .errors import CheckpointError
-from .model import AdcVSR, AdcVSRDims
+from ..errors import CheckpointError
+from ..model import AdcVSR, AdcVSRDims
 
 FORMAT_NAME = "adcvsr-native"
 FORMAT_VERSION = "1"

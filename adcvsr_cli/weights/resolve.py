@@ -59,8 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import AdcvsrError, CheckpointError, WeightsError
-from .model import AdcVSRDims
+from ..errors import AdcvsrError, CheckpointError, WeightsError
+from ..model import AdcVSRDims
 
 __all__ = [
     "ARCHITECTURES",
@@ -364,7 +364,7 @@ def _parse_entry(obj: Any, where: str, origin: Path) -> ModelEntry:
 def _packaged_registry() -> Path:
     from importlib import resources
 
-    return Path(str(resources.files("adcvsr_cli").joinpath("weights.json")))
+    return Path(str(resources.files("adcvsr_cli.weights").joinpath("weights.json")))
 
 
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
@@ -630,7 +630,7 @@ def _sha256_file(path: Path, ctx: _Ctx | None = None, label: dict[str, Any] | No
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    from .checkpoint import atomic_write
+    from .native import atomic_write
 
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -1110,7 +1110,7 @@ def _verified_native(ctx: _Ctx, native: Path, label: dict[str, Any]) -> str | No
 
 
 def _header(path: Path, what: str | None = None):
-    from .checkpoint import read_native_header
+    from .native import read_native_header
 
     try:
         return read_native_header(path)
@@ -1119,7 +1119,7 @@ def _header(path: Path, what: str | None = None):
 
 
 def _native_key(entry: ModelEntry, hashes: Mapping[str, str]) -> str:
-    from .checkpoint import FORMAT_VERSION
+    from .native import FORMAT_VERSION
 
     blob = json.dumps(
         {

@@ -22,9 +22,9 @@ from typing import Any
 
 import torch
 
-from .checkpoint import _check_names_and_shapes, save_native
-from .errors import CheckpointError, ConversionError
-from .model import AdcVSRDims, adcsr_dims
+from ..errors import CheckpointError, ConversionError
+from ..model import AdcVSRDims, adcsr_dims
+from .native import _check_names_and_shapes, save_native
 
 NET_PREFIX = "module.body.1."
 MID_PREFIX = "module.body.2."
