@@ -1,0 +1,64 @@
+"""Decoded RGB frames of a video, exactly as ``adcvsr upscale`` hands them to the network.
+
+The flicker meter and the preview read frames without writing a file; they decode through the
+media layer's own decoder (same stream choice, deinterlacing, colour range and bit depth), so a
+frame here is the frame the upscaler saw.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import av.error
+import numpy as np
+
+from .errors import VideoError
+from .video import (
+    _bits,
+    _Decoder,
+    _err_text,
+    _no_frame_message,
+    _open_input,
+    _pick_video_stream,
+    _to_rgb,
+)
+
+
+@dataclass(frozen=True)
+class DecodedFrame:
+    """One frame: its index in decode order, its time in seconds (None if unknown), RGB pixels."""
+
+    index: int
+    time: float | None
+    rgb: np.ndarray
+
+
+def read_frames(
+    path: str | os.PathLike[str], *, deinterlace: bool = True
+) -> Iterator[DecodedFrame]:
+    """Every video frame of ``path`` in presentation order, as (H, W, 3) uint8 or uint16 RGB.
+
+    Raises :class:`VideoError` naming the file when it cannot be opened or has no decodable
+    video frame.
+    """
+    container, name, _ = _open_input(os.fspath(path))
+    with container:
+        try:
+            vstream = _pick_video_stream(container, name)
+            vstream.thread_type = "SLICE"
+            dec = _Decoder(container, vstream, [], deinterlace=deinterlace, strict=False, name=name)
+            first = dec.first_frame()
+            if first is None:
+                raise VideoError(_no_frame_message(name, vstream, dec))
+            deep = _bits(first.format) > 8
+            tb = vstream.time_base
+            for i, (frame, pts) in enumerate(dec.frames()):
+                rgb, _ = _to_rgb(frame, deep, False)
+                t = float(pts * tb) if pts is not None and tb is not None else None
+                yield DecodedFrame(i, t, rgb)
+        except VideoError:
+            raise
+        except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
+            raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
