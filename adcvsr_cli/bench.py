@@ -646,9 +646,9 @@ def _clean_info(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> list[dict]:
-    from .chunking import BackoffRunner, Plan
+    from .engine.chunking import BackoffRunner, Plan
+    from .engine.tiling import MIN_TILE, plan_tiles
     from .pipeline import UpscaleOptions
-    from .tiling import MIN_TILE, plan_tiles
 
     sz = ctx.sizes
     (h, w), n = sz.b_hw, sz.b_frames
@@ -862,9 +862,9 @@ def prepare_clips(
 def _protocol_c(
     ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor], clips: list[Clip], workdir: Path
 ) -> list[dict]:
-    from .chunking import BackoffRunner, Plan
+    from .engine.chunking import BackoffRunner, Plan
+    from .engine.tiling import MIN_TILE, plan_tiles
     from .pipeline import UpscaleOptions, upscale
-    from .tiling import MIN_TILE, plan_tiles
     from .video import EncodeOptions
 
     dev = ctx.device
@@ -976,7 +976,7 @@ def _network_frames(rep: Any, options: Any, temporal: bool, frames: int) -> int:
     """Frames the network ran for one file (temporal chunks overlap, so more than the file)."""
     if not temporal:
         return frames
-    from .chunking import plan_chunks
+    from .engine.chunking import plan_chunks
 
     chunks = plan_chunks(frames, options.chunk, options.chunk_overlap, rep.scene_cuts)
     return sum(len(c) for c in chunks)

@@ -550,7 +550,7 @@ def upscale(
     ] = None,
 ) -> None:
     from .batch import plan_jobs
-    from .colorfix import DEFAULT_COLOR_FIX
+    from .engine.colorfix import DEFAULT_COLOR_FIX
     from .pipeline import UpscaleOptions, resolve_device, resolve_precision
 
     if len(paths) < 2:

@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .chunking import shot_bounds
+from .engine.chunking import shot_bounds
 
 DEFAULT_SEGMENT = 3000  # frames: two minutes at 25 fps; a long film gives tens of segments
 

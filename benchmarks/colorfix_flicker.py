@@ -26,8 +26,8 @@ import av
 import numpy as np
 import torch
 
-from adcvsr_cli.colorfix import COLOR_FIX_MODES, make_color_fix
-from adcvsr_cli.scenes import detect_cuts
+from adcvsr_cli.engine.colorfix import COLOR_FIX_MODES, make_color_fix
+from adcvsr_cli.engine.scenes import detect_cuts
 from adcvsr_cli.weights import load_native
 
 

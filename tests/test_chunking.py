@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adcvsr_cli.chunking import (
+from adcvsr_cli.engine.chunking import (
     BackoffRunner,
     Chunk,
     Plan,

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adcvsr_cli.colorfix import (
+from adcvsr_cli.engine.colorfix import (
     COLOR_FIX_MODES,
     TemporalColorFix,
     adain,

@@ -102,7 +102,7 @@ def test_released_layout_round_trips_and_matches_the_manifest(shared_dir):
 
 @pytest.mark.slow
 def test_parity_with_the_reference_through_converter_and_loader(converted_adcsr, shared_dir):
-    from adcvsr_cli.colorfix import adain
+    from adcvsr_cli.engine.colorfix import adain
 
     ref = load_file(str(shared_dir / "fixtures/adcsr/parity_a.safetensors"))
     model = load_native(converted_adcsr)

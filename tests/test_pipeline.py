@@ -9,7 +9,8 @@ import pytest
 import torch
 from tiny import tiny_dims
 
-from adcvsr_cli.colorfix import adain
+from adcvsr_cli.engine.colorfix import adain
+from adcvsr_cli.engine.frames import to_array, to_tensor
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import (
@@ -17,8 +18,6 @@ from adcvsr_cli.pipeline import (
     Upscaler,
     resolve_device,
     resolve_precision,
-    to_array,
-    to_tensor,
     upscale,
 )
 from adcvsr_cli.video import read_image, write_image
@@ -230,7 +229,7 @@ def test_fp16_overflow_reruns_in_bf16():
         return y * float("inf") if up.dtype == torch.float16 else y
 
     up._forward = overflowing
-    from adcvsr_cli.chunking import BackoffRunner, Plan
+    from adcvsr_cli.engine.chunking import BackoffRunner, Plan
 
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     y = up.upscale_clip(x, BackoffRunner(Plan(0, 2), Plan(64, 1)))

@@ -10,8 +10,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adcvsr_cli.chunking import StreamingChunker, plan_chunks
-from adcvsr_cli.scenes import SceneDetector, detect_cuts, thumbnail
+from adcvsr_cli.engine.chunking import StreamingChunker, plan_chunks
+from adcvsr_cli.engine.scenes import SceneDetector, detect_cuts, thumbnail
 
 H, W = 64, 96
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from adcvsr_cli.chunking import run_chunked
+from adcvsr_cli.engine.chunking import run_chunked
 from adcvsr_cli.segments import Rules, Segment, plan_segments
 
 

@@ -11,9 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from adcvsr_cli.errors import UsageError
-from adcvsr_cli.model import AdcVSR, AdcVSRDims, DecoderDims, UNetDims, init_random_
-from adcvsr_cli.tiling import (
+from adcvsr_cli.engine.tiling import (
     MIN_TILE,
     auto_tile,
     crop_output,
@@ -25,6 +23,8 @@ from adcvsr_cli.tiling import (
     run_tiled,
     tile_weights,
 )
+from adcvsr_cli.errors import UsageError
+from adcvsr_cli.model import AdcVSR, AdcVSRDims, DecoderDims, UNetDims, init_random_
 
 
 def tiny_model(seed: int = 0) -> AdcVSR:

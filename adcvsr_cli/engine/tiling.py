@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UsageError
+from ..errors import UsageError
 
 PAD_MODES = ("replicate", "reflect")
 

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor
 
-from .errors import OutOfMemory, UsageError
+from ..errors import OutOfMemory, UsageError
 from .tiling import MIN_TILE, padded_size, ramp, run_tiled
 
 DEFAULT_CHUNK = 25  # the clip length AdcVSR was trained and tested on

@@ -1,0 +1,259 @@
+"""The network on a device, run over chunks and tiles: :class:`Upscaler` and its frame processor.
+
+  uint8/uint16 RGB (H, W, 3) --to device, [-1, 1]--> scene detector --> StreamingChunker
+  --> network over tiles (OOM back-off) --> colour fix --> resize to the asked size
+  --> rounded uint8/uint16 (out_h, out_w, 3)
+
+Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..model import AdcVSR
+from .chunking import BackoffRunner, Plan, StreamingChunker, run_chunk_plan
+from .colorfix import make_color_fix
+from .device import dtype_name, free_memory
+from .frames import to_array, to_tensor
+from .options import UpscaleOptions
+from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE, auto_tile
+
+Event = dict[str, Any]
+OnEvent = Callable[[Event], None]
+
+# Frames decoded together by the VAE decoder up blocks (they have no temporal blocks, so a chunk
+# can be decoded piecewise): bounds memory on the CPU and on small cards.
+CPU_DECODE_BATCH = 2
+
+
+def noop(_: Event) -> None:
+    pass
+
+
+@dataclass
+class ChunkStats:
+    frames: int = 0
+    chunks: int = 0
+    seconds_network: float = 0.0
+    plan: str = ""
+    changes: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+
+
+class Upscaler:
+    """A loaded network on a device, reusable for any number of files."""
+
+    def __init__(
+        self,
+        model: AdcVSR,
+        *,
+        device: torch.device,
+        dtype: torch.dtype,
+        source: str = "",
+        compile: bool = False,
+        fastpath: str | None = None,
+        on_event: OnEvent | None = None,
+    ) -> None:
+        self.model = model.eval().requires_grad_(False)
+        self.device = device
+        self.dtype = dtype
+        self.source = source
+        self.dims = model.dims
+        self.temporal = model.dims.has_temporal
+        self.emit = on_event or noop
+        self._forward: Callable[[torch.Tensor, int], torch.Tensor] = self._network
+        self.fastpath: Any = None
+        spec = "+".join(p for p in (fastpath, "compile" if compile else None) if p)
+        if spec and spec != "eager":
+            from ..fastpath import FastForward, FastPath, prepare_model
+
+            fp = FastPath.parse(spec)
+            self.model = prepare_model(self.model, dtype, fp, copy_model=False)
+            self.fastpath = FastForward(
+                self.model, device=device, dtype=dtype, fastpath=fp, on_event=self.emit
+            )
+            self._forward = self.fastpath
+
+    @property
+    def compiled(self) -> bool:
+        return bool(self.fastpath is not None and self.fastpath.info.get("compiled"))
+
+    def _guarded(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
+        """The network call, with fp16's range guarded: a non-finite output reruns in bf16."""
+        y = self._forward(x, clip_len)
+        if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
+            self.emit(
+                {
+                    "type": "warning",
+                    "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
+                }
+            )
+            self.model.to(torch.bfloat16)
+            self.dtype = torch.bfloat16
+            self._forward = self._network  # a compiled or captured fp16 graph no longer applies
+            y = self._forward(x, clip_len)
+        return y
+
+    # The decoder up blocks have no temporal blocks: run them in frame groups to bound memory.
+    def _network(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
+        """(B*T, 3, h, w) in [-1, 1], h and w multiples of 16 -> (B*T, 3, 4h, 4w) float32."""
+        x = x.to(self.dtype)
+        lat = self.model.latent(x, clip_len)
+        group = self.decode_batch(x.shape[0])
+        outs = [
+            self.model.decoder.decode_up(lat[i : i + group]).float()
+            for i in range(0, lat.shape[0], group)
+        ]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def decode_batch(self, n: int) -> int:
+        return min(n, CPU_DECODE_BATCH) if self.device.type == "cpu" else n
+
+    def dtype_name(self) -> str:
+        return dtype_name(self.dtype)
+
+    # -- plans --------------------------------------------------------------------------------
+    def initial_plan(self, h: int, w: int, options: UpscaleOptions) -> Plan:
+        # On the CPU a big batch only costs memory: the cores are busy with one frame already.
+        batch = options.batch or (options.chunk if self.device.type == "cuda" else CPU_DECODE_BATCH)
+        group = options.chunk if self.temporal else batch
+        if options.tile == "auto":
+            frames = self.decode_batch(group)
+            tile = auto_tile(
+                free_memory(self.device),
+                torch.finfo(self.dtype).bits // 8,
+                frames,
+                h,
+                w,
+                overlap=options.tile_overlap,
+            )
+        else:
+            tile = int(options.tile)
+        return Plan(tile=tile, batch=batch)
+
+    def upscale_clip(
+        self,
+        x: torch.Tensor,
+        runner: BackoffRunner,
+        tile_overlap: int = DEFAULT_TILE_OVERLAP,
+        pad_mode: str = "replicate",
+    ) -> torch.Tensor:
+        """(T, 3, H, W) in [-1, 1] (one clip, or independent frames for an image model) ->
+        (T, 3, 4H, 4W) float32, through tiles and the out-of-memory back-off."""
+        with torch.inference_mode():
+            return runner(
+                lambda plan: run_chunk_plan(
+                    self._guarded,
+                    x,
+                    plan,
+                    self.temporal,
+                    tile_overlap,
+                    self.dims.scale,
+                    self.dims.multiple,
+                    pad_mode,
+                )
+            )
+
+    # -- the frame processor ------------------------------------------------------------------
+    def processor(
+        self,
+        options: UpscaleOptions,
+        out_size: Callable[[int, int], tuple[int, int]],
+        on_event: OnEvent = noop,
+        stats: ChunkStats | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
+        """A :data:`~adcvsr_cli.video.FrameProcessor` for this network and these options."""
+        stats = stats if stats is not None else ChunkStats()
+
+        def process(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+            from .scenes import SceneDetector
+
+            detector = SceneDetector() if options.scene_split else None
+            fix = make_color_fix(options.color_fix)
+            runner: BackoffRunner | None = None
+            chunker: StreamingChunker | None = None
+            size: tuple[int, int] | None = None
+            deep = False
+
+            def run_chunk(x: torch.Tensor) -> torch.Tensor:
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
+                assert runner is not None
+                t0 = time.perf_counter()
+                y = self.upscale_clip(x, runner, options.tile_overlap, options.pad_mode)
+                stats.seconds_network += time.perf_counter() - t0
+                stats.chunks += 1
+                stats.plan = runner.plan.describe()
+                return y
+
+            def finish(sr: torch.Tensor, tag: tuple[torch.Tensor, bool]) -> np.ndarray:
+                lr, cut = tag
+                with torch.inference_mode():
+                    y = fix(sr[None], lr[None], [cut])
+                    assert size is not None
+                    ow, oh = size
+                    if y.shape[-2:] != (oh, ow):
+                        y = F.interpolate(
+                            y, size=(oh, ow), mode="bicubic", antialias=True, align_corners=False
+                        )
+                    stats.frames += 1
+                    return to_array(y[0], deep)
+
+            for arr in frames:
+                if chunker is None:
+                    h, w = arr.shape[:2]
+                    deep = arr.dtype == np.uint16
+                    size = out_size(w, h)
+                    plan = self.initial_plan(h, w, options)
+                    # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
+                    floor = Plan(tile=MIN_TILE, batch=plan.batch if self.temporal else 1)
+                    runner = BackoffRunner(
+                        plan,
+                        floor,
+                        frame_hw=(h, w),
+                        on_change=lambda line: on_event({"type": "warning", "message": line}),
+                    )
+                    # Image models: frames are independent, so feed the network batch by batch.
+                    group = options.chunk if self.temporal else plan.batch
+                    chunker = StreamingChunker(
+                        run_chunk,
+                        chunk=group,
+                        overlap=options.chunk_overlap if self.temporal else 0,
+                        full_last=self.temporal,
+                        out_dtype=torch.float32,
+                    )
+                    on_event(
+                        {
+                            "type": "plan",
+                            "device": str(self.device),
+                            "precision": self.dtype_name(),
+                            "tile": plan.tile,
+                            "batch": plan.batch,
+                            "chunk": group,
+                            "chunk_overlap": chunker.overlap,
+                            "temporal": self.temporal,
+                        }
+                    )
+                lr = to_tensor(arr, self.device)
+                cut = bool(detector.feed(lr)) if detector is not None else False
+                if cut:
+                    stats.cuts.append(chunker.frames_pushed)
+                for fin in chunker.push(lr, tag=(lr, cut), cut=cut and self.temporal):
+                    yield finish(fin.frame, fin.tag)
+            if chunker is not None:
+                for fin in chunker.finish():
+                    yield finish(fin.frame, fin.tag)
+            if runner is not None:
+                stats.changes = list(runner.changes)
+
+        return process
