@@ -34,11 +34,11 @@ from typing import Any
 
 import numpy as np
 
-from .chunking import plan_chunks
+from .engine.chunking import plan_chunks
+from .engine.tiling import padded_size, plan_tiles
 from .errors import UsageError, VideoError
 from .frames import read_frames
 from .reference import bicubic
-from .tiling import padded_size, plan_tiles
 
 EWARP_UNIT = 1e3  # reported x10^-3, like the papers' E*warp
 FLOW_NAME = "opencv-dis-medium"
@@ -298,7 +298,7 @@ class _Meter:
     """Pair by pair state of :func:`measure`: one previous frame, running sums, no frame history."""
 
     def __init__(self, tile: int, tile_overlap: int, scene_split: bool) -> None:
-        from .scenes import SceneDetector
+        from .engine.scenes import SceneDetector
 
         self.flow = Flow()
         self.cv2 = self.flow.cv2
@@ -423,6 +423,6 @@ def _scaled(x: float | None) -> float | None:
 def _lr_tensor(rgb: np.ndarray) -> Any:
     import torch
 
-    from .pipeline import to_tensor
+    from .engine.frames import to_tensor
 
     return to_tensor(rgb, torch.device("cpu"))
