@@ -188,7 +188,7 @@ def make_preview(
     ``upscaler`` is a loaded :class:`~adcvsr_cli.pipeline.Upscaler`, ``options`` its
     :class:`~adcvsr_cli.pipeline.UpscaleOptions`. Raises UsageError / VideoError.
     """
-    from .pipeline import ChunkStats
+    from .engine.upscaler import ChunkStats
     from .video import probe
 
     emit = on_event or (lambda e: None)
