@@ -929,7 +929,7 @@ def test_progress_bars_on_a_terminal_only(
 def test_when_bars_are_drawn(
     monkeypatch: pytest.MonkeyPatch, tty: bool, quiet: bool, json_on_stderr: bool, bars: bool
 ) -> None:
-    from adcvsr_cli.cli import Reporter
+    from adcvsr_cli.cli.report import Reporter
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
     assert Reporter(quiet=quiet, json_out=json_on_stderr).bars is bars

@@ -1,0 +1,339 @@
+"""Run the planned jobs of one ``upscale``: one model for all, per-file failures, the summary."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, AdcvsrError, UsageError
+from .report import Reporter
+from .signals import EXIT_BROKEN_PIPE, EXIT_SIGTERM, Terminated, silence_stdout, watched_signals
+
+
+def named(job: Any, e: BaseException) -> str:
+    """The error's message, naming the input when it names neither the input nor the output."""
+    msg = str(e) or type(e).__name__
+    names = ["<stdin>", "standard input"] if job.src == "-" else [job.src, os.path.abspath(job.src)]
+    if job.dst != "-":
+        names += [job.dst, os.path.abspath(job.dst)]
+    if any(n in msg for n in names):
+        return msg
+    return f"{'<stdin>' if job.src == '-' else job.src}: {msg}"
+
+
+def preflight(job: Any, enc: Any) -> str | None:
+    """Problems found before any model is loaded: a missing input (VideoError, exit 1) is
+    raised; an existing output that may not be replaced is returned as a message."""
+    from ..errors import VideoError
+
+    if job.src != "-" and not os.path.lexists(job.src):
+        raise VideoError(f"{job.src}: no such file")
+    if job.src != "-" and job.dst != "-" and os.path.exists(job.dst):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(job.src, job.dst):
+                raise UsageError(
+                    f"{job.dst}: is the input file {job.src}; give another output name "
+                    "(the input is never written over)"
+                )
+    if (
+        job.dst != "-"
+        and not job.skip_reason
+        and not enc.overwrite
+        and os.path.lexists(job.dst)
+        and not os.path.isdir(job.dst)
+        and _is_regular(job.dst)
+    ):
+        return f"{job.dst}: output exists (use --overwrite/-y to replace it, or --skip-existing)"
+    return None
+
+
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # a dangling link: the media layer refuses to write through it
+
+
+class _Run:
+    """Counts and rows of one ``upscale`` run, for the summary table and the JSON summary."""
+
+    def __init__(self) -> None:
+        self.done = self.skipped = self.failed = self.frames = 0
+        self.rows: list[tuple[str, str, str]] = []
+        self.t0 = time.perf_counter()
+        self.code = 0  # the exit code of the first failed file (a single file's run exits with it)
+        self.fatal = 0  # the model could not load: the run's exit code
+
+
+class _ModelFailed(Exception):
+    """The model could not load: the run ends (every file would fail the same way)."""
+
+
+class JobRunner:
+    """Runs every job of a plan with one model, loaded once, when the first job needs it."""
+
+    def __init__(self, plan: Any, opts: Any, enc: Any, reporter: Reporter, load: dict) -> None:
+        self.plan, self.opts, self.enc, self.reporter, self.load = plan, opts, enc, reporter, load
+        self.cancel = threading.Event()
+        self.run = _Run()
+        self.upscaler: Any = None
+        self.current: Any = None
+
+    def failed(self, job: Any, e: BaseException, code: int) -> None:
+        msg = named(job, e)
+        self.run.failed += 1
+        self.run.code = self.run.code or code
+        self.run.rows.append((job.src, "failed", msg))
+        self.reporter.json("file_failed", file=job.src, output=job.dst, error=msg, exit_code=code)
+        self.reporter.error(msg, event=False)
+
+    def _announce(self, to_run: list[Any]) -> None:
+        plan, reporter, run = self.plan, self.reporter, self.run
+        reporter.json(
+            "run_start",
+            files=len(plan.jobs),
+            to_run=len(to_run),
+            skipped=len(plan.jobs) - len(to_run),
+            ignored=len(plan.ignored),
+        )
+        if plan.batch and not plan.jobs:
+            reporter.warn(
+                "no video or image files found"
+                + (f" ({len(plan.ignored)} other file(s) ignored)" if plan.ignored else "")
+            )
+        for j in plan.jobs:
+            if j.skip_reason:
+                run.skipped += 1
+                run.rows.append((j.src, "skipped", j.skip_reason))
+                reporter.json("file_skipped", file=j.src, output=j.dst, reason=j.skip_reason)
+
+    def _prepare(self, job: Any) -> None:
+        """Checks before the model is loaded or the file is run; raises AdcvsrError."""
+        from ..errors import VideoError
+        from ..video import OutputExists
+
+        problem = preflight(job, self.enc)
+        if problem is not None:
+            raise OutputExists(problem)
+        if self.upscaler is None and job.src != "-":
+            # Until the model is loaded, check that the input is media at all: a rerun
+            # left with only broken files loads no model.
+            from ..video import probe
+
+            probe(job.src)
+        if job.make_dirs:
+            try:
+                Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise VideoError(
+                    f"{job.dst}: cannot create the output folder ({e.strerror or e})"
+                ) from e
+
+    def _load_model(self) -> None:
+        """Once per run, outside the first file's timing."""
+        from .. import pipeline
+
+        reporter = self.reporter
+        t_load = time.perf_counter()
+        try:
+            self.upscaler = up = pipeline.load_model(on_event=reporter.on_event, **self.load)
+        except AdcvsrError as e:
+            reporter.error(str(e), exit_code=e.exit_code)
+            self.run.fatal = e.exit_code
+            raise _ModelFailed from e
+        reporter.json(
+            "model",
+            weights=up.source,
+            device=str(up.device),
+            precision=up.dtype_name(),
+            temporal=up.temporal,
+            seconds=round(time.perf_counter() - t_load, 3),
+        )
+        reporter.log(
+            f"model {up.source} on {up.device} ({up.dtype_name()}) "
+            f"loaded in {time.perf_counter() - t_load:.1f} s",
+            level=1,
+        )
+
+    def _one(self, job: Any, index: int, files: int) -> bool:
+        """Run one file; False when the run must stop (a single file failed)."""
+        from .. import pipeline
+        from ..errors import Interrupted
+
+        reporter, run = self.reporter, self.run
+        reporter.start_file(job.src, job.dst, index, files)
+        started = time.perf_counter()
+        try:
+            rep = pipeline.upscale(
+                job.src,
+                job.dst,
+                self.upscaler,
+                self.opts,
+                self.enc,
+                on_event=reporter.on_event,
+                cancel=self.cancel,
+            )
+        except BrokenPipeError:
+            raise
+        except Interrupted:
+            raise KeyboardInterrupt from None
+        except AdcvsrError as e:
+            self.failed(job, e, e.exit_code)
+            return self.plan.batch
+        except Exception as e:  # a bug, not bad input: report it, keep the batch going
+            self.failed(job, RuntimeError(f"internal error: {type(e).__name__}: {e}"), EXIT_ERROR)
+            if reporter.verbose:
+                import traceback
+
+                reporter.log(traceback.format_exc(), level=1)
+            return self.plan.batch
+        secs = time.perf_counter() - started
+        run.done += 1
+        run.frames += rep.frames_out
+        run.rows.append((job.src, "done", f"{rep.frames_out} frames, {secs:.1f} s"))
+        reporter.json(
+            "file_done",
+            file=job.src,
+            output=rep.output,
+            frames=rep.frames_out,
+            seconds=round(secs, 3),
+            fps=round(rep.frames_out / secs, 3) if secs > 0 else None,
+            plan=rep.plan,
+            plan_changes=rep.plan_changes,
+            scene_cuts=rep.scene_cuts,
+            warnings=rep.media.get("warnings", []),
+        )
+        reporter.log(
+            f"{job.src} -> {rep.output}: {rep.frames_out} frames in {secs:.1f} s",
+            level=0 if self.plan.batch else 1,
+        )
+        return True
+
+    def _loop(self, to_run: list[Any]) -> None:
+        _clean_stale_parts(to_run, self.reporter)
+        self.reporter.start_batch(len(to_run))
+        for index, job in enumerate(to_run, 1):
+            self.current = job
+            try:
+                self._prepare(job)
+            except AdcvsrError as e:
+                self.failed(job, e, e.exit_code)
+                self.reporter.advance_batch()
+                if not self.plan.batch:
+                    break
+                continue
+            if self.upscaler is None:
+                try:
+                    self._load_model()
+                except _ModelFailed:
+                    break
+            if not self._one(job, index, len(to_run)):
+                break
+            self.current = None
+            self.reporter.advance_batch()
+
+    def __call__(self) -> int:
+        """Run the plan; the exit code."""
+        to_run = [j for j in self.plan.jobs if not j.skip_reason]
+        self._announce(to_run)
+        interrupted_code = 0
+        broken_pipe = False
+        try:
+            with watched_signals(self.cancel):
+                self._loop(to_run)
+        except KeyboardInterrupt:
+            interrupted_code = EXIT_INTERRUPTED
+        except Terminated:
+            interrupted_code = EXIT_SIGTERM
+        except BrokenPipeError:
+            broken_pipe = True
+        return self._finish(interrupted_code, broken_pipe)
+
+    def _finish(self, interrupted_code: int, broken_pipe: bool) -> int:
+        plan, reporter, run = self.plan, self.reporter, self.run
+        if interrupted_code and self.current is not None:
+            run.rows.append((self.current.src, "interrupted", "unfinished output removed"))
+        if interrupted_code:
+            finished = [src for src, status, _ in run.rows if status == "done"]
+            reporter.stop_bars()
+            reporter.error(
+                f"interrupted: {len(finished)} file(s) completed"
+                + (f" ({', '.join(finished)})" if finished else "")
+                + "; unfinished output removed",
+                exit_code=interrupted_code,
+            )
+        seconds = time.perf_counter() - run.t0
+        reporter.json(
+            "summary",
+            done=run.done,
+            skipped=run.skipped,
+            failed=run.failed,
+            ignored=len(plan.ignored),
+            frames=run.frames,
+            seconds=round(seconds, 3),
+            interrupted=bool(interrupted_code),
+            exit_code=(
+                EXIT_BROKEN_PIPE if broken_pipe else interrupted_code or _exit_code(plan, run)
+            ),
+        )
+        reporter.stop_bars()
+        if broken_pipe:
+            silence_stdout()
+            return EXIT_BROKEN_PIPE
+        if plan.batch or interrupted_code:
+            _summary_table(reporter, run, len(plan.ignored), seconds)
+        if interrupted_code:
+            return interrupted_code
+        return _exit_code(plan, run)
+
+
+def run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -> int:
+    """Run every job with one model (loaded once, when the first job needs it); the exit code."""
+    return JobRunner(plan, opts, enc, reporter, load)()
+
+
+def _clean_stale_parts(jobs: list[Any], reporter: Reporter) -> None:
+    """Remove temporary outputs that earlier runs left behind when killed outright (kill -9, a
+    power cut) in the folders this run writes to; files of live processes are left alone."""
+    from ..video import remove_stale_parts
+
+    folders = {os.path.dirname(os.path.abspath(j.dst)) for j in jobs if j.dst != "-"}
+    for folder in sorted(folders):
+        for path in remove_stale_parts(folder):
+            reporter.warn(f"removed {path}, an unfinished output of an earlier run that was killed")
+
+
+def _exit_code(plan: Any, run: _Run) -> int:
+    if run.fatal:
+        return run.fatal
+    if not run.failed:
+        return 0
+    return EXIT_PARTIAL if plan.batch else (run.code or EXIT_ERROR)
+
+
+def _summary_table(reporter: Reporter, run: _Run, ignored: int, seconds: float) -> None:
+    if reporter.quiet or reporter.json_on_stderr:
+        return
+    from rich.table import Table
+
+    if not run.rows:
+        reporter.console.print(f"nothing to do; not media {ignored}", soft_wrap=True)
+        return
+    table = Table(title="adcvsr summary", show_lines=False)
+    table.add_column("file")
+    table.add_column("status")
+    table.add_column("detail")
+    styles = {"failed": "red", "skipped": "dim", "interrupted": "yellow"}
+    for src, status, detail in run.rows:
+        table.add_row(src, status, detail, style=styles.get(status))
+    reporter.console.print(table)
+    reporter.console.print(
+        f"done {run.done}, skipped {run.skipped}, failed {run.failed}, not media {ignored}; "
+        f"{run.frames} frames in {seconds:.1f} s",
+        soft_wrap=True,
+    )

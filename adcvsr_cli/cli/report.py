@@ -1,0 +1,243 @@
+"""Library events -> rich progress bars, log lines and JSON lines (all on standard error)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+
+
+class Reporter:
+    """Turns library events into rich progress bars, log lines and JSON lines (all on stderr)."""
+
+    def __init__(
+        self,
+        quiet: bool = False,
+        verbose: int = 0,
+        json_out: bool = False,
+        json_file: Path | None = None,
+    ) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.quiet = quiet
+        self.verbose = verbose
+        self._json_stream: Any = None
+        if json_file is not None:
+            try:
+                self._json_stream = open(json_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+            except OSError as e:
+                raise UsageError(f"--json-file {json_file}: cannot open ({e.strerror or e})") from e
+        elif json_out:
+            self._json_stream = sys.stderr
+        self.bars = not quiet and self._json_stream is not sys.stderr and sys.stderr.isatty()
+        self.progress: Any = None
+        self._dl_task: Any = None
+        self._last_dl_json = 0.0
+        self.task: Any = None
+        self.batch_task: Any = None
+        self.file = ""
+        self._t0 = time.perf_counter()
+        self._done0 = 0
+        self._last_json = 0.0
+        self._last_done = -1
+        self._index = self._files = 1
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Reporter:
+        if self.bars:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[fps]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop_bars()
+        if self._json_stream is not None and self._json_stream is not sys.stderr:
+            self._json_stream.close()
+
+    def stop_bars(self) -> None:
+        """End the live display (before a summary is printed under it)."""
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+    @property
+    def json_on_stderr(self) -> bool:
+        return self._json_stream is sys.stderr
+
+    # -- output ---------------------------------------------------------------------------------
+    def json(self, event: str, **fields: Any) -> None:
+        if self._json_stream is None:
+            return
+        obj = {"event": event, "time": round(time.time(), 3), **fields}
+        self._json_stream.write(json.dumps(obj, default=str) + "\n")
+        self._json_stream.flush()
+
+    def log(self, message: str, *, level: int = 0, style: str = "") -> None:
+        if self.quiet or level > self.verbose:
+            return
+        if self._json_stream is sys.stderr:
+            return  # stderr carries JSON lines only
+        self.console.print(message, style=style or None, markup=False, soft_wrap=True)
+
+    def error(self, message: str, *, event: bool = True, exit_code: int | None = None) -> None:
+        """An error line on stderr (or, with --json, an ``error`` JSON line). ``event=False``:
+        no JSON line (the caller wrote a more specific one, such as ``file_failed``)."""
+        if event:
+            fields = {} if exit_code is None else {"exit_code": exit_code}
+            self.json("error", message=message, **fields)
+        if not self.json_on_stderr:
+            self.console.print(
+                f"adcvsr: error: {message}", style="red", markup=False, soft_wrap=True
+            )
+
+    def warn(self, message: str) -> None:
+        self.json("warning", file=self.file, message=message)
+        if not self.quiet and self._json_stream is not sys.stderr:
+            self.console.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+
+    # -- batch ----------------------------------------------------------------------------------
+    def start_batch(self, n: int) -> None:
+        if self.progress is not None and n > 1:
+            self.batch_task = self.progress.add_task("files", total=n, fps="")
+
+    def advance_batch(self) -> None:
+        if self.progress is not None and self.batch_task is not None:
+            self.progress.advance(self.batch_task)
+
+    def start_file(self, src: str, dst: str, index: int = 1, files: int = 1) -> None:
+        """A new file begins (``index`` of ``files`` that will run)."""
+        self.file = src
+        self._index, self._files = index, files
+        self._t0 = time.perf_counter()
+        self._last_json = 0.0
+        self._last_done = -1
+        if self.progress is not None:
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(
+                Path(src).name if src != "-" else "stdin", total=None, fps=""
+            )
+
+    def _download(self, e: dict[str, Any]) -> None:
+        """Weights downloads: a bar per file on a terminal; start/done lines otherwise."""
+        stage, name = e.get("stage"), str(e.get("file", ""))
+        if stage == "progress":
+            if self.progress is not None and self._dl_task is not None:
+                self.progress.update(
+                    self._dl_task, completed=e.get("bytes", 0), total=e.get("total")
+                )
+            now = time.perf_counter()
+            if now - self._last_dl_json >= 1.0:
+                self._last_dl_json = now
+                self.json("download", **{k: v for k, v in e.items() if k != "type"})
+            return
+        self.json("download", **{k: v for k, v in e.items() if k != "type"})
+        if stage == "start":
+            total = e.get("total")
+            size = f" ({total / 2**20:.0f} MiB)" if total else ""
+            self.log(f"downloading {name}{size} from the Hugging Face Hub", level=0)
+            if self.progress is not None:
+                self._dl_task = self.progress.add_task(
+                    f"download {name.rsplit('/', 1)[-1]}", total=total, fps=""
+                )
+        elif stage == "done":
+            if self.progress is not None and self._dl_task is not None:
+                self.progress.remove_task(self._dl_task)
+                self._dl_task = None
+            self.log(f"downloaded {name}", level=1)
+
+    def on_event(self, e: dict[str, Any]) -> None:
+        """The ``on_event`` callback handed to the library."""
+        kind = e.get("type")
+        if kind == "start":
+            self.json(
+                "start",
+                file=self.file,
+                index=self._index,
+                files=self._files,
+                output=e.get("output"),
+                frames=e.get("frames"),
+                width=e.get("width"),
+                height=e.get("height"),
+                out_width=e.get("out_width"),
+                out_height=e.get("out_height"),
+            )
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, total=e.get("frames"))
+            self.log(
+                f"{self.file}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
+                f"{e.get('frames') or '?'} frames",
+                level=1,
+            )
+        elif kind == "progress":
+            done, total = e.get("frames_done", 0), e.get("frames_total")
+            dt = time.perf_counter() - self._t0
+            fps = done / dt if dt > 0 else 0.0
+            if self.progress is not None and self.task is not None:
+                self.progress.update(self.task, completed=done, total=total, fps=f"{fps:.2f} fps")
+            now = time.perf_counter()
+            final = total is not None and done >= total
+            if done != self._last_done and (now - self._last_json >= 0.5 or final):
+                self._last_json, self._last_done = now, done
+                self.json(
+                    "progress",
+                    file=self.file,
+                    frames_done=done,
+                    frames_total=total,
+                    fps=round(fps, 3),
+                    eta_seconds=round((total - done) / fps, 1) if total and fps > 0 else None,
+                )
+        elif kind == "warning":
+            self.warn(str(e.get("message")))
+        elif kind == "plan":
+            self.json("plan", file=self.file, **{k: v for k, v in e.items() if k != "type"})
+            self.log(
+                f"plan: device {e.get('device')}, {e.get('precision')}, tile {e.get('tile') or 'off'}, "
+                f"chunk {e.get('chunk')} (overlap {e.get('chunk_overlap')})",
+                level=1,
+            )
+        elif kind == "download":
+            self._download(e)
+        elif kind in ("verify", "cache", "convert"):
+            stage = e.get("stage") or e.get("status") or ""
+            if stage != "progress":  # hashing progress is frequent and short: JSON and bars only
+                self.json(kind, **{k: v for k, v in e.items() if k != "type"})
+                what = e.get("file") or e.get("model") or ""
+                self.log(
+                    f"weights: {kind} {stage} {what}".rstrip(),
+                    level=0 if stage in ("mismatch", "corrupt") else 1,
+                )
+        elif kind == "notice":
+            self.json("notice", **{k: v for k, v in e.items() if k != "type"})
+            self.log(str(e.get("message")), level=0)
+        elif kind == "hub-log":
+            self.json("hub-log", **{k: v for k, v in e.items() if k != "type"})
+            self.log(f"hub: {e.get('message')}", level=2)
+        elif kind == "done":
+            pass
+        else:
+            self.log(f"{kind}: {e}", level=2)
