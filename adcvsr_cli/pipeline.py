@@ -19,18 +19,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from .engine.device import (
     PRECISIONS,
     dtype_name,
-    free_memory,
     resolve_device,
     resolve_precision,
 )
 from .engine.options import UpscaleOptions
-from .engine.tiling import auto_tile
-from .engine.upscaler import CPU_DECODE_BATCH, ChunkStats, OnEvent, Upscaler, noop
+from .engine.plan import plan_for_file
+from .engine.upscaler import ChunkStats, OnEvent, Upscaler, noop
 from .weights import load_native
 
 # ----------------------------------------------------------------------------- public API
@@ -165,7 +162,6 @@ def dry_run_plan(
     temporal: bool = False,
 ) -> dict[str, Any]:
     """What :func:`upscale` would do, without loading a model or writing anything."""
-    from .engine.tiling import estimate_bytes, padded_size
     from .video import probe
 
     options.validate()
@@ -182,30 +178,15 @@ def dry_run_plan(
         plan["note"] = "standard input: probed when the run starts"
         return plan
     ow, oh = options.output_size(info.width, info.height, even=not info.is_image)
-    group = options.chunk if temporal else (options.batch or options.chunk)
-    tile = options.tile
-    if tile == "auto":
-        tile = auto_tile(
-            free_memory(dev),
-            torch.finfo(dtype).bits // 8,
-            min(group, CPU_DECODE_BATCH) if dev.type == "cpu" else group,
-            info.height,
-            info.width,
-            overlap=options.tile_overlap,
-        )
+    choice = plan_for_file(
+        info.height, info.width, options, device=dev, dtype=dtype, temporal=temporal
+    )
+    group = options.chunk if temporal else choice.batch
     frames = info.frames
     chunks = None
     if frames:
         step = max(1, group - (options.chunk_overlap if temporal else 0))
         chunks = max(1, math.ceil(max(0, frames - group) / step) + 1)
-    ph, pw = padded_size(info.height, info.width)
-    th, tw = (min(int(tile), ph), min(int(tile), pw)) if tile else (ph, pw)
-    peak = estimate_bytes(
-        min(group, CPU_DECODE_BATCH) if dev.type == "cpu" else group,
-        th,
-        tw,
-        torch.finfo(dtype).bits // 8,
-    )
     plan.update(
         input_streams=info.streams,
         input_size=[info.width, info.height],
@@ -214,10 +195,9 @@ def dry_run_plan(
         output_container=Path(str(dst)).suffix.lstrip(".") or "(folder)",
         chunk=group,
         chunks=chunks,
-        tile=int(tile),
         tile_overlap=options.tile_overlap,
         color_fix=options.color_fix,
-        estimated_peak_bytes=int(peak),
+        **choice.event_fields(),
     )
     return plan
 

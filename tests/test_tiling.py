@@ -12,10 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from adcvsr_cli.engine.tiling import (
-    MIN_TILE,
-    auto_tile,
     crop_output,
-    estimate_bytes,
     pad_to_multiple,
     padded_size,
     plan_tiles,
@@ -214,34 +211,3 @@ def test_tiled_network_has_no_seams():
     assert hard_ratio > 2.5
     assert soft_ratio < 1.6
     assert soft_err < hard_err
-
-
-# ----------------------------------------------------------------------------- auto tile
-
-
-def test_auto_tile_uses_whole_frames_when_they_fit():
-    need = estimate_bytes(1, 480, 864, 2, tiled=False)
-    # The model reproduces the measured 8.4 GiB for one 480x864 fp16 frame within 15 %.
-    assert 0.85 * 8.4 * 2**30 < need < 1.15 * 8.4 * 2**30
-    assert auto_tile(int(need / 0.8), 2, 1, 480, 864) == 0
-
-
-def test_auto_tile_shrinks_with_memory_and_stays_valid():
-    sides = [auto_tile(gib * 2**30, 2, 25, 480, 864) for gib in (80, 40, 20, 10, 5, 2)]
-    assert all(s == 0 or (s % 16 == 0 and s >= MIN_TILE) for s in sides)
-    tiled = [s for s in sides if s]
-    assert tiled == sorted(tiled, reverse=True) and len(set(tiled)) > 2
-    for gib, s in zip((80, 40, 20, 10, 5, 2), sides, strict=True):
-        if s > MIN_TILE:  # whatever was chosen fits the budget
-            ph, pw = padded_size(480, 864)
-            cost = estimate_bytes(25, min(s, ph), min(s, pw), 2) + 25 * 3 * 4 * 16 * ph * pw
-            assert cost <= 0.85 * gib * 2**30
-    assert auto_tile(1, 2, 25, 480, 864) == MIN_TILE
-
-
-def test_auto_tile_avoids_sides_that_compute_the_frame_twice():
-    # 464 would fit 130 GiB too, but two rows of 464 cover a 480-pixel-high frame almost twice
-    side = auto_tile(130 * 2**30, 2, 25, 480, 864, overlap=32)
-    assert side and side - 32 >= 16
-    work = sum(t.h * t.w for t in plan_tiles(480, 864, side, 32)) / (480 * 864)
-    assert work < 1.4

@@ -28,9 +28,9 @@ PAD_MODES = ("replicate", "reflect")
 # a call produces. One 480x864 frame (6.64 M output pixels) peaks at 8.4 GiB in fp16 with ~0.9 GiB
 # of weights, i.e. ~610 fp16 values per output pixel; 25 frames of 128x128 (6.55 M output pixels)
 # peak at 7.1 GiB, ~510 values. We budget 640 values per output pixel, plus the fp32 blending
-# buffer and the tile's own output, and use only ``AUTO_TILE_HEADROOM`` of the free memory.
+# buffer and the tile's own output (the planner, :mod:`adcvsr_cli.engine.plan`, budgets only part
+# of the free memory).
 VALUES_PER_OUTPUT_PIXEL = 640
-AUTO_TILE_HEADROOM = 0.85
 MIN_TILE = 64
 DEFAULT_TILE_OVERLAP = 32
 
@@ -266,56 +266,7 @@ def estimate_bytes(
 
     Activations: ``values_per_output_pixel`` values of ``dtype_bytes`` per output pixel. A tiled
     run also holds its float32 blending buffer for the whole frame; that is added by
-    :func:`auto_tile`, which knows the frame size.
+    :func:`adcvsr_cli.engine.plan.call_bytes`, which knows the frame size.
     """
     out_px = frames * (scale * th) * (scale * tw)
     return out_px * dtype_bytes * values_per_output_pixel + (out_px * 3 * 4 if tiled else 0)
-
-
-def auto_tile(
-    free_bytes: int,
-    dtype_bytes: int,
-    frames: int,
-    h: int,
-    w: int,
-    scale: int = 4,
-    multiple: int = 16,
-    min_tile: int = MIN_TILE,
-    values_per_output_pixel: int = VALUES_PER_OUTPUT_PIXEL,
-    headroom: float = AUTO_TILE_HEADROOM,
-    overlap: int = DEFAULT_TILE_OVERLAP,
-) -> int:
-    """The ``--tile auto`` choice: 0 when whole frames fit, else a tile side that fits.
-
-    ``free_bytes`` is the device memory free once the model is loaded (on CUDA,
-    ``torch.cuda.mem_get_info()[0]`` plus the allocator's reserved-but-unused bytes); ``frames`` is
-    how many frames go through the network together (the chunk for a temporal model, the batch for
-    an image model). Only ``headroom`` of it is budgeted. The model (see module constants) is
-    linear in output pixels; a tiled run also keeps a float32 output buffer of the whole frame.
-
-    Among the sides that fit, the largest whose tiles compute at most 10 % more pixels than the
-    most economical one wins (tiles overlap by at least ``overlap``, so a side just under the
-    frame's would compute it nearly twice). When not even ``min_tile`` fits, ``min_tile`` is returned and the
-    out-of-memory back-off has the last word.
-    """
-    if free_bytes <= 0 or frames < 1:
-        return min_tile
-    budget = headroom * free_bytes
-    ph, pw = padded_size(h, w, multiple)
-    if estimate_bytes(frames, ph, pw, dtype_bytes, scale, values_per_output_pixel, False) <= budget:
-        return 0
-    frame_buffer = frames * 3 * 4 * (scale * ph) * (scale * pw)
-    areas: dict[int, int] = {}  # side -> LR pixels computed per frame
-    side = multiple * (max(ph, pw) // multiple)
-    while side >= min_tile:
-        cost = estimate_bytes(
-            frames, min(side, ph), min(side, pw), dtype_bytes, scale, values_per_output_pixel
-        )
-        if cost + frame_buffer <= budget and side - overlap >= multiple:
-            areas[side] = sum(t.h * t.w for t in plan_tiles(h, w, side, overlap, multiple))
-        side -= multiple
-    if not areas:
-        return min_tile
-    # Larger tiles give the network more context: take the largest within 10 % of the least work.
-    least = min(areas.values())
-    return max(s for s, a in areas.items() if a <= 1.1 * least)

@@ -22,17 +22,14 @@ import torch.nn.functional as F
 from ..model import AdcVSR
 from .chunking import BackoffRunner, Plan, StreamingChunker, run_chunk_plan
 from .colorfix import make_color_fix
-from .device import dtype_name, free_memory
+from .device import dtype_name
 from .frames import to_array, to_tensor
 from .options import UpscaleOptions
-from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE, auto_tile
+from .plan import CPU_DECODE_BATCH, PlanChoice, plan_for_file
+from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
-
-# Frames decoded together by the VAE decoder up blocks (they have no temporal blocks, so a chunk
-# can be decoded piecewise): bounds memory on the CPU and on small cards.
-CPU_DECODE_BATCH = 2
 
 
 def noop(_: Event) -> None:
@@ -122,23 +119,14 @@ class Upscaler:
         return dtype_name(self.dtype)
 
     # -- plans --------------------------------------------------------------------------------
+    def choose_plan(self, h: int, w: int, options: UpscaleOptions) -> PlanChoice:
+        """The plan for h x w LR frames with ``options`` on this device, memory as free now."""
+        return plan_for_file(
+            h, w, options, device=self.device, dtype=self.dtype, temporal=self.temporal
+        )
+
     def initial_plan(self, h: int, w: int, options: UpscaleOptions) -> Plan:
-        # On the CPU a big batch only costs memory: the cores are busy with one frame already.
-        batch = options.batch or (options.chunk if self.device.type == "cuda" else CPU_DECODE_BATCH)
-        group = options.chunk if self.temporal else batch
-        if options.tile == "auto":
-            frames = self.decode_batch(group)
-            tile = auto_tile(
-                free_memory(self.device),
-                torch.finfo(self.dtype).bits // 8,
-                frames,
-                h,
-                w,
-                overlap=options.tile_overlap,
-            )
-        else:
-            tile = int(options.tile)
-        return Plan(tile=tile, batch=batch)
+        return self.choose_plan(h, w, options).plan
 
     def upscale_clip(
         self,
@@ -214,7 +202,8 @@ class Upscaler:
                     h, w = arr.shape[:2]
                     deep = arr.dtype == np.uint16
                     size = out_size(w, h)
-                    plan = self.initial_plan(h, w, options)
+                    choice = self.choose_plan(h, w, options)
+                    plan = choice.plan
                     # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
                     floor = Plan(tile=MIN_TILE, batch=plan.batch if self.temporal else 1)
                     runner = BackoffRunner(
@@ -237,8 +226,7 @@ class Upscaler:
                             "type": "plan",
                             "device": str(self.device),
                             "precision": self.dtype_name(),
-                            "tile": plan.tile,
-                            "batch": plan.batch,
+                            **choice.event_fields(),
                             "chunk": group,
                             "chunk_overlap": chunker.overlap,
                             "temporal": self.temporal,
