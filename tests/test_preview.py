@@ -110,3 +110,31 @@ def test_pick_indices():
     assert pick_indices(times, 4, None) == [1, 3, 6, 8]
     assert pick_indices(times, 20, None) == list(range(10))
     assert pick_indices(times, 1, [0.45, 0.0, 0.45]) == [0, 5]
+
+
+def test_cli_preview_through_the_installed_script(tmp_path, clip):
+    import os
+    import shutil
+    import subprocess
+
+    from adcvsr_cli.weights import save_native
+
+    exe = shutil.which("adcvsr")
+    assert exe is not None, "the adcvsr console script is not installed (pip install -e .)"
+    m = AdcVSR(tiny_dims()).eval()
+    init_random_(m, seed=1)
+    w = tmp_path / "tiny.safetensors"
+    save_native(m.state_dict(), m.dims, w, source="test")
+    out = tmp_path / "p.png"
+    cmd = [exe, "preview", str(clip), "-o", str(out), "--weights", str(w), "--device", "cpu"]
+    cmd += ["--count", "2", "--crop", "32", "--thumb", "96"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ})
+    assert r.returncode == 0, r.stderr
+    assert f"wrote {out}: 2 frames" in r.stderr
+    with Image.open(out) as img:
+        labels = json.loads(img.text["adcvsr.preview"])
+    assert [f["index"] for f in labels["frames"]] == [3, 9]
+    before = out.read_bytes()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 2 and "output exists" in r.stderr
+    assert out.read_bytes() == before

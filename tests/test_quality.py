@@ -104,3 +104,60 @@ def test_missing_file_is_named(tmp_path):
     src, _ = make_pair(tmp_path, shifted)
     with pytest.raises(VideoError, match="nope.mkv: no such file"):
         measure(src, tmp_path / "nope.mkv", **PLAN)
+
+
+def test_cli_json_is_one_object_and_plot_is_a_png(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src, dst = make_pair(tmp_path, shifted, amplitude=0.02, frames=6)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    plot = tmp_path / "f.png"
+    r = subprocess.run(
+        [sys.executable, "-m", "adcvsr_cli", "quality", src, dst, "--json", "--tile", "0"]
+        + ["--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)  # exactly one JSON document on stdout
+    assert report["ewarp"] > report["ewarp_bicubic"] and len(report["per_frame"]) == 5
+    assert report["plan"] == {"chunk": 25, "chunk_overlap": 4, "tile": 0, "tile_overlap": 32}
+    from PIL import Image
+
+    with Image.open(plot) as im:
+        assert im.format == "PNG" and im.size == (1000, 400)
+    # The plot is not replaced without -y; the text summary names the figures.
+    r = subprocess.run(
+        [sys.executable, "-m", "adcvsr_cli", "quality", src, dst, "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 2 and "f.png: output exists" in r.stderr
+    r = subprocess.run(
+        [sys.executable, "-m", "adcvsr_cli", "quality", src, dst, "--tile", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "E*warp" in r.stdout and "bicubic upscale of the input" in r.stdout
+    assert "chunk seams: none" in r.stdout and "tile seams: none" in r.stdout
+
+
+def test_cli_names_the_missing_extra(tmp_path, monkeypatch):
+    import sys
+
+    from typer.testing import CliRunner
+
+    from adcvsr_cli.cli import app
+
+    src, dst = make_pair(tmp_path, shifted, frames=3)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # as if OpenCV were not installed
+    r = CliRunner().invoke(app, ["quality", src, dst])
+    assert r.exit_code == 2
+    assert "pip install 'adcvsr[quality]'" in r.output
