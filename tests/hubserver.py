@@ -8,6 +8,8 @@ It answers what ``huggingface_hub`` 2.4 asks for a file download:
   instead of ``127.0.0.1``), as the real Hub does for LFS files; the client then takes the
   metadata from the 302 and downloads from the CDN URL.
 * ``GET`` of the same URL (or of the CDN URL), honouring ``Range: bytes=N-`` with 206.
+* ``GET /api/models/{repo_id}/revision/{revision}`` (``model_info``): the commit (``sha``) and,
+  with ``?blobs=true``, each file's size and, for LFS files, its ``lfs.sha256``.
 * Errors the way the Hub signals them: 404 with ``X-Error-Code`` ``RepoNotFound``,
   ``RevisionNotFound`` or ``EntryNotFound``.
 
@@ -22,6 +24,7 @@ Every request is logged in ``requests``.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,6 +111,19 @@ class FakeHub:
                 if (method is None or r.method == method) and path_contains in r.path
             )
 
+    def model_info(self, url_path: str) -> bytes:
+        """The model_info document (with ``blobs``) of the repo named in an /api/models/ path."""
+        parts = unquote(url_path).lstrip("/").split("/")
+        repo_id = f"{parts[2]}/{parts[3]}"
+        siblings = []
+        for path, f in self.repos[repo_id].items():
+            sib: dict = {"rfilename": path, "size": len(f.data), "blobId": f.git_sha1}
+            if f.lfs:
+                sib["lfs"] = {"sha256": f.sha256, "size": len(f.data), "pointerSize": 134}
+            siblings.append(sib)
+        doc = {"id": repo_id, "sha": self.commits[repo_id], "siblings": siblings}
+        return json.dumps(doc).encode()
+
     def start(self) -> FakeHub:
         self._thread.start()
         return self
@@ -133,6 +149,10 @@ class FakeHub:
     def _lookup(self, url_path: str) -> tuple[str, HubFile | None, dict[str, str], int]:
         """(kind, file, headers, status) for a /{repo}/resolve/{rev}/{path} or /cdn/{sha} path."""
         parts = unquote(url_path).lstrip("/").split("/")
+        if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
+            # model_info: answer as the resolve URL of no file would, then with the repo's files.
+            _, _, headers, status = self._lookup(f"/{parts[2]}/{parts[3]}/resolve/{parts[5]}/ ")
+            return "api", None, headers, 200 if headers.get("X-Error-Code") == "EntryNotFound" else status
         if parts[0] == "cdn" and len(parts) == 2:
             for files in self.repos.values():
                 for f in files.values():
@@ -225,6 +245,9 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             if self._wait_if_hanging():
                 return
             kind, f, headers, status = hub._lookup(path)
+            if kind == "api" and status == 200:
+                self._send(200, {"Content-Type": "application/json"}, hub.model_info(path))
+                return
             if f is None:
                 self._send(status, headers, b"not found")
                 return

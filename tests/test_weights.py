@@ -67,7 +67,23 @@ def _env(monkeypatch, tmp_path: Path, endpoint: str) -> None:
     # huggingface_hub reads these at import. Telemetry off: otherwise the first request of the
     # process also asks constants.ENDPOINT (the real Hub) for its agent list.
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+
+
+def _offline(monkeypatch, on: bool = True) -> None:
+    """HF_HUB_OFFLINE as huggingface_hub sees it (it reads the variable once, at import)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", on)
+
+
+@pytest.fixture
+def no_backoff(monkeypatch) -> list[float]:
+    """huggingface_hub retries failed requests with sleeps of 1 to 8 s: record them, do not wait."""
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    return slept
 
 
 def _serve(hub: FakeHub, tiny) -> None:
@@ -473,11 +489,16 @@ def test_hub_ref_download(hub, tmp_path, tiny):
     assert (w.origin, w.dims, w.from_cache) == ("hub", tiny_dims(), False)
     assert w.path.read_bytes() == tiny["native"]
     _assert_same_state(w.path, tiny["state"])
-    # Unpinned: a notice, and the hash seen first is recorded (trust on first use).
+    # Unpinned: a notice, and the branch is pinned to its commit, with the file's hash.
     w2 = W.resolve_weights(f"hf://{NATIVE_REPO}/model.safetensors", on_event=events.append)
     assert w2.sha256 == w.sha256
     assert any(e["type"] == "notice" and "not pinned" in e["message"] for e in events)
-    assert list((tmp_path / "adcvsr" / "trust").glob("*.json"))
+    (pin,) = (tmp_path / "adcvsr" / "pins").glob("*@main.json")
+    assert json.loads(pin.read_text())["files"] == {"model.safetensors": w.sha256}
+    # The Hub's form and the old one name the same file.
+    hub.requests.clear()
+    w3 = W.resolve_weights(f"hf://{NATIVE_REPO}@{COMMIT}/model.safetensors")
+    assert (w3.path, w3.from_cache, hub.requests) == (w.path, True, [])
     with pytest.raises(
         WeightsError, match="only native .safetensors files are loaded from a Hub reference"
     ):
@@ -522,24 +543,59 @@ def test_first_download_converts_then_cache_hit_makes_no_request(
         assert hub.requests == []
 
 
-def test_trust_on_first_use_cache_hit_makes_no_request(hub, registry, tmp_path):
+def test_pinned_on_first_use_then_reruns_make_no_request(hub, registry, tmp_path, tiny):
+    import hashlib
+
     w = W.resolve_weights("tiny-tofu", registry=registry)
-    records = [json.loads(p.read_text()) for p in (tmp_path / "adcvsr" / "trust").glob("*.json")]
-    assert {r["path"] for r in records} == {NET, DEC}
-    assert all(r["revision"] == "main" and r["commit"] == COMMIT for r in records)
+    # One model_info call (commit + declared hashes), then HEAD + GET per file at the commit.
+    assert [(r.method, r.path) for r in hub.requests if "/api/" in r.path] == [
+        ("GET", f"/api/models/{PICKLE_REPO}/revision/main")
+    ]
+    assert hub.count("HEAD") == 2 and hub.count("GET", "/resolve/") == 2
+    assert all(f"/resolve/{COMMIT}/" in r.path for r in hub.requests if "/resolve/" in r.path)
+    (record,) = (tmp_path / "adcvsr" / "pins").glob("*.json")
+    pin = json.loads(record.read_text())
+    assert (pin["repo_id"], pin["revision"], pin["commit"]) == (PICKLE_REPO, "main", COMMIT)
+    assert pin["files"] == {
+        NET: hashlib.sha256(tiny["net"]).hexdigest(),
+        DEC: hashlib.sha256(tiny["dec"]).hexdigest(),
+    }
     hub.requests.clear()
-    assert W.resolve_weights("tiny-tofu", registry=registry).path == w.path
+    again = W.resolve_weights("tiny-tofu", registry=registry)
+    assert (again.path, again.from_cache, hub.requests) == (w.path, True, [])
+    assert COMMIT in again.source
+    # With the converted file gone, the sources come from the Hub cache at the pinned commit.
+    again.path.unlink()
+    assert W.resolve_weights("tiny-tofu", registry=registry).sha256
     assert hub.requests == []
+    rows = {r.name: r for r in W.list_models(registry=registry)}
+    assert (rows["tiny-tofu"].pinned_by, rows["tiny-tofu"].commit) == ("first use", COMMIT)
+    assert (rows["tiny-adcsr"].pinned_by, rows["tiny-adcsr"].commit) == ("registry", COMMIT)
+
+
+def test_a_pin_holds_until_force_pins_again(hub, registry, tmp_path, tiny):
+    W.resolve_weights("tiny-tofu", registry=registry)
+    new = "fedcba9876543210fedcba9876543210fedcba98"
+    hub.commits[PICKLE_REPO] = new  # main moved upstream
+    hub.requests.clear()
+    assert COMMIT in W.resolve_weights("tiny-tofu", registry=registry).source
+    assert hub.requests == []
+    events: list[dict] = []
+    (r,) = W.download(["tiny-tofu"], registry=registry, force=True, on_event=events.append)
+    assert r.ok and new in r.weights.source
+    assert any(e["type"] == "notice" and f"(it was {COMMIT})" in e["message"] for e in events)
+    (record,) = (tmp_path / "adcvsr" / "pins").glob("*.json")
+    assert json.loads(record.read_text())["commit"] == new
 
 
 def test_offline_hit_and_network_down_with_a_cache(hub, registry, monkeypatch):
     w = W.resolve_weights("tiny-adcsr", registry=registry)
     w_native = W.resolve_weights("tiny-native", registry=registry)
     hub.requests.clear()
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _offline(monkeypatch)
     assert W.resolve_weights("tiny-adcsr", registry=registry).path == w.path
     assert W.resolve_weights("tiny-native", registry=registry).path == w_native.path
-    monkeypatch.delenv("HF_HUB_OFFLINE")
+    _offline(monkeypatch, False)
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
     assert W.resolve_weights("tiny-adcsr", registry=registry).sha256 == w.sha256
     assert hub.requests == []
@@ -596,7 +652,7 @@ def test_wrong_bytes_once_then_good(hub, registry, tiny):
 def test_without_registry_hash_the_hub_lfs_sha256_still_catches_bad_bytes(hub, registry):
     hub.file(PICKLE_REPO, NET).plan = ["corrupt", "corrupt"]
     with pytest.raises(
-        WeightsError, match=r"failed verification twice: .*\(from the Hub's LFS metadata \(ETag\)\)"
+        WeightsError, match=r"failed verification twice: .*\(from the Hub's LFS metadata\)"
     ):
         W.resolve_weights("tiny-tofu", registry=registry)
 
@@ -641,14 +697,13 @@ def test_corrupted_cached_blob_offline_is_an_error(hub, registry, tmp_path):
 # ----------------------------------------------------------------------------- network faults
 
 
-def test_connection_refused_fails_fast_and_clearly(hub, registry, monkeypatch):
+def test_connection_refused_is_retried_by_the_library_then_fails_clearly(
+    hub, registry, monkeypatch, no_backoff
+):
     endpoint = f"http://127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("HF_ENDPOINT", endpoint)
-    t0 = time.perf_counter()
     with pytest.raises(WeightsError) as err:
         W.resolve_weights("tiny-adcsr", registry=registry)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 5, elapsed
     msg = str(err.value)
     assert f"cannot reach the Hugging Face Hub at {endpoint} to fetch {NET}" in msg
     assert (
@@ -656,15 +711,7 @@ def test_connection_refused_fails_fast_and_clearly(hub, registry, monkeypatch):
         and "adcvsr download tiny-adcsr" in msg
         and "--weights PATH" in msg
     )
-
-
-def test_hub_that_does_not_answer_times_out(hub, registry, monkeypatch):
-    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "1")
-    hub.hang = True
-    t0 = time.perf_counter()
-    with pytest.raises(WeightsError, match=r"did not answer in time \(HF_HUB_ETAG_TIMEOUT=1 s\)"):
-        W.resolve_weights("tiny-native", registry=registry)
-    assert time.perf_counter() - t0 < 5
+    assert len(no_backoff) == 5  # huggingface_hub's own retries, not a loop of ours
 
 
 def test_http_404_file_repo_revision(hub, registry, tmp_path):
@@ -681,16 +728,16 @@ def test_http_404_file_repo_revision(hub, registry, tmp_path):
         W.resolve_weights(f"hf://{NATIVE_REPO}/model.safetensors@v9")
 
 
-def test_http_500_fails_at_once(hub, registry):
+def test_http_500_is_retried_by_the_library_then_fails_clearly(hub, registry, no_backoff):
     hub.file(NATIVE_REPO, "model.safetensors").head_status = 500
-    t0 = time.perf_counter()
     with pytest.raises(
         WeightsError,
         match=r"answered HTTP 500 for model.safetensors from test/tiny-native@.*server error",
     ):
         W.resolve_weights("tiny-native", registry=registry)
-    assert time.perf_counter() - t0 < 3
-    assert hub.count("HEAD", "model.safetensors") == 1  # no retry loop
+    # One metadata request, then huggingface_hub's five retries; never a download.
+    assert (hub.count("HEAD", "model.safetensors"), hub.count("GET")) == (7, 0)
+    assert len(no_backoff) == 5
 
 
 def test_http_500_on_get(hub, registry, tmp_path):
@@ -700,17 +747,21 @@ def test_http_500_on_get(hub, registry, tmp_path):
     assert _blobs(tmp_path, NATIVE_REPO) == []
 
 
-def test_body_cut_off_restarts_cleanly(hub, registry, tiny, capfd):
+def test_body_cut_off_restarts_cleanly(hub, registry, tiny, caplog, no_backoff):
+    import logging
+
     hub.file(PICKLE_REPO, DEC).plan = ["cut"]
-    events: list[dict] = []
-    w = W.resolve_weights("tiny-adcsr", registry=registry, on_event=events.append)
+    w = W.resolve_weights("tiny-adcsr", registry=registry)
     _assert_same_state(w.path, tiny["state"])
     assert hub.count("GET", DEC) == 2
-    assert any(e["type"] == "hub-log" and "resume" in e["message"] for e in events)
-    assert capfd.readouterr().err == ""  # the Hub client's warnings became events, not stderr
+    # The library's warning stays on its own logger, for the application to show or not.
+    assert any(
+        r.name.startswith("huggingface_hub") and r.levelno == logging.WARNING and "resume" in r.getMessage()
+        for r in caplog.records
+    )
 
 
-def test_body_cut_off_resumes_with_a_range_request(hub, tmp_path, tiny):
+def test_body_cut_off_resumes_with_a_range_request(hub, tmp_path, tiny, no_backoff):
     # Bigger than the client's 10 MB chunk, so the part received before the cut is kept.
     big = tmp_path / "big.safetensors"
     save_native(tiny["state"], tiny_dims(), big, source="test", metadata={"pad": "x" * (12 << 20)})
@@ -722,7 +773,7 @@ def test_body_cut_off_resumes_with_a_range_request(hub, tmp_path, tiny):
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
 
 
-def test_cut_off_then_server_error_leaves_nothing_half_written(hub, registry, tmp_path):
+def test_cut_off_then_server_error_leaves_nothing_half_written(hub, registry, tmp_path, no_backoff):
     hub.file(NATIVE_REPO, "model.safetensors").plan = ["cut", "500"]
     with pytest.raises(WeightsError, match="answered HTTP 500"):
         W.resolve_weights("tiny-native", registry=registry)
@@ -779,7 +830,7 @@ def test_list_models_reports_cache_state(hub, registry, tmp_path):
     assert hub.requests == []
 
 
-def test_download_reports_each_model_and_goes_on(hub, registry):
+def test_download_reports_each_model_and_goes_on(hub, registry, no_backoff):
     hub.file(NATIVE_REPO, "model.safetensors").head_status = 500
     results = W.download(["tiny-adcsr", "tiny-native"], registry=registry)
     assert [(r.name, r.ok) for r in results] == [("tiny-adcsr", True), ("tiny-native", False)]

@@ -1,12 +1,16 @@
-"""Weights: the model registry, verified Hub downloads, the conversion cache, the native format.
+"""Weights: the model registry, verified Hub downloads, the adcvsr cache, the native format.
 
-``registry`` data lives in ``weights.json`` beside this file (the repository's top-level
-``weights.json`` links to it). Import from this package, not from its modules.
+registry.py reads ``weights.json`` (beside it; the repository's top-level ``weights.json``
+links to it), hub.py talks to the Hub through huggingface_hub, cache.py keeps pins and
+converted files, resolve.py turns ``--weights`` into a verified file, native.py is the
+checkpoint format and convert.py the one-time conversion of the released pickles.
 """
 
 from __future__ import annotations
 
+from .cache import CACHE_ENV, default_cache_dir
 from .convert import convert_adcsr, map_state, safe_load, sha256_file, write_released_files
+from .hub import HubRef, parse_hub_ref
 from .native import (
     FORMAT_VERSION,
     NativeHeader,
@@ -16,24 +20,22 @@ from .native import (
     read_native_header,
     save_native,
 )
-from .resolve import (
-    CACHE_ENV,
+from .registry import (
     DEFAULT_MODEL,
     HUB_PREFIX,
     REGISTRY_ENV,
     SCHEMA_VERSION,
-    DownloadResult,
     ModelEntry,
-    ModelStatus,
     Registry,
-    ResolvedWeights,
     available_models,
-    default_cache_dir,
-    download,
-    hub_cache_dir,
-    list_models,
     load_registry,
-    parse_hub_ref,
+)
+from .resolve import (
+    DownloadResult,
+    ModelStatus,
+    ResolvedWeights,
+    download,
+    list_models,
     resolve_weights,
 )
 
@@ -56,7 +58,7 @@ __all__ = [
     "default_cache_dir",
     "download",
     "expected_shapes",
-    "hub_cache_dir",
+    "HubRef",
     "list_models",
     "load_native",
     "load_registry",
