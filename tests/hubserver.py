@@ -152,7 +152,12 @@ class FakeHub:
         if parts[:2] == ["api", "models"] and len(parts) >= 6 and parts[4] == "revision":
             # model_info: answer as the resolve URL of no file would, then with the repo's files.
             _, _, headers, status = self._lookup(f"/{parts[2]}/{parts[3]}/resolve/{parts[5]}/ ")
-            return "api", None, headers, 200 if headers.get("X-Error-Code") == "EntryNotFound" else status
+            return (
+                "api",
+                None,
+                headers,
+                200 if headers.get("X-Error-Code") == "EntryNotFound" else status,
+            )
         if parts[0] == "cdn" and len(parts) == 2:
             for files in self.repos.values():
                 for f in files.values():

@@ -756,7 +756,9 @@ def test_body_cut_off_restarts_cleanly(hub, registry, tiny, caplog, no_backoff):
     assert hub.count("GET", DEC) == 2
     # The library's warning stays on its own logger, for the application to show or not.
     assert any(
-        r.name.startswith("huggingface_hub") and r.levelno == logging.WARNING and "resume" in r.getMessage()
+        r.name.startswith("huggingface_hub")
+        and r.levelno == logging.WARNING
+        and "resume" in r.getMessage()
         for r in caplog.records
     )
 
