@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from .errors import UsageError
-from .segments import Rules, Segment, _inner_boundaries
+from .segments import Rules, Segment, inner_boundaries
 
 _CLOCK = re.compile(r"^(?:(\d+):)?(\d+):(\d+(?:\.\d*)?)$")
 
@@ -60,7 +60,7 @@ def context_window(
     if not 0 <= start < end <= n_frames:
         raise ValueError(f"range {start}..{end} is not inside 0..{n_frames}")
     cut_list = sorted({int(c) for c in cuts if 0 < int(c) < n_frames})
-    inner = _inner_boundaries(n_frames, cut_list, rules)
+    inner = inner_boundaries(n_frames, cut_list, rules)
     bounds = sorted({0, n_frames, *cut_list, *inner})
     lo = bounds[bisect.bisect_right(bounds, start) - 1]
     hi = bounds[bisect.bisect_left(bounds, end)]

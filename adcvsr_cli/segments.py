@@ -7,7 +7,7 @@ fall where nothing that shapes a pixel crosses it:
 - A **scene cut** is always a boundary: the chunker starts a new shot there and nothing is
   blended across it (the temporal colour fix restarts too).
 - A **temporal model** inside a shot: the shot's chunks start at ``a, a+step, a+2*step, ...``
-  (``step = chunk - overlap``; see :mod:`adcvsr_cli.chunking`). A boundary sits just after the
+  (``step = chunk - overlap``; see :mod:`adcvsr_cli.engine.chunking`). A boundary sits just after the
   blend zone at the start of a regular chunk ``k >= 1`` (``s = a + k*step + overlap``), where
   chunk ``k`` alone covers the frame. The segment that starts at ``s`` also decodes the
   ``overlap`` frames before it (context, discarded), so its first chunk is chunk ``k``; the
@@ -73,7 +73,7 @@ class Rules:
         return self.chunk - self.overlap if self.temporal else 0
 
 
-def _inner_boundaries(n_frames: int, cuts: list[int], rules: Rules) -> list[int]:
+def inner_boundaries(n_frames: int, cuts: list[int], rules: Rules) -> list[int]:
     """Every index where a segment may start without touching a cut (inside shots)."""
     if rules.temporal_color:
         return []
@@ -112,7 +112,7 @@ def plan_segments(n_frames: int, cuts: list[int], segment: int, rules: Rules) ->
     cut_list = sorted({int(c) for c in cuts if 0 < int(c) < n_frames})
     if not rules.temporal and not rules.temporal_color:
         cut_list = [c for c in cut_list if c % rules.batch == 0]  # keep every batch whole
-    inner = _inner_boundaries(n_frames, cut_list, rules)
+    inner = inner_boundaries(n_frames, cut_list, rules)
     starts = [0]
     while n_frames - starts[-1] > segment + segment // 2:
         p = starts[-1]

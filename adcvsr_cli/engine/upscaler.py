@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,14 +159,20 @@ class Upscaler:
         on_event: OnEvent = noop,
         stats: ChunkStats | None = None,
         cancel: threading.Event | None = None,
+        cuts: Collection[int] | None = None,
     ) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
-        """A :data:`~adcvsr_cli.video.FrameProcessor` for this network and these options."""
+        """A :data:`~adcvsr_cli.video.FrameProcessor` for this network and these options.
+
+        ``cuts``: the indices (in the frames given) where shots start, when already known (a
+        segment of a scanned video); otherwise they are detected as the frames come.
+        """
         stats = stats if stats is not None else ChunkStats()
 
         def process(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
             from .scenes import SceneDetector
 
-            detector = SceneDetector() if options.scene_split else None
+            known = None if cuts is None else set(cuts)
+            detector = SceneDetector() if options.scene_split and known is None else None
             fix = make_color_fix(options.color_fix)
             runner: BackoffRunner | None = None
             chunker: StreamingChunker | None = None
@@ -233,7 +239,10 @@ class Upscaler:
                         }
                     )
                 lr = to_tensor(arr, self.device)
-                cut = bool(detector.feed(lr)) if detector is not None else False
+                if known is not None:
+                    cut = chunker.frames_pushed in known
+                else:
+                    cut = bool(detector.feed(lr)) if detector is not None else False
                 if cut:
                     stats.cuts.append(chunker.frames_pushed)
                 for fin in chunker.push(lr, tag=(lr, cut), cut=cut and self.temporal):

@@ -1,0 +1,432 @@
+"""A long video in segments: plan (or resume), run the missing segments on the workers, join.
+
+:func:`upscale_long` is :func:`~adcvsr_cli.pipeline.upscale` for videos longer than a segment
+written to a file: it scans the input once, plans segments (:mod:`adcvsr_cli.segments`), keeps
+the plan and the finished segments in a work folder beside the output (:mod:`adcvsr_cli.workdir`)
+and runs the rest on a :class:`~adcvsr_cli.workers.DevicePool`. A rerun of the same command after
+a crash continues with the missing segments; ``restart`` discards the work folder first. The
+output appears only after the join has been verified; then the work folder is removed. Anything
+else (short videos, images, pipes, inputs that cannot be cut) runs as one piece.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import UsageError, VideoError
+from .engine.frames import to_tensor
+from .engine.options import UpscaleOptions
+from .engine.upscaler import ChunkStats, OnEvent, Upscaler
+from .pipeline import UpscaleReport
+from .pipeline import upscale as upscale_one
+from .segmedia import Scan, decode_range, encode_segment, join, scan
+from .segments import DEFAULT_SEGMENT, Rules, Segment, plan_segments
+from .video import (
+    _EXT_FORMAT,
+    EncodeOptions,
+    OutputExists,
+    is_image_path,
+    is_sequence_pattern,
+    probe,
+)
+from .workdir import (
+    Manifest,
+    ResumeRefused,
+    WorkLock,
+    differences,
+    file_sha256,
+    input_identity,
+    remove_stale_temps,
+    remove_work_dir,
+    work_dir,
+)
+from .workers import DevicePool, Post
+
+# Encoder settings that change the segments' bytes (audio and stream choices only touch the join).
+_PIXEL_ENCODE_FIELDS = (
+    "codec",
+    "crf",
+    "preset",
+    "pix_fmt",
+    "bitrate",
+    "encoder_options",
+    "deinterlace",
+)
+
+
+def _noop(_: dict[str, Any]) -> None:
+    pass
+
+
+def segmentable_paths(src: Any, dst: Any) -> bool:
+    """Whether ``src -> dst`` can run in segments: a video file into a video container file."""
+    if not isinstance(src, (str, os.PathLike)) or not isinstance(dst, (str, os.PathLike)):
+        return False
+    s, d = os.fspath(src), os.fspath(dst)
+    if "-" in (s, d) or is_image_path(s) or is_image_path(d) or is_sequence_pattern(d):
+        return False
+    return Path(d).suffix.lower() in _EXT_FORMAT and not (
+        os.path.exists(d) and not os.path.isfile(d)
+    )
+
+
+def rules_for(upscaler: Upscaler, options: UpscaleOptions) -> Rules:
+    """What may cross a segment boundary with this network and these options."""
+    plan = upscaler.initial_plan(64, 64, options)
+    return Rules(
+        temporal=upscaler.temporal,
+        chunk=options.chunk,
+        overlap=options.chunk_overlap,
+        batch=plan.batch,
+        temporal_color=options.color_fix == "adain-temporal",
+    )
+
+
+def pixel_options(
+    upscaler: Upscaler, options: UpscaleOptions, encode: EncodeOptions, segment: int
+) -> dict[str, Any]:
+    """Everything that changes a segment's pixels or bytes, as the manifest keeps it."""
+    enc = {f"encode.{k}": getattr(encode, k) for k in _PIXEL_ENCODE_FIELDS}
+    ups = {f"upscale.{k}": v for k, v in asdict(options).items()}
+    return {
+        "weights": upscaler.source,
+        "precision": upscaler.dtype_name(),
+        "device_type": upscaler.device.type,
+        "segment": segment,
+        **ups,
+        **enc,
+    }
+
+
+@dataclass
+class _Job:
+    """One segmented file: what every segment task needs."""
+
+    src: str
+    dst: str
+    folder: Path
+    scan: Scan
+    fmt: str
+    size: tuple[int, int]
+    options: UpscaleOptions
+    encode: EncodeOptions
+    manifest: Manifest
+
+    @property
+    def segments(self) -> list[Segment]:
+        return [Segment.from_dict(x) for x in self.manifest.plan["segments"]]
+
+    def part(self, seg: Segment) -> Path:
+        return self.folder / f"seg-{seg.index:05d}{Path(self.dst).suffix.lower()}"
+
+
+def _segment_frames(
+    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event
+) -> Iterator[tuple[np.ndarray, int]]:
+    """The segment's output frames with their source timestamps (context frames dropped)."""
+    cuts = [c - seg.decode_start for c in job.scan.cuts if seg.decode_start <= c < seg.decode_end]
+    stats = ChunkStats()
+    process = up.processor(job.options, lambda w, h: job.size, post, stats, stop, cuts=cuts)
+    frames = decode_range(job.src, job.scan, seg.decode_start, seg.decode_end, job.encode)
+    for i, arr in enumerate(process(frames), start=seg.decode_start):
+        if seg.start <= i < seg.end:
+            post({"type": "segment-progress", "frames": 1})
+            yield arr, job.scan.pts[i]
+
+
+def run_segment(
+    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event
+) -> dict[str, Any]:
+    """Upscale and encode one segment into its file; returns its manifest record."""
+    path = job.part(seg)
+    warn = lambda m: post({"type": "warning", "message": m})  # noqa: E731
+    t0 = time.perf_counter()
+    n = encode_segment(
+        job.src,
+        str(path),
+        _segment_frames(job, up, seg, post, stop),
+        fmt=job.fmt,
+        info=job.scan.info,
+        size=job.size,
+        opts=job.encode,
+        warn=warn,
+    )
+    if n != len(seg):
+        raise VideoError(f"{path}: {n} frames written for a segment of {len(seg)}")
+    return {
+        "file": path.name,
+        "frames": n,
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
+        "device": str(up.device),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+
+
+def _scan_input(src: str, up: Upscaler, options: UpscaleOptions, encode: EncodeOptions) -> Scan:
+    """Decode the input once: timestamps, keyframes and (as the network run would) scene cuts."""
+    from .engine.scenes import SceneDetector
+
+    if not options.scene_split:
+        return scan(src, encode)
+    det = SceneDetector()
+    return scan(src, encode, lambda rgb: bool(det.feed(to_tensor(rgb, up.device))))
+
+
+def _new_manifest(
+    src: str,
+    up: Upscaler,
+    options: UpscaleOptions,
+    encode: EncodeOptions,
+    segment: int,
+    identity: dict[str, Any],
+    opts: dict[str, Any],
+) -> tuple[Manifest, Scan] | None:
+    """Scan and plan; None when the input runs better (or only) in one piece."""
+    sc = _scan_input(src, up, options, encode)
+    if sc.unsegmentable is not None:
+        return None
+    segs = plan_segments(sc.frames, sc.cuts, segment, rules_for(up, options))
+    if len(segs) < 2:
+        return None
+    plan = {
+        "frames": sc.frames,
+        "pts": sc.pts,
+        "keyframes": sc.keyframes,
+        "cuts": sc.cuts,
+        "segments": [s.to_dict() for s in segs],
+    }
+    return Manifest(input=identity, options=opts, plan=plan), sc
+
+
+def _scan_from(manifest: Manifest, src: str) -> Scan:
+    info = probe(src)
+    p = manifest.plan
+    return Scan(info=info, pts=p["pts"], keyframes=p["keyframes"], cuts=p["cuts"])
+
+
+def _valid_parts(job: _Job, m: Manifest, segs: list[Segment]) -> None:
+    """Forget finished segments whose file is missing or not what was recorded."""
+    for seg in segs:
+        rec = m.done.get(seg.index)
+        if rec is None:
+            continue
+        path = job.part(seg)
+        ok = path.is_file() and path.stat().st_size == rec.get("bytes")
+        if not ok or file_sha256(path) != rec.get("sha256"):
+            del m.done[seg.index]
+
+
+def restart_hint(dst: str) -> str:
+    return "rerun the same command with --restart to discard it and start over"
+
+
+def _refuse(dst: str, folder: Path, changes: list[str]) -> ResumeRefused:
+    return ResumeRefused(
+        f"{dst}: the unfinished run in {folder} was made with another input or other options "
+        f"({'; '.join(changes)}); {restart_hint(dst)}",
+        changes,
+    )
+
+
+def upscale_long(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    upscalers: Sequence[Upscaler],
+    options: UpscaleOptions | None = None,
+    encode: EncodeOptions | None = None,
+    *,
+    segment: int = DEFAULT_SEGMENT,
+    restart: bool = False,
+    on_event: OnEvent | None = None,
+    cancel: threading.Event | None = None,
+) -> UpscaleReport:
+    """Upscale ``src`` into ``dst`` in segments when it is longer than ``segment`` frames.
+
+    ``upscalers``: one per worker (device). Resumes an unfinished run of the same command;
+    ``restart`` discards it. Raises :class:`~adcvsr_cli.workdir.ResumeRefused` when the work
+    folder belongs to another input or other options, and the errors of ``upscale``.
+    """
+    options = options or UpscaleOptions()
+    options.validate()
+    encode = encode or EncodeOptions()
+    emit = on_event or _noop
+    if segment < 1:
+        raise UsageError(f"--segment must be at least 1 frame, got {segment}")
+    if not upscalers:
+        raise ValueError("upscale_long needs at least one upscaler")
+
+    def single() -> UpscaleReport:
+        return upscale_one(src, dst, upscalers[0], options, encode, on_event=emit, cancel=cancel)
+
+    if not segmentable_paths(src, dst):
+        return single()
+    s, d = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
+    folder = work_dir(d)
+    if restart:
+        remove_work_dir(folder)
+    if os.path.lexists(d) and not encode.overwrite:
+        raise OutputExists(f"{os.fspath(dst)}: output exists (use --overwrite / -y to replace it)")
+    if not folder.exists():
+        est = probe(s).frames
+        if est is not None and est <= segment + segment // 2:
+            return single()
+    lock = WorkLock(folder)
+    lock.acquire(os.fspath(dst))
+    try:
+        job = _prepare(s, d, folder, upscalers[0], options, encode, segment, emit)
+        if job is None:
+            lock.release()
+            remove_work_dir(folder)
+            return single()
+        return _run(job, upscalers, lock, emit, cancel)
+    finally:
+        lock.release()
+
+
+def _prepare(
+    src: str,
+    dst: str,
+    folder: Path,
+    up: Upscaler,
+    options: UpscaleOptions,
+    encode: EncodeOptions,
+    segment: int,
+    emit: OnEvent,
+) -> _Job | None:
+    """The job for ``src -> dst``: resumed from the work folder, or scanned and planned anew."""
+    remove_stale_temps(folder)
+    identity = input_identity(src)
+    opts = pixel_options(up, options, encode, segment)
+    m = Manifest.load(folder)
+    if m is not None:
+        changes = differences(m, identity, opts)
+        if changes:
+            raise _refuse(dst, folder, changes)
+        sc = _scan_from(m, src)
+    else:
+        made = _new_manifest(src, up, options, encode, segment, identity, opts)
+        if made is None:
+            return None
+        m, sc = made
+        m.save(folder)
+    fmt = encode.format or _EXT_FORMAT[Path(dst).suffix.lower()]
+    size = options.output_size(sc.info.width, sc.info.height, even=True)
+    job = _Job(src, dst, folder, sc, fmt, size, options, encode, m)
+    _valid_parts(job, m, job.segments)
+    return job
+
+
+def _start_events(job: _Job, emit: OnEvent, todo: list[Segment]) -> None:
+    info, segs, done = job.scan.info, job.segments, job.manifest.done
+    emit(
+        {
+            "type": "start",
+            "input": job.src,
+            "output": job.dst,
+            "frames": job.scan.frames,
+            "width": info.width,
+            "height": info.height,
+            "out_width": job.size[0],
+            "out_height": job.size[1],
+        }
+    )
+    emit({"type": "segments", "total": len(segs), "done": len(done), "todo": len(todo)})
+    if done:
+        emit(
+            {
+                "type": "notice",
+                "message": f"{job.dst}: resuming: {len(done)} of {len(segs)} segments were "
+                f"finished before; {len(todo)} to go",
+            }
+        )
+
+
+def _run(
+    job: _Job,
+    upscalers: Sequence[Upscaler],
+    lock: WorkLock,
+    emit: OnEvent,
+    cancel: threading.Event | None,
+) -> UpscaleReport:
+    t0 = time.perf_counter()
+    m, segs = job.manifest, job.segments
+    todo = [s for s in segs if s.index not in m.done]
+    reused = len(segs) - len(todo)
+    _start_events(job, emit, todo)
+    progress = {"done": sum(len(s) for s in segs if s.index in m.done)}
+
+    def on_event(e: dict[str, Any]) -> None:
+        if e.get("type") == "segment-progress":
+            progress["done"] += int(e["frames"])
+            emit(
+                {
+                    "type": "progress",
+                    "frames_done": progress["done"],
+                    "frames_total": job.scan.frames,
+                }
+            )
+        else:
+            emit(e)
+
+    def on_done(seg: Segment, rec: dict[str, Any]) -> None:
+        m.done[seg.index] = rec
+        m.save(job.folder)
+        lock.touch()
+        emit({"type": "segment", "index": seg.index, "start": seg.start, "end": seg.end, **rec})
+
+    names = [f"{u.device} worker {i}" for i, u in enumerate(upscalers)]
+    pool: DevicePool[Segment, dict[str, Any]] = DevicePool(list(upscalers), names)
+    pool.run(
+        todo,
+        lambda up, seg, post, stop: run_segment(job, up, seg, post, stop),
+        on_done,
+        on_event,
+        cancel,
+    )
+    warn = lambda msg: emit({"type": "warning", "message": msg})  # noqa: E731
+    t_join = time.perf_counter()
+    media = join(
+        job.src,
+        [str(job.part(s)) for s in segs],
+        job.dst,
+        fmt=job.fmt,
+        info=job.scan.info,
+        size=job.size,
+        frames=job.scan.frames,
+        opts=job.encode,
+        warn=warn,
+    )
+    media["seconds_join"] = round(time.perf_counter() - t_join, 3)
+    media["segments"] = {"total": len(segs), "run": len(todo), "reused": reused}
+    lock.release()
+    remove_work_dir(job.folder)
+    up = upscalers[0]
+    report = UpscaleReport(
+        input=job.src,
+        output=job.dst,
+        frames_in=job.scan.frames,
+        frames_out=job.scan.frames,
+        seconds=time.perf_counter() - t0,
+        seconds_network=sum(float(r.get("seconds", 0.0)) for r in m.done.values()),
+        plan=f"{len(segs)} segments",
+        device=",".join(str(u.device) for u in upscalers),
+        precision=up.dtype_name(),
+        weights=up.source,
+        out_width=job.size[0],
+        out_height=job.size[1],
+        chunks=0,
+        scene_cuts=list(job.scan.cuts),
+        plan_changes=[],
+        media=media,
+    )
+    emit({"type": "done", "report": report.to_dict()})
+    return report
