@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, VideoError
 from .engine.frames import to_tensor
 from .engine.options import UpscaleOptions
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler
+from .errors import UsageError, VideoError
 from .pipeline import UpscaleReport
 from .pipeline import upscale as upscale_one
 from .segmedia import Scan, decode_range, encode_segment, join, scan
@@ -78,9 +78,10 @@ def segmentable_paths(src: Any, dst: Any) -> bool:
     )
 
 
-def rules_for(upscaler: Upscaler, options: UpscaleOptions) -> Rules:
-    """What may cross a segment boundary with this network and these options."""
-    plan = upscaler.initial_plan(64, 64, options)
+def rules_for(upscaler: Upscaler, options: UpscaleOptions, height: int, width: int) -> Rules:
+    """What may cross a segment boundary with this network and these options (the batch of an
+    image model is the one its plan picks for frames of this size)."""
+    plan = upscaler.initial_plan(height, width, options)
     return Rules(
         temporal=upscaler.temporal,
         chunk=options.chunk,
@@ -194,7 +195,8 @@ def _new_manifest(
     sc = _scan_input(src, up, options, encode)
     if sc.unsegmentable is not None:
         return None
-    segs = plan_segments(sc.frames, sc.cuts, segment, rules_for(up, options))
+    rules = rules_for(up, options, sc.info.height, sc.info.width)
+    segs = plan_segments(sc.frames, sc.cuts, segment, rules)
     if len(segs) < 2:
         return None
     plan = {
