@@ -184,6 +184,58 @@ class AdcVSRDims:
         return cls.from_dict(json.loads(s))
 
 
+LAYOUT_PARTS = ("unet", "mid", "up")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Memory format of each part of the network: True = channels-last (NHWC), False =
+    contiguous (NCHW). ``unet``: the UNet; ``mid``: the decoder mid block; ``up``: the decoder
+    up blocks and output layers. Which is fastest depends on the device (GroupNorm and
+    convolution kernels differ per format), so it is measured, not assumed.
+
+    Written as the channels-last parts joined by ``+`` (``"up"``, ``"mid+up"``), ``"contiguous"``
+    for none and ``"channels_last"`` for all.
+    """
+
+    unet: bool = False
+    mid: bool = False
+    up: bool = False
+
+    @classmethod
+    def parse(cls, spec: str) -> Layout:
+        """``"mid+up"`` -> Layout(mid=True, up=True). Raises ValueError on an unknown part."""
+        s = spec.strip().lower()
+        if s in ("contiguous", "none", ""):
+            return cls()
+        if s in ("channels_last", "all"):
+            return cls(True, True, True)
+        parts = [p.strip() for p in s.split("+")]
+        bad = [p for p in parts if p not in LAYOUT_PARTS]
+        if bad:
+            raise ValueError(
+                f"layout {spec!r}: unknown part {bad[0]!r} (parts: {', '.join(LAYOUT_PARTS)}; "
+                "or contiguous, channels_last)"
+            )
+        return cls(**{p: True for p in parts})
+
+    @classmethod
+    def all_options(cls) -> list[Layout]:
+        """The 8 combinations, contiguous first, channels-last everywhere last."""
+        return [cls(u, m, p) for u in (False, True) for m in (False, True) for p in (False, True)]
+
+    @property
+    def name(self) -> str:
+        on = [p for p in LAYOUT_PARTS if getattr(self, p)]
+        if not on:
+            return "contiguous"
+        return "channels_last" if len(on) == len(LAYOUT_PARTS) else "+".join(on)
+
+
+def _memory_format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 def adcsr_dims() -> AdcVSRDims:
     """Dims of the released AdcSR network (456 M parameters, no temporal blocks)."""
     return AdcVSRDims()
@@ -209,11 +261,13 @@ class ResBlock(nn.Module):
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        # In place on the fresh norm and conv outputs: the same values, two large allocations
+        # (and their page faults on the CPU) fewer per block.
+        h = self.conv1(F.silu(self.norm1(x), inplace=True))
+        h = self.conv2(F.silu(self.norm2(h), inplace=True))
         if self.conv_shortcut is not None:
             x = self.conv_shortcut(x)
-        return x + h
+        return h.add_(x)
 
 
 class SelfAttention(nn.Module):
@@ -494,7 +548,7 @@ class UNet(nn.Module):
         for up in self.up_blocks:
             x = up(x, frames, skips)
         assert not skips
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 # ----------------------------------------------------------------------------- the VAE decoder
@@ -576,7 +630,7 @@ class HalfDecoder(nn.Module):
     def decode_up(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.up_blocks:
             x = block(x)
-        return self.conv_out(F.silu(self.conv_norm_out(x)))
+        return self.conv_out(F.silu(self.conv_norm_out(x), inplace=True))
 
 
 # ----------------------------------------------------------------------------- the whole network
@@ -584,7 +638,8 @@ class HalfDecoder(nn.Module):
 
 class AdcVSR(nn.Module):
     """One-step x4 super-resolution. ``forward(x, frames)``: (B*T, 3, H, W) in [-1, 1] ->
-    (B*T, 3, 4H, 4W), roughly in [-1, 1] (no colour fix, no clamp).
+    (B*T, 3, 4H, 4W), roughly in [-1, 1] (no colour fix, no clamp), contiguous whatever the
+    :class:`Layout` (``set_layout``) the parts run in.
 
     H and W must be multiples of ``dims.multiple`` (16). ``frames`` is the clip length T; it
     matters only when the network has temporal blocks (frames of different clips never mix).
@@ -595,15 +650,45 @@ class AdcVSR(nn.Module):
         self.dims = dims
         self.unet = UNet(dims.unet, dims.temporal)
         self.decoder = HalfDecoder(dims.decoder)
+        self.layout = Layout()
+
+    def set_layout(self, layout: Layout) -> AdcVSR:
+        """Put each part's weights, and its inputs from then on, in ``layout``'s memory format.
+
+        The arithmetic is the same in either format; only the kernels' summation order differs
+        (outputs agree to float32 rounding).
+        """
+        parts = (self.unet, self.decoder.mid_block, self._up_modules())
+        for on, part in zip((layout.unet, layout.mid, layout.up), parts, strict=True):
+            part.to(memory_format=_memory_format(on))  # type: ignore[call-overload]
+        self.layout = layout
+        return self
+
+    def _up_modules(self) -> nn.ModuleList:
+        d = self.decoder
+        return nn.ModuleList([d.up_blocks, d.conv_norm_out, d.conv_out])
 
     def latent(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         """(B*T, 3, H, W) -> the decoder mid block's output (B*T, 256, H/2, W/2)."""
         self._check_input(x, frames)
         h = F.pixel_unshuffle(x, self.dims.unshuffle)
-        return self.decoder.decode_mid(self.unet(h, frames))
+        h = self.unet(h.contiguous(memory_format=_memory_format(self.layout.unet)), frames)
+        return self.decoder.decode_mid(h.contiguous(memory_format=_memory_format(self.layout.mid)))
 
-    def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
-        return self.decoder.decode_up(self.latent(x, frames))
+    def decode(self, latent: torch.Tensor, group: int | None = None) -> torch.Tensor:
+        """The decoder up blocks on (N, 256, h, w) -> (N, 3, 8h, 8w), contiguous, ``group``
+        frames at a time (they have no temporal blocks, so groups bound memory only)."""
+        lat = latent.contiguous(memory_format=_memory_format(self.layout.up))
+        n = lat.shape[0]
+        step = n if group is None else max(1, group)
+        outs = [self.decoder.decode_up(lat[i : i + step]) for i in range(0, n, step)]
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y.contiguous()
+
+    def forward(
+        self, x: torch.Tensor, frames: int = 1, decode_group: int | None = None
+    ) -> torch.Tensor:
+        return self.decode(self.latent(x, frames), decode_group)
 
     def _check_input(self, x: torch.Tensor, frames: int) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
