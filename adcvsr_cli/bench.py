@@ -47,14 +47,7 @@ from typing import Any
 import torch
 
 from .errors import AdcvsrError, UsageError
-from .fastpath import (
-    FastForward,
-    FastPath,
-    backend_flags,
-    parse_variants,
-    prepare_model,
-    strict_fp32,
-)
+from .fastpath import FastPath, parse_variants, strict_fp32
 from .model import (
     AdcVSR,
     AdcVSRDims,
@@ -457,36 +450,22 @@ class _Ctx:
         }
 
 
-def _make_forward(
-    ctx: _Ctx, model: AdcVSR, fp: FastPath, float_output: bool
-) -> tuple[Callable[[torch.Tensor, int], torch.Tensor], dict[str, Any]]:
-    """The callable a variant runs, and its info dict."""
-    if fp.pipeline:
-        from .pipeline import Upscaler
+def _make_upscaler(
+    ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor], fp: FastPath
+) -> tuple[Any, dict[str, Any]]:
+    """A pipeline :class:`Upscaler` configured for variant ``fp`` exactly as ``adcvsr upscale
+    --fastpath`` configures it (``pipeline``: as it runs without the option), and its info."""
+    from .pipeline import Upscaler
 
-        up = Upscaler(model, device=ctx.device, dtype=ctx.dtype)
-        return up._forward, {"variant": "pipeline", "compiled": False}
-    ff = FastForward(
+    model = materialize(spec.dims, state, ctx.device, torch.float32)
+    up = Upscaler(
         model,
         device=ctx.device,
         dtype=ctx.dtype,
-        fastpath=fp,
-        float_output=float_output,
+        fastpath=None if fp == FastPath() else fp.name,
         on_event=ctx.emit,
     )
-    return ff, ff.info
-
-
-def _make_upscaler(ctx: _Ctx, model: AdcVSR, fp: FastPath) -> tuple[Any, dict[str, Any]]:
-    """A pipeline :class:`Upscaler` whose network call is the variant's."""
-    from .pipeline import Upscaler
-
-    up = Upscaler(model, device=ctx.device, dtype=ctx.dtype)
-    if fp.pipeline:
-        return up, {"variant": "pipeline", "compiled": False}
-    fwd, info = _make_forward(ctx, model, fp, float_output=True)
-    up._forward = fwd  # the hook the pipeline should expose (see the module's report)
-    return up, info
+    return up, up.network.info
 
 
 def _entry_base(ctx: _Ctx, protocol: str, spec: ModelSpec, fp: FastPath) -> dict[str, Any]:
@@ -593,14 +572,9 @@ def _protocol_a(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
         )
         ctx.progress(f"A {spec.name} {fp.name}: {n} x {w}x{h} -> {s * w}x{s * h}")
         try:
-            model = prepare_model(
-                materialize(spec.dims, state, dev, ctx.dtype if not fp.autocast else torch.float32),
-                ctx.dtype,
-                fp,
-                copy_model=False,
-            )
-            fwd, info = _make_forward(ctx, model, fp, float_output=False)
-            with backend_flags(fp, dev), torch.inference_mode():
+            up, info = _make_upscaler(ctx, spec, state, fp)
+            fwd = up.network
+            with torch.inference_mode():
                 t0 = time.perf_counter()
                 fwd(x, frames)  # first call: compilation, cuDNN choices, graph capture
                 _sync(dev)
@@ -627,7 +601,7 @@ def _protocol_a(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 precision_checks=checks,
                 fastpath=_clean_info(info),
             )
-            del y, fwd, model
+            del y, fwd, up
         except Exception as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -667,13 +641,7 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
         )
         ctx.progress(f"B {spec.name} {fp.name}: {n} x {w}x{h} -> {s * w}x{s * h}")
         try:
-            model = prepare_model(
-                materialize(spec.dims, state, dev, ctx.dtype if not fp.autocast else torch.float32),
-                ctx.dtype,
-                fp,
-                copy_model=False,
-            )
-            up, info = _make_upscaler(ctx, model, fp)
+            up, info = _make_upscaler(ctx, spec, state, fp)
             if sz.b_tile is None:
                 plan = up.initial_plan(h, w, UpscaleOptions(batch=n, chunk=n))
                 tiling = "auto"
@@ -686,7 +654,7 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
             def run(up=up, runner=runner, overlap=overlap) -> torch.Tensor:
                 return up.upscale_clip(x, runner, overlap, "replicate")
 
-            with backend_flags(fp, dev), torch.inference_mode():
+            with torch.inference_mode():
                 t0 = time.perf_counter()
                 run()
                 _sync(dev)
@@ -717,7 +685,7 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 output_finite=bool(torch.isfinite(y).all()),
                 fastpath=_clean_info(info),
             )
-            del y, up, model
+            del y, up
         except Exception as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -872,13 +840,7 @@ def _protocol_c(
     out = []
     for fp in ctx.variants:
         try:
-            model = prepare_model(
-                materialize(spec.dims, state, dev, ctx.dtype if not fp.autocast else torch.float32),
-                ctx.dtype,
-                fp,
-                copy_model=False,
-            )
-            up, info = _make_upscaler(ctx, model, fp)
+            up, info = _make_upscaler(ctx, spec, state, fp)
         except Exception as e:
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -905,7 +867,7 @@ def _protocol_c(
                     reports.append(upscale(clip.path, dst, up, options, encode))
                     return reports[-1]
 
-                with backend_flags(fp, dev), torch.inference_mode():
+                with torch.inference_mode():
                     ctx.peak.reset()
                     times, rep = time_calls(e2e, ctx.e2e_runs, 1, dev, wall=True)
                     peak = ctx.peak.read()
@@ -967,7 +929,7 @@ def _protocol_c(
                 entry = _variant_error(ctx, base, e, f"C {fp.name} {clip.label}")
             out.append(entry)
             ctx.emit({"type": "result", "entry": entry})
-        del up, model
+        del up
         _free(dev)
     return out
 

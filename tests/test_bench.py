@@ -16,8 +16,14 @@ from torch import nn
 
 from adcvsr_cli import bench
 from adcvsr_cli.errors import UsageError
-from adcvsr_cli.fastpath import FastForward, FastPath, parse_variants, prepare_model
-from adcvsr_cli.model import AdcVSR, adcsr_dims
+from adcvsr_cli.fastpath import (
+    DEFAULT_LAYOUTS,
+    FastPath,
+    configure,
+    default_layout,
+    parse_variants,
+)
+from adcvsr_cli.model import AdcVSR, Layout, adcsr_dims
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -177,14 +183,20 @@ def test_flop_counter_agrees_with_module_hooks():
 
 
 def test_variants_parse_and_reject():
-    assert FastPath.parse("eager") == FastPath()
+    assert FastPath.parse("pipeline") == FastPath() and FastPath().name == "pipeline"
+    assert FastPath.parse("eager").layout == Layout() and FastPath.parse("eager").name == "eager"
     fp = FastPath.parse("cl+compile")
-    assert fp.channels_last and fp.compile and fp.name == "channels_last+compile"
-    assert [f.name for f in parse_variants("pipeline, eager,eager,autocast+graphs")] == [
-        "pipeline",
-        "eager",
-        "autocast+graphs",
-    ]
+    assert fp.layout == Layout(True, True, True) and fp.compile
+    assert fp.name == "channels_last+compile"
+    fp = FastPath.parse("cl_up+cl_mid")
+    assert fp.layout == Layout(mid=True, up=True) and fp.name == "cl_mid+cl_up"
+    assert FastPath.parse("contiguous+compile").name == "contiguous+compile"
+    names = [f.name for f in parse_variants("pipeline, eager,eager,autocast+graphs,cl_unet")]
+    assert names == ["pipeline", "eager", "autocast+graphs", "cl_unet"]
+    for f in parse_variants(
+        "pipeline,eager,cl_up+compile,channels_last,autocast,contiguous+graphs"
+    ):
+        assert FastPath.parse(f.name) == f  # names round-trip (the benchmark passes them on)
     for bad in ("warp", "pipeline+compile", "dynamic", "", " , "):
         with pytest.raises(UsageError):
             parse_variants(bad)
@@ -200,32 +212,96 @@ def _tiny_model() -> AdcVSR:
     return m
 
 
-def test_fastforward_variants_compute_the_network():
-    torch.manual_seed(0)
-    model = _tiny_model()
+def _model(temporal: bool) -> AdcVSR:
+    dims = bench.tiny_dims(temporal)
+    state = bench._random_state(dims, 3, torch.device("cpu"))
+    return bench.materialize(dims, state, torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_every_layout_computes_the_network(temporal):
+    """Each part's memory format changes only the kernels' summation order: the combinations
+    the defaults may pick stay within 1e-5 of the contiguous network (fp32 itself is 3-6e-6
+    from fp64 here).
+
+    A channels-last UNet lands up to 3e-4 away: the CPU's channels-last GroupNorm computes the
+    variance in one pass (7e-5 from fp64 on inputs with an offset mean, against 2e-6
+    contiguous), and the UNet's inputs have such means. No default puts the UNet channels-last
+    on the CPU."""
+    model = _model(temporal)
     x = torch.rand(4, 3, 16, 32) * 2 - 1
     with torch.inference_mode():
         ref = model(x, 2)
     cpu = torch.device("cpu")
-    # channels_last: the CPU's channels-last kernels sum in another order and land near 1e-4
-    # of the fp32 reference (fp32 itself is 6e-6 from fp64 here); graphs: ignored on the CPU.
-    for spec, tol in (("eager", 1e-6), ("channels_last", 1e-3), ("graphs", 1e-6)):
-        fp = FastPath.parse(spec)
-        ff = FastForward(
-            prepare_model(model, torch.float32, fp), device=cpu, dtype=torch.float32, fastpath=fp
+    for layout in Layout.all_options():
+        ff = configure(
+            model,
+            device=cpu,
+            dtype=torch.float32,
+            fastpath=FastPath(layout=layout),
+            copy_model=True,
         )
+        formats = {
+            p.is_contiguous(memory_format=torch.channels_last)
+            for p in ff.model.decoder.up_blocks.parameters()
+            if p.dim() == 4 and p.shape[-1] > 1  # a 1x1 kernel is in both formats
+        }
+        assert formats == {layout.up}, layout
         y = ff(x, 2)
-        assert y.dtype == torch.float32 and y.shape == ref.shape
-        assert bench.rel_l2(y, ref) < tol, spec
-    fp = FastPath.parse("autocast")
-    ff = FastForward(
-        prepare_model(model, torch.bfloat16, fp), device=cpu, dtype=torch.bfloat16, fastpath=fp
+        assert y.dtype == torch.float32 and y.shape == ref.shape and y.is_contiguous()
+        tol = 1e-3 if layout.unet else 1e-5
+        assert bench.rel_l2(y, ref) < tol, layout
+    assert model.layout == Layout()  # copy_model left it alone
+    assert not DEFAULT_LAYOUTS["cpu"].unet
+    fp = FastPath.parse("graphs")  # ignored on the CPU
+    y = configure(model, device=cpu, dtype=torch.float32, fastpath=fp, copy_model=True)(x, 2)
+    assert bench.rel_l2(y, ref) < 1e-5
+
+
+def test_configure_applies_precision_layout_and_default():
+    model = _tiny_model()
+    x = torch.rand(4, 3, 16, 32) * 2 - 1
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        ref = model(x, 2)
+    ff = configure(model, device=cpu, dtype=torch.float32, copy_model=True)
+    assert ff.info["layout"] == default_layout(cpu).name and ff.model.layout == default_layout(cpu)
+    ff = configure(
+        model,
+        device=cpu,
+        dtype=torch.bfloat16,
+        fastpath=FastPath.parse("autocast"),
+        copy_model=True,
     )
     assert next(ff.model.parameters()).dtype == torch.float32  # autocast keeps fp32 weights
     err = bench.rel_l2(ff(x, 2), ref)
     assert 1e-5 < err < 0.5  # ran in bf16
-    with pytest.raises(ValueError):
-        FastForward(model, device=cpu, dtype=torch.float32, fastpath=FastPath.parse("pipeline"))
+    ff = configure(model, device=cpu, dtype=torch.float32, copy_model=True)
+    again = ff.reconfigured(torch.bfloat16)  # the fp16 -> bf16 rerun's path
+    assert next(again.model.parameters()).dtype == torch.bfloat16
+    assert again.layout == ff.layout and again.decode_group == ff.decode_group
+    assert 1e-5 < bench.rel_l2(again(x, 2), ref) < 0.5
+
+
+def test_cudnn_setting_is_restored_after_each_call():
+    model = _tiny_model()
+    old = torch.backends.cudnn.benchmark
+    seen = []
+    ff = configure(
+        model,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        fastpath=FastPath.parse("cudnn_benchmark"),
+        copy_model=True,
+    )
+    real = ff.model.forward
+    ff.model.forward = lambda *a: (seen.append(torch.backends.cudnn.benchmark), real(*a))[1]
+    torch.backends.cudnn.benchmark = False
+    try:
+        ff(torch.rand(2, 3, 16, 16) * 2 - 1, 2)
+        assert seen == [True] and torch.backends.cudnn.benchmark is False
+    finally:
+        torch.backends.cudnn.benchmark = old
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch):
@@ -240,18 +316,53 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     events: list[dict] = []
-    fp = FastPath.parse("compile")
-    ff = FastForward(
-        model, device=torch.device("cpu"), dtype=torch.float32, fastpath=fp, on_event=events.append
+    ff = configure(
+        model,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        fastpath=FastPath.parse("compile"),
+        on_event=events.append,
+        copy_model=True,
     )
     y = ff(x, 2)
     with torch.inference_mode():
-        assert bench.rel_l2(y, model(x, 2)) < 1e-6
+        assert bench.rel_l2(y, model(x, 2)) < 1e-5
     assert ff.info["compiled"] is False
     assert ff.info["compile_fallback"] == "RuntimeError: no compiler here"
     assert [e["type"] for e in events] == ["warning"]
     ff(x, 2)  # stays eager, warns once
     assert len(events) == 1
+
+
+def test_compile_counts_graphs_and_reports_the_recompile_limit(monkeypatch):
+    """Static shapes: one graph per input shape; past PyTorch's recompile limit the fallback to
+    eager is reported (an event and the info), never a silent "compiled"."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    model = _tiny_model()
+    events: list[dict] = []
+    ff = configure(
+        model,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        fastpath=FastPath.parse("compile"),
+        compile_backend="eager",
+        on_event=events.append,
+        copy_model=True,
+    )
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    ff(x, 2)
+    ff(x, 2)
+    assert ff.info["compiled"] and ff.info["compiles"] == 1 and not events
+    ff(torch.rand(4, 3, 16, 16) * 2 - 1, 2)
+    assert ff.info["compiles"] == 2
+    y = ff(torch.rand(2, 3, 32, 16) * 2 - 1, 2)  # a third shape: over the limit of 2
+    assert y.shape == (2, 3, 128, 64)
+    assert "recompile limit" in ff.info["compile_fallback"]
+    assert [e["type"] for e in events] == ["warning"]
+    torch._dynamo.reset()
 
 
 def test_protocol_c_is_skipped_without_pyav(monkeypatch):

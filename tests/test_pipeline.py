@@ -216,19 +216,21 @@ def test_model_weights_from_a_native_path(tmp_path):
 def test_fp16_overflow_reruns_in_bf16():
     """A non-finite fp16 output is not passed on: the call is rerun in bf16, with a warning."""
     up = tiny_upscaler()
-    up.model.to(torch.float16)
     up.dtype = torch.float16
     events = []
     up.emit = events.append
     calls = []
-    real = up._network
+    real = up.network
 
-    def overflowing(x, clip_len):
-        calls.append(up.dtype)
-        y = real(x, clip_len)
-        return y * float("inf") if up.dtype == torch.float16 else y
+    class Overflowing:
+        def __call__(self, x, clip_len):
+            calls.append(up.dtype)
+            return real(x, clip_len) * float("inf")
 
-    up._forward = overflowing
+        def reconfigured(self, dtype):
+            return real.reconfigured(dtype)
+
+    up.network = Overflowing()
     from adcvsr_cli.engine.chunking import BackoffRunner, Plan
 
     x = torch.rand(2, 3, 16, 16) * 2 - 1
@@ -244,9 +246,9 @@ def test_fastpath_option_builds_a_working_forward():
     ref = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
     with torch.inference_mode():
-        expected = ref._network(x, 1)
+        expected = ref.network(x, 1)
     fast = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, fastpath="channels_last")
-    assert fast.fastpath is not None and fast.fastpath.fp.channels_last
+    assert fast.network.info["layout"] == "channels_last"
     with torch.inference_mode():
         got = fast._guarded(x, 1)
     assert got.dtype == torch.float32 and got.shape == expected.shape

@@ -67,26 +67,28 @@ class Upscaler:
         self.dims = model.dims
         self.temporal = model.dims.has_temporal
         self.emit = on_event or noop
-        self._forward: Callable[[torch.Tensor, int], torch.Tensor] = self._network
-        self.fastpath: Any = None
-        spec = "+".join(p for p in (fastpath, "compile" if compile else None) if p)
-        if spec and spec != "eager":
-            from ..fastpath import FastForward, FastPath, prepare_model
+        from ..fastpath import FastPath, configure
 
-            fp = FastPath.parse(spec)
-            self.model = prepare_model(self.model, dtype, fp, copy_model=False)
-            self.fastpath = FastForward(
-                self.model, device=device, dtype=dtype, fastpath=fp, on_event=self.emit
-            )
-            self._forward = self.fastpath
+        spec = "+".join(p for p in (fastpath, "compile" if compile else None) if p)
+        # The one configuration path (dtype, layout per part, compiler, graphs, cuDNN): the
+        # benchmark's variants build their networks through it too.
+        self.network = configure(
+            self.model,
+            device=device,
+            dtype=dtype,
+            fastpath=FastPath.parse(spec) if spec else FastPath(),
+            decode_group=CPU_DECODE_BATCH if device.type == "cpu" else None,
+            on_event=self.emit,
+        )
+        self.model = self.network.model
 
     @property
     def compiled(self) -> bool:
-        return bool(self.fastpath is not None and self.fastpath.info.get("compiled"))
+        return bool(self.network.info.get("compiled"))
 
     def _guarded(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
         """The network call, with fp16's range guarded: a non-finite output reruns in bf16."""
-        y = self._forward(x, clip_len)
+        y = self.network(x, clip_len)
         if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
             self.emit(
                 {
@@ -94,23 +96,10 @@ class Upscaler:
                     "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
                 }
             )
-            self.model.to(torch.bfloat16)
             self.dtype = torch.bfloat16
-            self._forward = self._network  # a compiled or captured fp16 graph no longer applies
-            y = self._forward(x, clip_len)
+            self.network = self.network.reconfigured(torch.bfloat16)
+            y = self.network(x, clip_len)
         return y
-
-    # The decoder up blocks have no temporal blocks: run them in frame groups to bound memory.
-    def _network(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
-        """(B*T, 3, h, w) in [-1, 1], h and w multiples of 16 -> (B*T, 3, 4h, 4w) float32."""
-        x = x.to(self.dtype)
-        lat = self.model.latent(x, clip_len)
-        group = self.decode_batch(x.shape[0])
-        outs = [
-            self.model.decoder.decode_up(lat[i : i + group]).float()
-            for i in range(0, lat.shape[0], group)
-        ]
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def decode_batch(self, n: int) -> int:
         return min(n, CPU_DECODE_BATCH) if self.device.type == "cpu" else n
