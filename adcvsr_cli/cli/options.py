@@ -58,7 +58,10 @@ class UpscaleArgs:
     weights: Annotated[
         str | None,
         typer.Option(
-            help="Registry name, a native .safetensors path or hf://owner/repo/path@revision (default: adcsr-x4).",
+            help="Registry name, a native .safetensors path or hf://owner/repo/path@revision "
+            "(default: $ADCVSR_WEIGHTS, else adcsr-x4).",
+            envvar="ADCVSR_WEIGHTS",
+            show_envvar=False,
             rich_help_panel=MODEL,
         ),
     ] = None
