@@ -832,8 +832,8 @@ def _protocol_c(
 ) -> list[dict]:
     from .engine.chunking import BackoffRunner, Plan
     from .engine.tiling import MIN_TILE, plan_tiles
+    from .media import EncodeOptions
     from .pipeline import UpscaleOptions, upscale
-    from .video import EncodeOptions
 
     dev = ctx.device
     s = spec.dims.scale

@@ -15,15 +15,10 @@ import av.error
 import numpy as np
 
 from .errors import VideoError
-from .video import (
-    _bits,
-    _Decoder,
-    _err_text,
-    _no_frame_message,
-    _open_input,
-    _pick_video_stream,
-    _to_rgb,
-)
+from .media.common import _bits, _err_text
+from .media.decode import _Decoder, _to_rgb
+from .media.inputs import _open_input, _pick_video_stream
+from .media.probe import _no_frame_message
 
 
 @dataclass(frozen=True)

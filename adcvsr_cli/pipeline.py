@@ -2,7 +2,7 @@
 
 :func:`load_model` resolves ``--weights`` and puts the network on a device once;
 :func:`upscale` runs one file (video or image) through it with the media layer of
-:mod:`adcvsr_cli.video`. Decoding, inference and encoding overlap (the media layer decodes and
+:mod:`adcvsr_cli.media`. Decoding, inference and encoding overlap (the media layer decodes and
 encodes in worker threads); the engine (:mod:`adcvsr_cli.engine`) is the frame processor in the
 middle. :func:`dry_run_plan` says what :func:`upscale` would do without loading anything.
 
@@ -102,10 +102,10 @@ def upscale(
 ) -> UpscaleReport:
     """Upscale one video or image ``src`` into ``dst`` (``"-"``: standard input/output).
 
-    ``encode`` is a :class:`~adcvsr_cli.video.EncodeOptions`. Raises the typed errors of
+    ``encode`` is a :class:`~adcvsr_cli.media.EncodeOptions`. Raises the typed errors of
     :mod:`adcvsr_cli.errors`; on any failure ``dst`` is left as it was.
     """
-    from .video import EncodeOptions, is_image_path, transcode
+    from .media import EncodeOptions, is_image_path, transcode
 
     options = options or UpscaleOptions()
     options.validate()
@@ -162,7 +162,7 @@ def dry_run_plan(
     temporal: bool = False,
 ) -> dict[str, Any]:
     """What :func:`upscale` would do, without loading a model or writing anything."""
-    from .video import probe
+    from .media import probe
 
     options.validate()
     info = probe(src) if str(src) != "-" else None

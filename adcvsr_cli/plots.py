@@ -32,7 +32,8 @@ def load_pyplot() -> Any:
 
 
 def _save(fig: Any, path: str | os.PathLike[str], overwrite: bool) -> None:
-    from .video import OutputExists, _write_atomic_bytes
+    from .media import OutputExists
+    from .media.outputs import _write_atomic_bytes
 
     p = os.fspath(path)
     if not p.lower().endswith(".png"):

@@ -189,7 +189,7 @@ def make_preview(
     :class:`~adcvsr_cli.pipeline.UpscaleOptions`. Raises UsageError / VideoError.
     """
     from .engine.upscaler import ChunkStats
-    from .video import probe
+    from .media import probe
 
     emit = on_event or (lambda e: None)
     if crop < 16 or thumb < 64:
@@ -312,7 +312,8 @@ def encode_png(result: PreviewResult) -> bytes:
 
 def write_png(path: str | os.PathLike[str], result: PreviewResult, overwrite: bool) -> None:
     """Write the sheet atomically; an existing file is only replaced with ``overwrite``."""
-    from .video import OutputExists, _write_atomic_bytes
+    from .media import OutputExists
+    from .media.outputs import _write_atomic_bytes
 
     p = os.fspath(path)
     if not p.lower().endswith(".png"):

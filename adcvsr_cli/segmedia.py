@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import bisect
+import collections
 import contextlib
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -25,25 +26,19 @@ import av
 import numpy as np
 
 from .errors import VideoError
-from .video import (
+from .media import EncodeOptions, Frame, MediaInfo
+from .media.decode import _Decoder, _to_rgb
+from .media.encode import ContainerSink
+from .media.inputs import _open_input, _pick_video_stream
+from .media.outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
+from .media.probe import _info_from
+from .media.sides import (
     _DROP_CONTAINER_TAGS,
     _DROP_STREAM_TAGS,
-    EncodeOptions,
-    MediaInfo,
-    _ContainerSink,
+    Side,
+    SideMuxer,
     _copy_tags,
-    _create_temp_file,
-    _Decoder,
-    _fsync_dir,
-    _info_from,
-    _open_input,
-    _pick_video_stream,
     _plan_sides,
-    _publish,
-    _Shared,
-    _Side,
-    _to_rgb,
-    _wrap_write_error,
 )
 from .workdir import temp_name
 
@@ -181,9 +176,8 @@ def encode_segment(
     """Encode ``(rgb, pts)`` pairs into ``final_path`` (via a temp file); returns frames written."""
     tmp = str(temp_name(Path(final_path)))
     container, vstream, _ = _open_video(src)
-    sink = _ContainerSink(
+    sink = ContainerSink(
         target=tmp,
-        final=final_path,
         pipe=None,
         fmt=fmt,
         name=final_path,
@@ -194,13 +188,13 @@ def encode_segment(
         opts=opts,
         out_w=size[0],
         out_h=size[1],
-        shared=_Shared(),
+        side_queue=collections.deque(),
         warn=warn,
     )
     try:
         sink.open()
         for arr, pts in frames:
-            sink.write(arr, pts, None)
+            sink.write(Frame(arr, pts))
         sink.finish()
         sink.close()
         if sink.pts_fixed:
@@ -220,7 +214,7 @@ def encode_segment(
                 os.unlink(tmp)
 
 
-class _JoinSink(_ContainerSink):
+class _JoinSink(ContainerSink):
     """A container sink whose video is copied from segment files instead of encoded."""
 
     def __init__(self, template: Any, **kw: Any) -> None:
@@ -249,7 +243,10 @@ class _JoinSink(_ContainerSink):
         self.codec = self.template.codec_context.name
         self.pix_fmt = self.template.codec_context.pix_fmt or ""
         self.tb = info.time_base or self.tb
-        self._add_sides()
+        self.muxer = SideMuxer(
+            self.out, self.fmt, self.name, self.sides, self.side_queue, self.opts, self.warn
+        )
+        self.sides, self.dropped = self.muxer.sides, self.muxer.dropped
         try:
             out.start_encoding()
         except av.error.FFmpegError as e:
@@ -266,7 +263,8 @@ class _JoinSink(_ContainerSink):
         t = pkt.pts if pkt.pts is not None else pkt.dts
         if t is not None:
             seconds = float(t * pkt.time_base)
-            self.mux_side(seconds)
+            assert self.muxer is not None
+            self.muxer.mux_upto(seconds)
             t = round(Fraction(t) * pkt.time_base / self.tb)  # in the source's time base
             self.first_pts = t if self.first_pts is None else min(self.first_pts, t)
             self.last_pts = t if self.last_pts is None else max(self.last_pts, t)
@@ -275,15 +273,11 @@ class _JoinSink(_ContainerSink):
         self.frames += 1
 
     def finish(self) -> None:
-        self.mux_side(None)
-        for side in self.sides:
-            if side.mode == "transcode":
-                for p in side.out.encode(None):
-                    self.out.mux(p)
-                    side.muxed += 1
+        assert self.muxer is not None
+        self.muxer.finish()
 
 
-def _side_packets(container: Any, vstream: Any, sides: list[_Side]) -> Iterator[Any]:
+def _side_packets(container: Any, vstream: Any, sides: list[Side]) -> Iterator[Any]:
     streams = [s.stream for s in sides]
     if not streams:
         return
@@ -332,11 +326,9 @@ def join(
     firsts = [av.open(p) for p in parts[:1]]
     try:
         required, optional, dropped = _plan_sides(container, vstream, opts, warn)
-        shared = _Shared()
         sink = _JoinSink(
             firsts[0].streams.video[0],
             target=tmp,
-            final=dst,
             pipe=None,
             fmt=fmt,
             name=dst,
@@ -347,11 +339,12 @@ def join(
             opts=opts,
             out_w=size[0],
             out_h=size[1],
-            shared=shared,
+            side_queue=collections.deque(),
             warn=warn,
         )
         sink.open()
-        shared.side = _Feed(_side_packets(container, vstream, sink.sides))  # type: ignore[assignment]
+        assert sink.muxer is not None
+        sink.muxer.queue = _Feed(_side_packets(container, vstream, sink.sides))  # type: ignore[assignment]
         extradata = bytes(firsts[0].streams.video[0].codec_context.extradata or b"")
         for p in parts:
             _copy_part(sink, p, extradata)

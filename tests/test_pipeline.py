@@ -12,6 +12,7 @@ from tiny import tiny_dims
 from adcvsr_cli.engine.colorfix import adain
 from adcvsr_cli.engine.frames import to_array, to_tensor
 from adcvsr_cli.errors import UsageError
+from adcvsr_cli.media import read_image, write_image
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import (
     UpscaleOptions,
@@ -20,7 +21,6 @@ from adcvsr_cli.pipeline import (
     resolve_precision,
     upscale,
 )
-from adcvsr_cli.video import read_image, write_image
 from adcvsr_cli.weights import save_native
 
 

@@ -13,10 +13,10 @@ from PIL import Image
 from tiny import tiny_dims
 
 from adcvsr_cli.errors import UsageError
+from adcvsr_cli.media import OutputExists, read_image
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
 from adcvsr_cli.preview import make_preview, pick_indices, write_png
-from adcvsr_cli.video import OutputExists, read_image
 
 
 def tiny_upscaler(temporal: bool) -> Upscaler:

@@ -18,10 +18,10 @@ import torch
 from media import make_srt, make_video, pattern
 from tiny import tiny_dims
 
+from adcvsr_cli.media import EncodeOptions
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
 from adcvsr_cli.segmented import upscale_long
-from adcvsr_cli.video import EncodeOptions
 from adcvsr_cli.workdir import ResumeRefused, work_dir
 
 LOSSLESS = EncodeOptions(codec="libx264", crf=0, preset="ultrafast")

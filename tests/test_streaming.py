@@ -16,7 +16,7 @@ from adcvsr_cli.weights import save_native
 PROBE = r"""
 import json, resource, sys
 from adcvsr_cli.pipeline import UpscaleOptions, load_model, upscale
-from adcvsr_cli.video import EncodeOptions
+from adcvsr_cli.media import EncodeOptions
 up = load_model(sys.argv[1], device="cpu")
 rep = upscale(sys.argv[2], sys.argv[3], up, UpscaleOptions(chunk=8, chunk_overlap=2),
               EncodeOptions(preset="ultrafast", crf=30))

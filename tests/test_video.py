@@ -1,4 +1,4 @@
-"""Tests of the media layer (adcvsr_cli/video.py).
+"""Tests of the media layer (adcvsr_cli/media/).
 
 Every input is generated with PyAV in a temporary folder (tests/media.py). The processor is a
 nearest-neighbour x4 stub. Budget: the whole module under 90 s on 2 CPU cores.
@@ -21,7 +21,7 @@ import av
 import numpy as np
 import pytest
 
-from adcvsr_cli import video as V
+from adcvsr_cli import media as V
 from adcvsr_cli.errors import Interrupted, UsageError, VideoError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -784,7 +784,7 @@ def test_sigint_mid_run_leaves_nothing(tmp_path):
     dst.write_bytes(b"previous result")
     body = f"""
         import time
-        from adcvsr_cli import video as V
+        from adcvsr_cli import media as V
         def slow(frames):
             for i, f in enumerate(frames):
                 if i == 3:
@@ -813,7 +813,7 @@ def test_full_disk_is_a_clean_error(tmp_path):
     dst = tmp_path / "o.mkv"
     body = f"""
         import resource, signal
-        from adcvsr_cli import video as V
+        from adcvsr_cli import media as V
         from adcvsr_cli.errors import VideoError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
@@ -848,11 +848,12 @@ def test_stdin_to_stdout_through_pipes(tmp_path):
     )
     assert src.stat().st_size >= 1_000_000
     body = """
-        from adcvsr_cli import video as V
+        from adcvsr_cli import media as V
+        from adcvsr_cli.errors import VideoError
         try:
             V.transcode("-", "-", lambda fr: (f for f in fr), out_size=(320, 240),
                         options=V.EncodeOptions(preset="ultrafast", format=sys.argv[1]))
-        except V.VideoError as e:
+        except VideoError as e:
             print("VideoError:", e, file=sys.stderr)
             sys.exit(1)
     """
@@ -929,7 +930,7 @@ def test_reader_closing_stdout_early(tmp_path):
     src = make_video(tmp_path / "big.mkv", size=(320, 240), frames=24, noise_frames=True)
     body = """
         import os
-        from adcvsr_cli import video as V
+        from adcvsr_cli import media as V
         try:
             V.transcode(sys.argv[1], "-", lambda fr: (f for f in fr), out_size=(320, 240),
                         options=V.EncodeOptions(preset="ultrafast"))
@@ -960,7 +961,7 @@ def test_mutation_fuzz_never_escapes(tmp_path):
     body = f"""
         import json, os
         import numpy as np
-        from adcvsr_cli import video as V
+        from adcvsr_cli import media as V
         from adcvsr_cli.errors import VideoError
         out = {str(tmp_path / "out")!r}
         os.mkdir(out)

@@ -21,7 +21,7 @@ def info(
         bool, typer.Option("--count-frames", help="Count frames exactly (reads the whole file).")
     ] = False,
 ) -> None:
-    from ..video import probe
+    from ..media import probe
 
     try:
         mi = probe(file, count_frames=count_frames)

@@ -115,7 +115,7 @@ class JobRunner:
     def _prepare(self, job: Any) -> None:
         """Checks before the model is loaded or the file is run; raises AdcvsrError."""
         from ..errors import VideoError
-        from ..video import OutputExists
+        from ..media import OutputExists
 
         problem = preflight(job, self.enc)
         if problem is not None:
@@ -123,7 +123,7 @@ class JobRunner:
         if self.upscaler is None and job.src != "-":
             # Until the model is loaded, check that the input is media at all: a rerun
             # left with only broken files loads no model.
-            from ..video import probe
+            from ..media import probe
 
             probe(job.src)
         if job.make_dirs:
@@ -300,7 +300,7 @@ def run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) ->
 def _clean_stale_parts(jobs: list[Any], reporter: Reporter) -> None:
     """Remove temporary outputs that earlier runs left behind when killed outright (kill -9, a
     power cut) in the folders this run writes to; files of live processes are left alone."""
-    from ..video import remove_stale_parts
+    from ..media import remove_stale_parts
 
     folders = {os.path.dirname(os.path.abspath(j.dst)) for j in jobs if j.dst != "-"}
     for folder in sorted(folders):

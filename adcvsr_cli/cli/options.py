@@ -391,7 +391,7 @@ def upscale_options(args: UpscaleArgs) -> Any:
 
 def encode_options(args: UpscaleArgs) -> Any:
     """The library's options of the media side."""
-    from ..video import EncodeOptions
+    from ..media import EncodeOptions
 
     if args.crf is not None and not 0 <= args.crf <= 63:
         raise UsageError(f"--crf {args.crf} is out of range (0..63)")

@@ -101,9 +101,9 @@ PreviewArgs = dataclasses.make_dataclass(
 @takes(PreviewArgs)
 def preview(args: Any) -> None:
     from .. import pipeline
+    from ..media import probe
     from ..preview import load_pil, make_preview, write_png
     from ..ranges import parse_time
-    from ..video import probe
 
     reporter = Reporter(quiet=args.quiet, verbose=args.verbose)
     try:
@@ -112,7 +112,7 @@ def preview(args: Any) -> None:
         load_pil()
         probe(args.input)  # a bad input is named before the model loads
         if args.out.exists() and not args.overwrite:
-            from ..video import OutputExists
+            from ..media import OutputExists
 
             raise OutputExists(f"{args.out}: output exists (use -y/--overwrite to replace it)")
         with reporter:

@@ -80,7 +80,7 @@ class SignalWatch:
             _thread.interrupt_main(signal.Signals(first))
 
     def _hard_exit(self, signo: int) -> None:
-        from ..video import remove_live_temps
+        from ..media import remove_live_temps
 
         removed = remove_live_temps()
         note = f"; removed {len(removed)} unfinished output(s)" if removed else ""

@@ -150,7 +150,7 @@ class Upscaler:
         cancel: threading.Event | None = None,
         cuts: Collection[int] | None = None,
     ) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
-        """A :data:`~adcvsr_cli.video.FrameProcessor` for this network and these options.
+        """A :data:`~adcvsr_cli.media.FrameProcessor` for this network and these options.
 
         ``cuts``: the indices (in the frames given) where shots start, when already known (a
         segment of a scanned video); otherwise they are detected as the frames come.

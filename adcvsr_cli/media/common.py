@@ -1,0 +1,76 @@
+"""Small shared helpers of the media layer: error wording, FFmpeg format facts, fractions."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+
+
+def _display(src: Any) -> str:
+    if isinstance(src, (str, os.PathLike)):
+        s = os.fspath(src)
+        return "<stdin>" if s == "-" else s
+    name = getattr(src, "name", None)
+    return name if isinstance(name, str) else "<stream>"
+
+
+def _err_text(e: BaseException) -> str:
+    if isinstance(e, av.error.FFmpegError):
+        msg = e.strerror or str(e)
+        return msg.rstrip(".")
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return f"{type(e).__name__}: {e}"
+
+
+def _chain(e: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
+
+
+def _is_broken_pipe(e: BaseException) -> bool:
+    return any(
+        isinstance(x, BrokenPipeError) or getattr(x, "errno", None) == errno.EPIPE
+        for x in _chain(e)
+    )
+
+
+def _os_errno(e: BaseException) -> int | None:
+    for x in _chain(e):
+        n = getattr(x, "errno", None)
+        if isinstance(n, int) and n > 0:
+            return n
+    return None
+
+
+def _bits(fmt: av.VideoFormat) -> int:
+    try:
+        return max(c.bits for c in fmt.components) if fmt.components else 8
+    except Exception:
+        return 8
+
+
+def _has_alpha(fmt: av.VideoFormat) -> bool:
+    try:
+        return any(c.is_alpha for c in fmt.components)
+    except Exception:
+        return False
+
+
+def _frac(x: Any) -> Fraction | None:
+    if not x:
+        return None
+    try:
+        f = Fraction(x)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return f if f > 0 else None

@@ -1,0 +1,187 @@
+"""Decoding one video stream per packet into frames; the other streams' packets set aside.
+
+Feeds every packet (``dts=None`` ones and the final flush too), counts per-packet decode
+errors instead of stopping, and deinterlaces with bwdif when a frame says it is interlaced.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from ..errors import VideoError
+from .common import _err_text
+
+
+class _Decoder:
+    """Per-packet decoding of one video stream; other streams' packets go to ``side``.
+
+    Feeds every packet to the decoder, including ``dts=None`` ones and the final empty flush
+    packet, and counts (instead of raising) per-packet decode errors, so that one damaged
+    packet neither stops the decode nor shifts the timing of the frames after it.
+    """
+
+    def __init__(
+        self,
+        container: Any,
+        vstream: Any,
+        side_streams: list[Any],
+        *,
+        deinterlace: bool,
+        strict: bool,
+        name: str,
+        side: collections.deque[Any] | None = None,
+    ):
+        self.container = container
+        self.vstream = vstream
+        self.side_streams = side_streams
+        self.side = side
+        self.deinterlace = deinterlace
+        self.strict = strict
+        self.name = name
+        self.bad_packets = 0
+        self.last_bad: str | None = None
+        self.read_error: str | None = None
+        self.frames_decoded = 0
+        self.min_pts: int | None = None  # of the decoded frames, in the stream time base
+        self.max_pts: int | None = None
+        self.last_step = 0  # pts step to the latest frame (the frame duration near the end)
+        self.deinterlacing = False
+        self.stop = threading.Event()
+        self._gen = self._frames()
+        self._pending: list[Any] = []
+        self._graph: Any = None
+
+    def first_frame(self) -> Any | None:
+        """Decode up to the first frame (kept for :meth:`frames`)."""
+        for item in self._gen:
+            self._pending.append(item)
+            return item[0]
+        return None
+
+    def frames(self) -> Iterator[tuple[Any, int | None]]:
+        """``(frame, pts)`` pairs in presentation order; ``pts`` is in the stream time base."""
+        while self._pending:
+            yield self._pending.pop(0)
+        yield from self._gen
+
+    def _bad(self, e: BaseException) -> None:
+        self.bad_packets += 1
+        self.last_bad = _err_text(e)
+        if self.strict:
+            raise VideoError(
+                f"{self.name}: corrupt video packet ({self.last_bad}); --strict stops here"
+            ) from e
+
+    def _decode(self, pkt: Any) -> list[Any]:
+        try:
+            return list(self.vstream.codec_context.decode(pkt))
+        except av.error.EOFError:
+            return []
+        except (av.error.FFmpegError, ValueError, IndexError) as e:
+            self._bad(e)
+            return []
+
+    def _raw_frames(self) -> Iterator[Any]:
+        streams = [self.vstream, *self.side_streams]
+        vindex = self.vstream.index
+        flushed = False
+        try:
+            for pkt in self.container.demux(streams):
+                if self.stop.is_set():
+                    return
+                if pkt.stream.index != vindex:
+                    if pkt.size and self.side is not None:
+                        self.side.append(pkt)
+                    continue
+                if pkt.size == 0:
+                    flushed = True
+                yield from self._decode(pkt)
+        except VideoError:
+            raise
+        except Exception as e:
+            # A read error in the middle of the file: keep what was decoded, then flush.
+            if isinstance(e, (av.error.FFmpegError, OSError, UnicodeDecodeError, IndexError)):
+                self.read_error = _err_text(e)
+                if self.strict:
+                    raise VideoError(
+                        f"{self.name}: read error after {self.frames_decoded} frames "
+                        f"({self.read_error}); --strict stops here"
+                    ) from e
+            else:
+                raise
+        if not flushed and not self.stop.is_set():
+            yield from self._decode(None)
+
+    def _setup_graph(self, frame: Any) -> None:
+        g = av.filter.Graph()
+        src = g.add_buffer(template=self.vstream)
+        bw = g.add("bwdif", "mode=send_frame:parity=auto:deint=interlaced")
+        sink = g.add("buffersink")
+        src.link_to(bw)
+        bw.link_to(sink)
+        g.configure()
+        self._graph = g
+
+    def _pull(self) -> Iterator[Any]:
+        while True:
+            try:
+                yield self._graph.pull()
+            except (av.error.BlockingIOError, BlockingIOError, av.error.EOFError):
+                return
+
+    def _frames(self) -> Iterator[tuple[Any, int | None]]:
+        # bwdif in send_frame mode gives one frame per frame in order, in its own time base:
+        # the input pts travel beside it in a FIFO.
+        fifo: collections.deque[int | None] = collections.deque()
+        for frame in self._raw_frames():
+            self.frames_decoded += 1
+            pts = frame.pts
+            if pts is not None and (self.max_pts is None or pts > self.max_pts):
+                if self.max_pts is not None:
+                    self.last_step = pts - self.max_pts
+                self.max_pts = pts
+            if pts is not None and (self.min_pts is None or pts < self.min_pts):
+                self.min_pts = pts
+            if self._graph is None and self.deinterlace and frame.interlaced_frame:
+                try:
+                    self._setup_graph(frame)
+                    self.deinterlacing = True
+                except Exception:
+                    self._graph = None
+                    self.deinterlace = False
+            if self._graph is not None:
+                fifo.append(frame.pts)
+                self._graph.push(frame)
+                for out in self._pull():
+                    yield out, fifo.popleft()
+            else:
+                yield frame, frame.pts
+        if self._graph is not None and not self.stop.is_set():
+            self._graph.push(None)
+            for out in self._pull():
+                yield out, fifo.popleft()
+
+
+def _to_rgb(frame: Any, deep: bool, want_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """RGB array (uint8, or uint16 when ``deep``) plus the alpha plane when asked for."""
+    kw: dict[str, Any] = {}
+    rng = int(frame.color_range or 0)
+    if rng in (1, 2) and frame.format.name not in ("rgb24", "rgba", "bgra", "rgb48le", "gbrp"):
+        kw["src_color_range"] = rng
+    if want_alpha:
+        fmt = "rgba64le" if deep else "rgba"
+        arr = frame.to_ndarray(format=fmt, **kw)
+        return np.ascontiguousarray(arr[..., :3]), np.ascontiguousarray(arr[..., 3])
+    return frame.to_ndarray(format="rgb48le" if deep else "rgb24", **kw), None
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------

@@ -1,0 +1,289 @@
+"""The container sink: encodes the processed frames into a file, standard output or a file
+object, muxes the side streams beside them, and verifies what was written.
+
+Every sink (this one, and the image and sequence sinks of :mod:`.images`) has the same
+methods, called in this order: ``open()`` (main thread), ``write(frame)`` for every frame and
+``finish()`` (the encoder thread), then ``close()`` and ``verify(...)`` (main thread), or
+``abort()`` on any failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+import numpy as np
+
+from ..errors import UsageError, VideoError
+from .codecs import _choose_pix_fmt, _codec_options, _default_codec, _parse_bitrate
+from .common import _err_text
+from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
+from .sides import _DROP_CONTAINER_TAGS, _DROP_STREAM_TAGS, Side, SideMuxer, _copy_tags
+from .types import EncodeOptions, Frame, MediaInfo
+
+# Matrices the RGB -> YUV conversion can be told to use (swscale's SWS_CS_* values).
+_SWS_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
+
+
+class ContainerSink:
+    """Writes the video (and the side streams) into a container: a file, a pipe or an object."""
+
+    def __init__(
+        self,
+        *,
+        target: str,
+        pipe: Any,
+        fmt: str,
+        name: str,
+        info: MediaInfo,
+        in_container: Any,
+        vstream: Any,
+        sides: list[Side],
+        side_queue: collections.deque[Any],
+        opts: EncodeOptions,
+        out_w: int,
+        out_h: int,
+        warn: Callable[[str], None],
+    ):
+        self.target = target  # path of the temp file, or "" for a pipe
+        self.pipe = pipe
+        self.fmt = fmt
+        self.name = name
+        self.info = info
+        self.in_container = in_container
+        self.vstream = vstream
+        self.sides = sides
+        self.side_queue = side_queue
+        self.opts = opts
+        self.out_w, self.out_h = out_w, out_h
+        self.warn = warn
+        self.out: Any = None
+        self.ostream: Any = None
+        self.muxer: SideMuxer | None = None
+        self.dropped: list[str] = []
+        self.tb = info.time_base or Fraction(1, 90000)
+        self.last_pts: int | None = None
+        self.frames = 0
+        self.pts_fixed = 0
+        self.codec = ""
+        self.pix_fmt = ""
+        self.dst_cs: int | None = None
+        self.dst_range: int | None = None
+        self.first_pts: int | None = None
+
+    # -- setup (main thread) -------------------------------------------------------------
+    def open(self) -> None:
+        codec = self.opts.codec or _default_codec(self.fmt, self.info.bit_depth)
+        pix = _choose_pix_fmt(self.opts, codec, self.info, self.out_w, self.out_h, self.warn)
+        self.codec, self.pix_fmt = codec, pix
+        self.out = self._open_container()
+        self._copy_container_metadata()
+        self.ostream = self._add_video_stream(codec, pix)
+        self.muxer = SideMuxer(
+            self.out, self.fmt, self.name, self.sides, self.side_queue, self.opts, self.warn
+        )
+        self.sides = self.muxer.sides
+        self.dropped = self.muxer.dropped
+        try:
+            self.out.start_encoding()
+        except Exception as e:
+            if isinstance(e, (OSError,)) and not isinstance(e, av.error.FFmpegError):
+                raise _wrap_write_error(e, self.name) from e
+            raise VideoError(
+                f"{self.name}: cannot start writing {self.fmt} with {codec} {pix} "
+                f"{self.out_w}x{self.out_h}: {_err_text(e)}"
+            ) from e
+
+    def _open_container(self) -> Any:
+        container_options: dict[str, str] = {}
+        if self.pipe is not None and self.fmt in _MP4_FAMILY:
+            container_options["movflags"] = _FRAGMENTED_MOVFLAGS
+        where = self.pipe if self.pipe is not None else self.target
+        try:
+            return av.open(where, "w", format=self.fmt, container_options=container_options)
+        except Exception as e:
+            raise _wrap_write_error(e, self.name) from e
+
+    def _copy_container_metadata(self) -> None:
+        _copy_tags(self.out.metadata, dict(self.in_container.metadata or {}), _DROP_CONTAINER_TAGS)
+        try:
+            chapters = self.in_container.chapters()
+            if chapters:
+                self.out.set_chapters(chapters)
+        except Exception as e:
+            self.warn(f"{self.name}: chapters not copied ({_err_text(e)})")
+
+    def _add_video_stream(self, codec: str, pix: str) -> Any:
+        opts, info = self.opts, self.info
+        rate = info.avg_rate or Fraction(25)
+        if rate.denominator > 1_000_000:
+            rate = rate.limit_denominator(1001)
+        try:
+            ost = self.out.add_stream(codec, rate=rate, options=_codec_options(opts, codec))
+        except ValueError as e:
+            raise UsageError(
+                f"{self.name}: the {self.fmt} container cannot hold {codec} video ({e})"
+            ) from e
+        except Exception as e:
+            raise UsageError(f"cannot use video encoder '{codec}': {_err_text(e)}") from e
+        cc = ost.codec_context
+        ost.width, ost.height, ost.pix_fmt = self.out_w, self.out_h, pix
+        cc.time_base = self.tb
+        with contextlib.suppress(Exception):
+            ost.time_base = self.tb
+        if opts.bitrate:
+            cc.bit_rate = _parse_bitrate(opts.bitrate)
+        if info.sar and info.sar != 1:
+            cc.sample_aspect_ratio = info.sar
+        self._set_colour(cc, pix)
+        if info.rotation:
+            try:
+                ost.set_display_rotation(info.rotation)
+            except Exception as e:
+                self.warn(f"{self.name}: rotation {info.rotation} not kept ({_err_text(e)})")
+        _copy_tags(ost.metadata, dict(self.vstream.metadata or {}), _DROP_STREAM_TAGS)
+        return ost
+
+    def _set_colour(self, cc: Any, pix: str) -> None:
+        """Colour tags, and the matrix/range the RGB -> YUV conversion must use."""
+        info = self.info
+        for attr, val, unset in (
+            ("color_primaries", info.color_primaries, 2),
+            ("color_trc", info.color_trc, 2),
+            ("colorspace", info.colorspace, 2),
+        ):
+            if val and val != unset:
+                with contextlib.suppress(Exception):
+                    setattr(cc, attr, val)
+        if av.VideoFormat(pix).is_rgb:
+            return
+        full_range = info.color_range == 2 or info.pix_fmt.startswith("yuvj")
+        if full_range:
+            with contextlib.suppress(Exception):
+                cc.color_range = 2
+            self.dst_range = 2
+        else:
+            if info.color_range == 1:
+                with contextlib.suppress(Exception):
+                    cc.color_range = 1
+            self.dst_range = 1
+        if info.colorspace in _SWS_COLORSPACES:
+            self.dst_cs = info.colorspace
+
+    # -- encoder thread ------------------------------------------------------------------
+    def write(self, frame: Frame) -> None:
+        arr = frame.array
+        fmt = "rgb48le" if arr.dtype == np.uint16 else "rgb24"
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
+        kw: dict[str, Any] = {"format": self.pix_fmt}
+        if self.dst_cs is not None:
+            kw["dst_colorspace"] = self.dst_cs
+        if self.dst_range is not None:
+            kw["dst_color_range"] = self.dst_range
+        vf = vf.reformat(**kw)
+        pts = self._next_pts(frame.pts)
+        vf.pts = pts
+        vf.time_base = self.tb
+        for p in self.ostream.encode(vf):
+            self.out.mux(p)
+        self.frames += 1
+        assert self.muxer is not None
+        self.muxer.mux_upto(float(pts * self.tb))
+
+    def _next_pts(self, pts: int | None) -> int:
+        if pts is None:
+            pts = 0 if self.last_pts is None else self.last_pts + 1
+        if self.last_pts is not None and pts <= self.last_pts:
+            # The encoder and muxer need strictly increasing pts; only broken inputs get here.
+            pts = self.last_pts + 1
+            self.pts_fixed += 1
+        self.last_pts = pts
+        if self.first_pts is None:
+            self.first_pts = pts
+        return pts
+
+    def finish(self) -> None:
+        for p in self.ostream.encode(None):
+            self.out.mux(p)
+        assert self.muxer is not None
+        self.muxer.finish()
+
+    # -- main thread after the encoder thread ended ----------------------------------------
+    def close(self) -> None:
+        out, self.out = self.out, None
+        if out is not None:
+            out.close()
+        if self.pipe is not None:
+            with contextlib.suppress(Exception):
+                self.pipe.flush()
+        elif self.target:
+            with open(self.target, "rb+") as fh:
+                os.fsync(fh.fileno())
+
+    def verify(self, frames_in: int, first_pts: int | None, last_pts: int | None) -> list[str]:
+        """Demux the written file and compare it with what was meant to be written."""
+        if self.pipe is not None or not self.target:
+            return []
+        if os.path.getsize(self.target) == 0:
+            raise VideoError(f"{self.name}: verification failed: the written file is empty")
+        with av.open(self.target, metadata_errors="replace") as c:
+            vs = c.streams.video[0]
+            counts: dict[int, int] = collections.Counter()
+            vpts: list[int] = []
+            for pkt in c.demux():
+                if pkt.size == 0:
+                    continue
+                counts[pkt.stream.index] += 1
+                if pkt.stream.index == vs.index and pkt.pts is not None:
+                    vpts.append(pkt.pts)
+            if counts[vs.index] != frames_in:
+                raise VideoError(
+                    f"{self.name}: verification failed: {counts[vs.index]} video packets written "
+                    f"for {frames_in} frames"
+                )
+            if (vs.codec_context.width, vs.codec_context.height) != (self.out_w, self.out_h):
+                raise VideoError(f"{self.name}: verification failed: wrong frame size written")
+            notes = self._check_times(vpts, vs.time_base, first_pts, last_pts)
+            self._check_side_counts(counts)
+        return notes
+
+    def _check_times(
+        self, vpts: list[int], otb: Fraction, first_pts: int | None, last_pts: int | None
+    ) -> list[str]:
+        if not vpts or first_pts is None or last_pts is None:
+            return []
+        tol = float(max(otb, self.tb)) + 1e-6
+        span_out = float((max(vpts) - min(vpts)) * otb)
+        span_in = float((last_pts - first_pts) * self.tb)
+        if abs(span_out - span_in) > 2 * tol:
+            raise VideoError(
+                f"{self.name}: verification failed: video spans {span_out:.3f} s, "
+                f"input spans {span_in:.3f} s"
+            )
+        shift = float(min(vpts) * otb) - float(first_pts * self.tb)
+        if abs(shift) > max(2 * tol, 0.001):
+            return [f"timestamps shifted by {shift:+.3f} s by the {self.fmt} muxer"]
+        return []
+
+    def _check_side_counts(self, counts: dict[int, int]) -> None:
+        for side in self.sides:
+            if side.mode != "copy" or side.out is None:
+                continue
+            got = counts.get(side.out.index, 0)
+            if side.stream.type in ("audio", "subtitle") and got != side.muxed:
+                raise VideoError(
+                    f"{self.name}: verification failed: stream {side.label} has {got} "
+                    f"packets, {side.muxed} were copied"
+                )
+
+    def abort(self) -> None:
+        out, self.out = self.out, None
+        if out is not None:
+            with contextlib.suppress(BaseException):
+                out.close()

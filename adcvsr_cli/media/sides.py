@@ -1,0 +1,283 @@
+"""Side streams: the input's audio, subtitle, data and attachment streams, copied packet for
+packet (or audio transcoded) into the output beside the upscaled video."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import io
+from collections.abc import Callable
+from typing import Any
+
+import av
+import av.error
+
+from ..errors import UsageError, VideoError
+from .common import _err_text
+from .types import EncodeOptions
+
+# Tags a muxer writes itself, or that would be wrong after re-encoding the video.
+_DROP_CONTAINER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+_DROP_STREAM_TAGS = {
+    "encoder",
+    "duration",
+    "number_of_frames",
+    "number_of_bytes",
+    "bps",
+    "_statistics_tags",
+    "_statistics_writing_app",
+    "_statistics_writing_date_utc",
+    "handler_name",
+    "vendor_id",
+}
+
+
+_DEFAULT_LAYOUTS = {
+    1: "mono",
+    2: "stereo",
+    3: "2.1",
+    4: "quad",
+    5: "5.0",
+    6: "5.1",
+    7: "6.1",
+    8: "7.1",
+}
+
+
+def _stream_label(s: Any) -> str:
+    md = s.metadata or {}
+    codec = s.codec_context.name if s.codec_context is not None else None
+    if codec is None:
+        with contextlib.suppress(Exception):
+            codec = s.codec.name
+    parts = [f"#{s.index} {s.type} ({codec or 'unknown codec'}"]
+    if md.get("language") and md.get("language") != "und":
+        parts.append(f", {md['language']}")
+    if md.get("title"):
+        parts.append(f", '{md['title']}'")
+    if md.get("filename"):
+        parts.append(f", '{md['filename']}'")
+    return "".join(parts) + ")"
+
+
+def _copy_tags(dst: Any, src: dict[str, str], drop: set[str]) -> None:
+    for k, v in (src or {}).items():
+        if k.lower() in drop or k.lower().startswith("_statistics"):
+            continue
+        with contextlib.suppress(Exception):
+            dst[k] = v
+
+
+# --------------------------------------------------------------------------------------------
+# Sinks: where the processed frames go
+# --------------------------------------------------------------------------------------------
+
+
+class Side:
+    """A non-video input stream and what we do with it."""
+
+    def __init__(self, stream: Any, mode: str, optional: bool = False):
+        self.stream = stream
+        self.mode = mode  # "copy" or "transcode"
+        self.optional = (
+            optional  # data, attachments, cover art: dropped (with a warning) if refused
+        )
+        self.out: Any = None
+        self.muxed = 0
+        self.label = _stream_label(stream)
+
+
+def _plan_sides(
+    container: Any, vstream: Any, opts: EncodeOptions, warn: Callable[[str], None]
+) -> tuple[list[Side], list[Side], list[str]]:
+    """Split the other input streams into (required, optional) sides and dropped labels."""
+    required: list[Side] = []
+    optional: list[Side] = []
+    dropped: list[str] = []
+    for s in container.streams:
+        if s.index == vstream.index:
+            continue
+        label = _stream_label(s)
+        if s.type == "video":
+            cover = s.disposition is not None and bool(
+                s.disposition & av.stream.Disposition.attached_pic
+            )
+            if cover:
+                optional.append(Side(s, "copy", optional=True))
+            else:
+                dropped.append(label)
+                warn(f"{label}: only one video track is upscaled; this one is dropped")
+        elif s.type == "audio":
+            if opts.no_audio:
+                dropped.append(label)
+            elif s.codec_context is None:
+                dropped.append(label)
+                warn(f"{label}: audio stream without codec parameters dropped")
+            else:
+                required.append(Side(s, "transcode" if opts.audio_codec else "copy"))
+        elif s.type == "subtitle":
+            if opts.no_subs:
+                dropped.append(label)
+            else:
+                required.append(Side(s, "copy"))
+        elif s.type in ("data", "attachment"):
+            optional.append(Side(s, "copy", optional=True))
+        else:
+            dropped.append(label)
+            warn(f"{label}: stream of unknown type dropped")
+    return required, optional, dropped
+
+
+def _container_refuses(fmt: str, stream: Any) -> BaseException | None:
+    """Try the stream alone in a scratch container in memory: ``supported_codecs`` is not
+    strict enough (mp4 lists pcm_s16be, then fails to write its header)."""
+
+    scratch = None
+    try:
+        scratch = av.open(io.BytesIO(), "w", format=fmt)
+        ost = scratch.add_stream_from_template(stream)
+        scratch.start_encoding()
+        name = stream.codec_context.name if stream.codec_context is not None else ""
+        if name.startswith("pcm_"):
+            # PCM payloads are plain samples, so a silent packet is valid; the mp4 muxer only
+            # fails at the trailer once it has seen one.
+            pkt = av.Packet(bytes(4096))
+            pkt.pts = pkt.dts = 0
+            pkt.time_base = stream.time_base
+            pkt.stream = ost
+            scratch.mux(pkt)
+        out, scratch = scratch, None
+        out.close()
+    except Exception as e:
+        return e
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(Exception):
+                scratch.close()
+    return None
+
+
+def _cannot_hold(name: str, fmt: str, side: Side, e: BaseException) -> VideoError:
+    kind = side.stream.type
+    ways = []
+    if kind == "audio":
+        ways = ["--audio-codec aac to transcode it", "--no-audio to drop audio"]
+    elif kind == "subtitle":
+        ways = ["--no-subs to drop subtitles"]
+    ways.append("another container such as .mkv")
+    return VideoError(
+        f"{name}: the {fmt} container cannot hold input stream {side.label} ({_err_text(e)}); "
+        f"use {', or '.join(ways)}"
+    )
+
+
+class SideMuxer:
+    """Adds the side streams to an output container and muxes their packets in time order
+    beside the video: packets come from the decoder's ``queue`` (a deque filled as it demuxes)
+    and go out up to the time of the latest video frame written."""
+
+    def __init__(
+        self,
+        out: Any,
+        fmt: str,
+        name: str,
+        sides: list[Side],
+        queue: collections.deque[Any],
+        opts: EncodeOptions,
+        warn: Callable[[str], None],
+    ):
+        self.out, self.fmt, self.name = out, fmt, name
+        self.queue = queue
+        self.opts = opts
+        self.warn = warn
+        self.dropped: list[str] = []
+        self.sides = [s for s in sides if self._keep(s)]
+        for side in self.sides:
+            self._add(side)
+        self._by_index = {s.stream.index: s for s in self.sides}
+
+    def _keep(self, side: Side) -> bool:
+        """Whether the container can hold a copied stream; optional ones are dropped (with a
+        warning) when it cannot, required ones are an error."""
+        if side.mode != "copy":
+            return True
+        problem = _container_refuses(self.fmt, side.stream)
+        if problem is None:
+            return True
+        if side.optional:
+            self.dropped.append(side.label)
+            self.warn(f"{side.label}: the {self.fmt} container cannot hold this stream; dropped")
+            return False
+        raise _cannot_hold(self.name, self.fmt, side, problem)
+
+    def _add(self, side: Side) -> None:
+        s = side.stream
+        try:
+            if side.mode == "transcode":
+                acodec = self.opts.audio_codec or "aac"
+                icc = s.codec_context
+                # A layout with no channel order ("2 channels") makes aac refuse to open.
+                channels = icc.layout.nb_channels if icc.layout is not None else 2
+                side.out = self.out.add_stream(
+                    acodec,
+                    rate=icc.sample_rate or 48000,
+                    layout=_DEFAULT_LAYOUTS.get(channels, "stereo"),
+                )
+            else:
+                side.out = self.out.add_stream_from_template(s)
+        except Exception as e:
+            if side.mode == "transcode":
+                raise UsageError(
+                    f"{self.name}: cannot transcode {side.label} to "
+                    f"{self.opts.audio_codec}: {_err_text(e)}"
+                ) from e
+            raise _cannot_hold(self.name, self.fmt, side, e) from e
+        _copy_tags(side.out.metadata, dict(s.metadata or {}), _DROP_STREAM_TAGS)
+        with contextlib.suppress(Exception):
+            side.out.disposition = s.disposition
+
+    def mux_upto(self, upto: float | None) -> None:
+        """Mux the queued packets that start at or before ``upto`` seconds (all: ``None``)."""
+        side_q = self.queue
+        while side_q:
+            pkt = side_q[0]
+            if upto is not None:
+                t = pkt.dts if pkt.dts is not None else pkt.pts
+                if t is not None and pkt.time_base and float(t * pkt.time_base) > upto:
+                    return
+            side_q.popleft()
+            self._mux_packet(pkt)
+
+    def _mux_packet(self, pkt: Any) -> None:
+        side = self._by_index.get(pkt.stream.index)
+        if side is None:
+            return
+        if side.mode == "copy":
+            pkt.stream = side.out
+            self.out.mux(pkt)
+            side.muxed += 1
+            return
+        try:
+            frames = side.stream.codec_context.decode(pkt)
+        except av.error.FFmpegError:
+            return
+        self._encode(side, frames)
+
+    def _encode(self, side: Side, frames: Any) -> None:
+        for f in frames:
+            f.pts = None
+            for p in side.out.encode(f):
+                self.out.mux(p)
+                side.muxed += 1
+
+    def finish(self) -> None:
+        """Mux what is left, and flush the audio decoders and encoders of transcoded sides."""
+        self.mux_upto(None)
+        for side in self.sides:
+            if side.mode != "transcode":
+                continue
+            with contextlib.suppress(av.error.FFmpegError):
+                self._encode(side, side.stream.codec_context.decode(None))
+            for p in side.out.encode(None):
+                self.out.mux(p)
+                side.muxed += 1

@@ -1,0 +1,127 @@
+"""The decode source: an opened input that yields RGB frames with their timestamps, and sets
+the other streams' packets aside for the sink to mux.
+
+    source = open_source("in.mkv", deinterlace=True, strict=False)
+    try:
+        for frame in source.frames(deep=source.info.bit_depth > 8, want_alpha=False,
+                                   warn=print):
+            ...  # frame.array (H, W, 3) uint8/uint16, frame.pts (input time base)
+        early = source.end_message(frames_in)   # "input ends early: ..." or None
+    finally:
+        source.close()
+
+``source.side`` is the deque of side packets (audio, subtitles, ...) that decoding fills; a
+:class:`~adcvsr_cli.media.encode.ContainerSink` takes them from there.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from typing import IO, Any
+
+from ..errors import VideoError
+from .common import _display, _err_text
+from .decode import _Decoder, _to_rgb
+from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_video_stream
+from .probe import _early_end_message, _info_from, _no_frame_message
+from .types import Frame, MediaInfo
+
+
+class Source:
+    """An opened input whose first video frame has been decoded (see the module docstring)."""
+
+    def __init__(self, container: Any, vstream: Any, decoder: _Decoder, info: MediaInfo):
+        self.container = container
+        self.vstream = vstream
+        self.decoder = decoder
+        self.info = info
+        self.name = info.path
+        self.side: collections.deque[Any] = (
+            decoder.side if decoder.side is not None else (collections.deque())
+        )
+
+    @property
+    def first(self) -> Any:
+        """The first decoded frame (a PyAV frame), for checks before the run starts."""
+        return self.decoder._pending[0][0]
+
+    def frames(
+        self, *, deep: bool, want_alpha: bool, warn: Callable[[str], None]
+    ) -> Iterator[Frame]:
+        """Every frame in presentation order; frames without a timestamp get one made up from
+        the frame rate (with one warning)."""
+        rate = self.info.avg_rate or Fraction(25)
+        tb = self.info.time_base
+        step = max(1, round(1 / (rate * tb))) if tb else 1
+        prev: int | None = None
+        warned = False
+        for frame, pts in self.decoder.frames():
+            arr, alpha = _to_rgb(frame, deep, want_alpha)
+            if pts is None:
+                pts = 0 if prev is None else prev + step
+                if not warned:
+                    warned = True
+                    warn(
+                        f"{self.name}: frames without timestamps; timing made up at "
+                        f"{float(rate):g} fps"
+                    )
+            prev = pts
+            yield Frame(arr, pts, alpha)
+
+    @property
+    def bad_packets(self) -> int:
+        return self.decoder.bad_packets
+
+    def end_message(self, frames_in: int) -> str | None:
+        """ "input ends early: ..." when the input stopped before its header says it should."""
+        dec = self.decoder
+        if dec.read_error:
+            return None  # the read error already says that the input ends early
+        return _early_end_message(
+            self.name, self.info, self.container, self.vstream, dec, frames_in
+        )
+
+    def stop(self) -> None:
+        self.decoder.stop.set()
+
+    def close(self) -> None:
+        self.container.close()
+
+
+def open_source(
+    src: str | os.PathLike[str] | IO[bytes], *, deinterlace: bool, strict: bool
+) -> Source:
+    """Open ``src`` (a path, ``"-"`` or a binary file object), pick its main video stream and
+    decode the first frame. Raises :class:`VideoError` naming the file when it cannot."""
+    name = _display(src)
+    if isinstance(src, (str, os.PathLike)) and os.fspath(src) != "-":
+        src = os.path.abspath(os.fspath(src))
+        _check_input_path(src)
+    container, _, rec = _open_input(src)
+    try:
+        vstream = _pick_video_stream(container, name)
+        vstream.thread_type = "SLICE"
+        decoder = _Decoder(
+            container,
+            vstream,
+            [s for s in container.streams if s.index != vstream.index],
+            deinterlace=deinterlace,
+            strict=strict,
+            name=name,
+            side=collections.deque(),
+        )
+        first = decoder.first_frame()
+        if first is None:
+            if rec is not None and rec.head[4:8] == b"ftyp" and not rec.seekable():
+                raise VideoError(_MP4_PIPE_MESSAGE.format(name=name))
+            raise VideoError(_no_frame_message(name, vstream, decoder))
+        info = _info_from(container, vstream, first, name, None, False)
+    except BaseException as e:
+        container.close()
+        if isinstance(e, VideoError) or not isinstance(e, Exception):
+            raise
+        raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+    return Source(container, vstream, decoder, info)

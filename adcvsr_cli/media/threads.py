@@ -1,0 +1,163 @@
+"""Thread and queue plumbing of a run: bounded queues that notice a stop, worker threads whose
+first error is kept for the main thread, and the thread-safe hand-over of warnings.
+
+The main thread waits on queues in short slices so that it can check for a worker's error or a
+cancellation in between; the workers do the same with the shared stop event.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+QUEUE_POLL_S = 0.05
+JOIN_TIMEOUT_S = 10.0
+ABORT_JOIN_S = 1.5  # Ctrl-C must end the run within about 2 s (reliability.md §1.11)
+
+END = object()
+"""Put on a queue after the last item."""
+
+
+class Stopped(Exception):
+    """A worker thread was told to stop."""
+
+
+def put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    """Put ``item`` on ``q``, waiting as long as needed unless ``stop`` is set (Stopped)."""
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            q.put(item, timeout=QUEUE_POLL_S)
+            return
+        except queue.Full:
+            continue
+
+
+def get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    """Take an item from ``q``, waiting as long as needed unless ``stop`` is set (Stopped)."""
+    while True:
+        if stop.is_set():
+            raise Stopped
+        try:
+            return q.get(timeout=QUEUE_POLL_S)
+        except queue.Empty:
+            continue
+
+
+def put_checked(q: queue.Queue[Any], item: Any, check: Callable[[], None]) -> None:
+    """Put from the main thread, calling ``check`` (which raises) while the queue is full."""
+    while True:
+        try:
+            q.put(item, timeout=QUEUE_POLL_S)
+            return
+        except queue.Full:
+            check()
+
+
+def get_checked(q: queue.Queue[Any], check: Callable[[], None]) -> Any:
+    """Take from the main thread, calling ``check`` (which raises) while the queue is empty."""
+    while True:
+        try:
+            return q.get(timeout=QUEUE_POLL_S)
+        except queue.Empty:
+            check()
+
+
+def drain(q: queue.Queue[Any]) -> None:
+    with contextlib.suppress(queue.Empty):
+        while True:
+            q.get_nowait()
+
+
+def queue_len(item_bytes: int, budget: int, lo: int, hi: int) -> int:
+    """How many items of ``item_bytes`` fit in ``budget`` bytes, clamped to ``[lo, hi]``."""
+    return max(lo, min(hi, budget // max(1, item_bytes)))
+
+
+class Crew:
+    """The worker threads of one run, their stop event and the first error any of them hit.
+
+    ``spawn(fn, name, wrap)`` runs ``fn()`` in a daemon thread; an exception other than
+    :class:`Stopped` is passed through ``wrap`` (to turn it into a typed error), kept, and
+    stops the others. The main thread calls :meth:`check` to re-raise it.
+    """
+
+    def __init__(self) -> None:
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+        self.busy: dict[str, float] = collections.defaultdict(float)
+
+    def fail(self, e: BaseException) -> None:
+        with self._lock:
+            if self.error is None:
+                self.error = e
+        self.stop.set()
+
+    def spawn(
+        self, fn: Callable[[], None], name: str, wrap: Callable[[BaseException], BaseException]
+    ) -> threading.Thread:
+        def body() -> None:
+            try:
+                fn()
+            except Stopped:
+                pass
+            except BaseException as e:
+                self.fail(wrap(e))
+
+        t = threading.Thread(target=body, name=name, daemon=True)
+        self.threads.append(t)
+        t.start()
+        return t
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def wait(self, t: threading.Thread, check: Callable[[], None]) -> None:
+        """Join ``t`` from the main thread, checking for errors and cancellation meanwhile."""
+        while t.is_alive():
+            t.join(QUEUE_POLL_S)
+            check()
+
+    def abort(self) -> None:
+        """Stop every worker and give them a short while to end."""
+        self.stop.set()
+        deadline = time.monotonic() + ABORT_JOIN_S
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def alive(self, t: threading.Thread | None) -> bool:
+        return t is not None and t.is_alive()
+
+
+class Events:
+    """Warnings and events of a run, always delivered on the thread that made it: workers'
+    warnings wait in a deque until the main thread flushes them."""
+
+    def __init__(self, on_event: Callable[[dict[str, Any]], None] | None) -> None:
+        self.emit = on_event or (lambda event: None)
+        self.warnings: list[str] = []
+        self._caller = threading.get_ident()
+        self._deferred: collections.deque[str] = collections.deque()
+
+    def warn(self, msg: str) -> None:
+        if threading.get_ident() != self._caller:
+            self._deferred.append(msg)
+            return
+        self.flush()
+        self.warnings.append(msg)
+        self.emit({"type": "warning", "message": msg})
+
+    def flush(self) -> None:
+        while self._deferred:
+            msg = self._deferred.popleft()
+            self.warnings.append(msg)
+            self.emit({"type": "warning", "message": msg})

@@ -1,0 +1,560 @@
+"""``transcode``: decode an input, pass its frames through a processor, encode them, verify and
+publish. Built from the pieces a caller can also drive itself:
+
+    target = plan_target(...)          # outputs: where it goes, temp file first
+    source = open_source(...)          # source: frames with pts, side packets aside
+    session = Session.open(...)        # checks the size, opens the sink, says "start"
+    ... session.sink.write(Frame(...)) per frame, session.sink.finish() ...
+    report = session.commit(frames_in) # close, verify, warn, publish
+
+Decoding and encoding each run in a worker thread (:mod:`.threads`), joined to the caller's
+thread by bounded queues, so decode, processing and encode overlap.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from ..errors import AdcvsrError, Interrupted, UsageError, VideoError
+from .common import _display, _err_text
+from .decode import _to_rgb
+from .encode import ContainerSink
+from .images import ImageSink, SequenceSink
+from .inputs import _check_input_path
+from .outputs import Target, _wrap_write_error, plan_target
+from .sides import Side, _plan_sides, _stream_label
+from .source import Source, open_source
+from .threads import (
+    END,
+    JOIN_TIMEOUT_S,
+    Crew,
+    Events,
+    get,
+    get_checked,
+    put,
+    put_checked,
+    queue_len,
+)
+from .types import (
+    BrokenOutputPipe,
+    EncodeOptions,
+    Frame,
+    FrameProcessor,
+    MediaInfo,
+    TranscodeReport,
+)
+
+# Output sizes (reliability.md §8 decision 6): above the first, most codec levels and players
+# give up (a warning); above the second, refused unless EncodeOptions.force.
+_WARN_SIDE = 8192
+_MAX_SIDE = 16384
+
+_PROGRESS_INTERVAL_S = 0.1
+_IN_QUEUE_BYTES = 256 << 20
+_OUT_QUEUE_BYTES = 512 << 20
+
+Sink = ContainerSink | ImageSink | SequenceSink
+
+
+def _check_size(
+    name: str, out_w: int, out_h: int, force: bool, warn: Callable[[str], None]
+) -> None:
+    if out_w <= 0 or out_h <= 0:
+        raise UsageError(f"output size {out_w}x{out_h} is not positive")
+    if max(out_w, out_h) > _MAX_SIDE and not force:
+        raise VideoError(
+            f"{name}: the output would be {out_w}x{out_h}, over {_MAX_SIDE} pixels on a "
+            "side (beyond every codec level); use --force (force=True) to try anyway"
+        )
+    if max(out_w, out_h) > _WARN_SIDE:
+        warn(
+            f"{name}: the output is {out_w}x{out_h}, over {_WARN_SIDE} pixels on a side: "
+            "beyond the levels of most codecs; many players and hardware decoders refuse it"
+        )
+
+
+def _check_kind(target: Target, info: MediaInfo, name_in: str) -> None:
+    name_out = target.name
+    if target.kind == "image" and not info.is_image:
+        stem = Path(name_out).stem
+        raise UsageError(
+            f"{name_out}: {name_in} is a video, and a video cannot be written to an image "
+            f"file; write it to a video container such as {stem}.mkv or "
+            f".mp4, or to numbered images with a pattern such as {stem}_%06d.png"
+        )
+    if target.bad_image_ext:
+        raise UsageError(
+            f"{name_out}: images are written as .png or .jpg, not {Path(name_out).suffix.lower()}"
+        )
+
+
+def _input_warnings(
+    source: Source, target: Target, opts: EncodeOptions, warn: Callable[[str], None]
+) -> None:
+    info = source.info
+    if info.interlaced and not opts.deinterlace:
+        warn(f"{info.path}: interlaced input kept as fields (deinterlacing is off)")
+    # (deinterlacing is announced once bwdif actually engages, on a flagged frame)
+    if info.has_alpha and target.kind not in ("image", "sequence"):
+        _, a0 = _to_rgb(source.first, False, True)
+        if a0 is not None and a0.min() < 255:
+            warn(f"{info.path}: the alpha channel is dropped (the output video has none)")
+
+
+def _container_sink(
+    target: Target,
+    source: Source,
+    sides: list[Side],
+    opts: EncodeOptions,
+    size: tuple[int, int],
+    warn: Callable[[str], None],
+) -> ContainerSink:
+    return ContainerSink(
+        target=target.tmp or "",
+        pipe=target.pipe,
+        fmt=target.fmt,
+        name=target.name,
+        info=source.info,
+        in_container=source.container,
+        vstream=source.vstream,
+        sides=sides,
+        side_queue=source.side,
+        opts=opts,
+        out_w=size[0],
+        out_h=size[1],
+        warn=warn,
+    )
+
+
+def _open_container_sink(
+    target: Target,
+    source: Source,
+    opts: EncodeOptions,
+    size: tuple[int, int],
+    warn: Callable[[str], None],
+) -> tuple[ContainerSink, list[str]]:
+    required, optional, dropped = _plan_sides(source.container, source.vstream, opts, warn)
+    sink = _container_sink(target, source, required + optional, opts, size, warn)
+    try:
+        _opened(sink)
+    except VideoError as e:
+        # Some muxers refuse a data stream only when the header is written.
+        if not optional or target.kind == "pipe" or isinstance(e, BrokenOutputPipe):
+            raise
+        for side in optional:
+            dropped.append(side.label)
+            warn(f"{side.label}: the {target.fmt} container cannot hold this stream; dropped")
+        kept = [Side(s.stream, s.mode) for s in required]
+        sink = _opened(_container_sink(target, source, kept, opts, size, warn))
+    return sink, dropped + sink.dropped
+
+
+def _opened(sink: ContainerSink) -> ContainerSink:
+    """Open ``sink``; on failure close what it opened before raising."""
+    try:
+        sink.open()
+    except BaseException:
+        sink.abort()
+        raise
+    return sink
+
+
+def open_sink(
+    target: Target,
+    source: Source,
+    opts: EncodeOptions,
+    size: tuple[int, int],
+    warn: Callable[[str], None],
+) -> tuple[Sink, list[str]]:
+    """The sink for ``target`` and the labels of the input streams it does not keep."""
+    if target.kind in ("file", "pipe"):
+        return _open_container_sink(target, source, opts, size, warn)
+    others = [_stream_label(s) for s in source.container.streams if s.index != source.vstream.index]
+    out_w, out_h = size
+    if target.kind == "image":
+        assert target.tmp is not None
+        return ImageSink(
+            target=target.tmp, name=target.name, out_w=out_w, out_h=out_h, warn=warn
+        ), others
+    assert target.tmpdir is not None and target.final is not None
+    if others:
+        warn(f"{target.name}: an image sequence holds video only; dropped {', '.join(others)}")
+    sink = SequenceSink(
+        pattern=target.final,
+        tmpdir=target.tmpdir,
+        name=target.name,
+        out_w=out_w,
+        out_h=out_h,
+        warn=warn,
+    )
+    return sink, others
+
+
+class Session:
+    """One input opened into one output: the source, the sink, the report and the events.
+
+    Made by :meth:`open`; ended by :meth:`commit` (after every frame was written and the sink
+    finished) or :meth:`abort`. Frames go to ``sink.write(Frame(array, pts, alpha))`` with the
+    pts and alpha of the source frame they came from.
+    """
+
+    def __init__(
+        self,
+        target: Target,
+        source: Source,
+        sink: Sink,
+        opts: EncodeOptions,
+        events: Events,
+        report: TranscodeReport,
+    ):
+        self.target, self.source, self.sink = target, source, sink
+        self.opts, self.events, self.report = opts, events, report
+        info = source.info
+        self.deep = info.bit_depth > 8
+        self.want_alpha = info.has_alpha and target.kind in ("image", "sequence")
+        if target.kind == "image" and Path(target.name).suffix.lower() != ".png":
+            self.want_alpha = False
+
+    @classmethod
+    def open(
+        cls,
+        target: Target,
+        source: Source,
+        out_size: tuple[int, int] | Callable[[MediaInfo], tuple[int, int]],
+        opts: EncodeOptions,
+        events: Events,
+    ) -> Session:
+        info, warn = source.info, events.warn
+        _check_kind(target, info, source.name)
+        size = out_size(info) if callable(out_size) else out_size
+        out_w, out_h = int(size[0]), int(size[1])
+        _check_size(source.name, out_w, out_h, opts.force, warn)
+        _input_warnings(source, target, opts, warn)
+        sink, dropped = open_sink(target, source, opts, (out_w, out_h), warn)
+        report = TranscodeReport(input=source.name, output=target.name)
+        report.codec, report.pix_fmt = sink.codec, sink.pix_fmt
+        report.container = {"image": "image", "sequence": "image2"}.get(target.kind, target.fmt)
+        if isinstance(sink, ContainerSink):
+            report.streams_copied = [s.label for s in sink.sides]
+        report.streams_dropped = dropped
+        report.width, report.height = info.width, info.height
+        report.out_width, report.out_height = out_w, out_h
+        session = cls(target, source, sink, opts, events, report)
+        events.emit(session._start_event())
+        return session
+
+    def _start_event(self) -> dict[str, Any]:
+        info, report = self.source.info, self.report
+        return {
+            "type": "start",
+            "input": report.input,
+            "output": report.output,
+            "frames": info.frames,
+            "width": info.width,
+            "height": info.height,
+            "out_width": report.out_width,
+            "out_height": report.out_height,
+            "fps": float(info.avg_rate) if info.avg_rate else None,
+            "duration": info.duration,
+            "bit_depth": info.bit_depth,
+            "dtype": "uint16" if self.deep else "uint8",
+            "rotation": info.rotation,
+            "interlaced": info.interlaced,
+            "codec": report.codec,
+            "pix_fmt": report.pix_fmt,
+            "container": report.container,
+            "streams_copied": list(report.streams_copied),
+            "streams_dropped": list(report.streams_dropped),
+        }
+
+    def frames(self) -> Iterator[Frame]:
+        """The source's frames, as the output wants them (depth, alpha)."""
+        return self.source.frames(deep=self.deep, want_alpha=self.want_alpha, warn=self.events.warn)
+
+    def commit(self, frames_in: int) -> TranscodeReport:
+        """Close and verify the output, say what the input was missing, then publish it."""
+        sink, source, report, warn = self.sink, self.source, self.report, self.events.warn
+        name_out, name_in = self.target.name, source.name
+        try:
+            sink.close()
+        except (OSError, ValueError) as e:
+            raise _wrap_write_error(e, name_out) from e
+        self.target.close_pipe()
+        report.frames_in, report.frames_out = frames_in, sink.frames
+        report.bad_packets = source.bad_packets
+        if sink.frames != frames_in:
+            raise VideoError(f"{name_out}: {sink.frames} frames written for {frames_in} decoded")
+        try:
+            notes = sink.verify(frames_in, sink.first_pts, sink.last_pts)
+        except VideoError:
+            raise
+        except Exception as e:
+            raise VideoError(f"{name_out}: verification failed: {_err_text(e)}") from e
+        for n in notes:
+            warn(f"{name_out}: {n}")
+        self._input_notes(frames_in)
+        if sink.pts_fixed:
+            warn(
+                f"{name_in}: {sink.pts_fixed} frame(s) had non-increasing timestamps; nudged by one tick"
+            )
+        report.bytes_written = self.target.publish(self.opts.overwrite, sink)
+        self.events.flush()
+        report.warnings = list(self.events.warnings)
+        return report
+
+    def _input_notes(self, frames_in: int) -> None:
+        dec, name_in, warn = self.source.decoder, self.source.name, self.events.warn
+        if dec.bad_packets:
+            warn(
+                f"{name_in}: {dec.bad_packets} corrupt video packet(s) skipped "
+                f"({dec.last_bad}); {frames_in} frames decoded"
+            )
+        if dec.read_error:
+            warn(
+                f"{name_in}: read error, input ends early after {frames_in} frames ({dec.read_error})"
+            )
+        early = self.source.end_message(frames_in)
+        if early is not None:
+            if self.opts.strict:
+                raise VideoError(early + "; --strict stops here")
+            warn(early)
+
+
+class _Run:
+    """The threads of one :func:`transcode`: decode -> (caller's processor) -> encode."""
+
+    def __init__(self, session: Session, cancel: threading.Event | None):
+        self.session = session
+        self.cancel = cancel
+        self.crew = Crew()
+        info, rep = session.source.info, session.report
+        item = 2 if session.deep else 1
+        self.in_q: queue.Queue[Any] = queue.Queue(
+            queue_len(info.width * info.height * 3 * item, _IN_QUEUE_BYTES, 2, 32)
+        )
+        self.enc_q: queue.Queue[Any] = queue.Queue(
+            queue_len(rep.out_width * rep.out_height * 3 * item, _OUT_QUEUE_BYTES, 2, 16)
+        )
+        # pts and alpha travel beside the processor, which sees only the arrays.
+        self.meta: collections.deque[tuple[int | None, np.ndarray | None]] = collections.deque()
+        self.frames_in = 0
+        self.frames_out = 0
+        self.exhausted = False
+        self.encoder: threading.Thread | None = None
+        self.decoder: threading.Thread | None = None
+
+    def check(self) -> None:
+        self.crew.check()
+        if self.cancel is not None and self.cancel.is_set():
+            raise Interrupted(f"{self.session.source.name}: cancelled")
+
+    # -- worker threads --------------------------------------------------------------------
+    def _decode(self) -> None:
+        busy, t0 = 0.0, time.monotonic()
+        try:
+            for frame in self.session.frames():
+                self.meta.append((frame.pts, frame.alpha))
+                busy += time.monotonic() - t0
+                put(self.in_q, frame.array, self.crew.stop)
+                t0 = time.monotonic()
+            put(self.in_q, END, self.crew.stop)
+        finally:
+            self.session.report.seconds_decode = busy
+
+    def _encode(self) -> None:
+        sink, busy = self.session.sink, 0.0
+        try:
+            while True:
+                item = get(self.enc_q, self.crew.stop)
+                if item is END:
+                    break
+                pts, alpha = self.meta.popleft()
+                t0 = time.monotonic()
+                sink.write(Frame(item, pts, alpha))
+                busy += time.monotonic() - t0
+            t0 = time.monotonic()
+            sink.finish()
+            busy += time.monotonic() - t0
+        finally:
+            self.session.report.seconds_encode = busy
+
+    def _wrap_decode(self, e: BaseException) -> BaseException:
+        if isinstance(e, AdcvsrError):
+            return e
+        err = VideoError(f"{self.session.source.name}: corrupt or unreadable input: {_err_text(e)}")
+        err.__cause__ = e
+        return err
+
+    def _wrap_encode(self, e: BaseException) -> BaseException:
+        if isinstance(e, AdcvsrError):
+            return e
+        err = _wrap_write_error(e, self.session.target.name)
+        err.__cause__ = e
+        return err
+
+    def start(self) -> None:
+        self.decoder = self.crew.spawn(self._decode, "adcvsr-decode", self._wrap_decode)
+        self.encoder = self.crew.spawn(self._encode, "adcvsr-encode", self._wrap_encode)
+
+    # -- the caller's thread ---------------------------------------------------------------
+    def inputs(self) -> Iterator[np.ndarray]:
+        while True:
+            item = get_checked(self.in_q, self.check)
+            if item is END:
+                self.exhausted = True
+                return
+            self.frames_in += 1
+            yield item
+
+    def accept(self, out: Any) -> None:
+        """Check one processed frame and hand it to the encoder."""
+        self.check()
+        rep = self.session.report
+        want = np.uint16 if self.session.deep else np.uint8
+        shape = (rep.out_height, rep.out_width, 3)
+        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != want:
+            got = f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
+            raise VideoError(
+                f"{rep.input}: the frame processor returned {got}, expected "
+                f"({shape[0]}, {shape[1]}, 3) {np.dtype(want).name}"
+            )
+        self.frames_out += 1
+        if self.frames_out > self.frames_in:
+            raise VideoError(
+                f"{rep.input}: the frame processor returned more frames than it was given"
+            )
+        put_checked(self.enc_q, out, self.check)
+
+    def end(self) -> None:
+        """After the processor's last frame: check the counts, let the encoder finish."""
+        self.check()
+        name = self.session.source.name
+        if not self.exhausted:
+            raise VideoError(
+                f"{name}: the frame processor stopped after {self.frames_out} frames before "
+                "reading all input frames"
+            )
+        if self.frames_out != self.frames_in:
+            raise VideoError(
+                f"{name}: the frame processor returned {self.frames_out} frames for "
+                f"{self.frames_in} input frames"
+            )
+        put_checked(self.enc_q, END, self.check)
+        assert self.encoder is not None and self.decoder is not None
+        self.crew.wait(self.encoder, self.check)
+        self.decoder.join(JOIN_TIMEOUT_S)
+        self.check()
+
+    def abort(self) -> None:
+        self.session.source.stop()
+        self.crew.abort()
+        # never close the output under a live encoder thread
+        if not self.crew.alive(self.encoder):
+            self.session.sink.abort()
+
+    def decoder_alive(self) -> bool:
+        return self.crew.alive(self.decoder)
+
+
+def _process(run: _Run, process: FrameProcessor, events: Events) -> None:
+    """Drive the caller's processor over the decoded frames, feeding the encoder."""
+    session = run.session
+    info, rep = session.source.info, session.report
+    t_proc = time.monotonic()
+    last_emit = 0.0
+    announced = False
+    out_iter = iter(process(run.inputs()))
+    try:
+        for out in out_iter:
+            run.accept(out)
+            if not announced and session.source.decoder.deinterlacing:
+                announced = True
+                rep.deinterlaced = True
+                events.warn(f"{info.path}: interlaced input, deinterlaced with bwdif")
+            events.flush()
+            now = time.monotonic()
+            if now - last_emit >= _PROGRESS_INTERVAL_S:
+                last_emit = now
+                events.emit(
+                    {"type": "progress", "frames_done": run.frames_out, "frames_total": info.frames}
+                )
+    except BaseException:
+        close = getattr(out_iter, "close", None)
+        if close is not None:
+            with contextlib.suppress(BaseException):
+                close()
+        raise
+    run.end()
+    rep.seconds_process = time.monotonic() - t_proc
+    events.flush()
+    events.emit({"type": "progress", "frames_done": run.frames_out, "frames_total": run.frames_in})
+
+
+def transcode(
+    src: str | os.PathLike[str] | IO[bytes],
+    dst: str | os.PathLike[str] | IO[bytes],
+    process: FrameProcessor,
+    *,
+    out_size: tuple[int, int] | Callable[[MediaInfo], tuple[int, int]],
+    options: EncodeOptions | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    cancel: threading.Event | None = None,
+) -> TranscodeReport:
+    """Decode ``src``, pass its frames through ``process`` and write them to ``dst``.
+
+    ``src``: a path, ``"-"`` (standard input) or a readable binary file object.
+    ``dst``: a path (the container follows the extension; ``.png``/``.jpg`` for an image
+    input; a pattern such as ``out/%06d.png`` for a PNG sequence), ``"-"`` (standard output,
+    Matroska unless ``options.format`` says otherwise) or a writable binary file object.
+    ``out_size``: ``(width, height)`` of the output frames, or a function of the probed
+    :class:`MediaInfo` returning it.
+
+    Raises :class:`VideoError` (bad input, unwritable output, verification failure),
+    :class:`BrokenOutputPipe` (a ``BrokenPipeError``: the stdout reader went away),
+    :class:`OutputExists` / :class:`UsageError` (exit code 2), :class:`Interrupted` when
+    ``cancel`` is set, and lets ``KeyboardInterrupt`` and the processor's own exceptions
+    through unchanged. In every failure case no temporary file is left and an existing output
+    is untouched.
+    """
+    opts = options or EncodeOptions()
+    t_start = time.monotonic()
+    events = Events(on_event)
+    name_in = _display(src)
+    src_path = None
+    if isinstance(src, (str, os.PathLike)) and os.fspath(src) != "-":
+        src_path = os.path.abspath(os.fspath(src))
+        _check_input_path(src_path)
+    target = plan_target(dst, opts.overwrite, opts.format, src_path, name_in)
+    target.prepare()
+    source: Source | None = None
+    run: _Run | None = None
+    try:
+        target.open_pipe()
+        source = open_source(src, deinterlace=opts.deinterlace, strict=opts.strict)
+        session = Session.open(target, source, out_size, opts, events)
+        run = _Run(session, cancel)
+        run.start()
+        _process(run, process, events)
+        report = session.commit(run.frames_in)
+        report.seconds_total = time.monotonic() - t_start
+        events.emit({"type": "done", "report": report.to_dict()})
+        return report
+    except BaseException:
+        if run is not None:
+            run.abort()
+        raise
+    finally:
+        target.cleanup()
+        if source is not None and not (run is not None and run.decoder_alive()):
+            with contextlib.suppress(Exception):
+                source.close()
