@@ -91,7 +91,7 @@ def plot_quality(report: dict[str, Any], path: str | os.PathLike[str], overwrite
         )
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper right", fontsize=8)
+        ax.legend(loc="best", fontsize=8, framealpha=0.85)
         fig.tight_layout()
         _save(fig, path, overwrite)
     finally:
