@@ -129,8 +129,15 @@ def upscale(
         return sizes[-1] if sizes else options.output_size(w, h)
 
     process = upscaler.processor(options, size_for_frames, emit, stats, cancel)
+    media_size: Any = size_for_media
+    if options.compare:
+        from .compare import ab_processor, short_name
+
+        process, media_size = ab_processor(
+            process, options.compare, size_for_media, short_name(upscaler.source)
+        )
     report = transcode(
-        src, dst, process, out_size=size_for_media, options=encode, on_event=emit, cancel=cancel
+        src, dst, process, out_size=media_size, options=encode, on_event=emit, cancel=cancel
     )
     return UpscaleReport(
         input=str(src),

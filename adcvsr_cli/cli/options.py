@@ -151,6 +151,15 @@ class UpscaleArgs:
             rich_help_panel=NETWORK,
         ),
     ] = False
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Write an A/B video instead: split (left half bicubic, right half the network) "
+            "or side (both side by side, twice as wide), labelled. Needs 'adcvsr[preview]'.",
+            rich_help_panel=NETWORK,
+        ),
+    ] = None
     # -- video encoder
     codec: Annotated[
         str | None,
@@ -384,6 +393,7 @@ def upscale_options(args: UpscaleArgs) -> Any:
         batch=args.batch_frames,
         color_fix=args.color_fix or DEFAULT_COLOR_FIX,
         scene_split=not args.no_scene_split,
+        compare=getattr(args, "compare", None),  # commands sharing these flags may lack it
     )
     opts.validate()
     return opts

@@ -27,6 +27,7 @@ class UpscaleOptions:
     color_fix: str = DEFAULT_COLOR_FIX
     scene_split: bool = True
     pad_mode: str = "replicate"
+    compare: str | None = None  # --compare split|side: an A/B video, bicubic | network
 
     def validate(self) -> None:
         if not (self.scale > 0 and math.isfinite(self.scale)):
@@ -54,6 +55,10 @@ class UpscaleOptions:
             raise UsageError(
                 f"--color-fix {self.color_fix!r} is not one of {', '.join(COLOR_FIX_MODES)}"
             )
+        if self.compare is not None:
+            from ..compare import check_mode
+
+            check_mode(self.compare)
 
     def output_size(self, width: int, height: int, even: bool = False) -> tuple[int, int]:
         """(out_w, out_h) for an input of width x height. ``even``: round to even sides."""
