@@ -111,3 +111,41 @@ def test_damaged_files_raise_checkpoint_error(tmp_path):
             load_native(q)
     with pytest.raises(CheckpointError, match="no such"):
         load_native(tmp_path / "absent.safetensors")
+
+
+def test_load_reads_tensors_straight_onto_the_device_in_the_dtype(tmp_path, monkeypatch):
+    """safetensors is asked for the target device; no tensor passes through another one."""
+    import adcvsr_cli.weights.native as native
+
+    m = _model()
+    p = tmp_path / "m.safetensors"
+    save_native(m.state_dict(), m.dims, p, source="t")
+    opened: list[str] = []
+    real = native.safe_open
+
+    def spy(path, framework, device="cpu"):
+        opened.append(device)
+        return real(path, framework=framework, device=device)
+
+    monkeypatch.setattr(native, "safe_open", spy)
+    device = "cuda:0" if torch.cuda.is_available() else "cpu"
+    loaded = load_native(p, device=device, dtype=torch.float16)
+    assert opened == ["cpu", device]  # the header (no tensor read), then the tensors
+    assert {(t.device.type, t.dtype) for t in loaded.state_dict().values()} == {
+        (torch.device(device).type, torch.float16)
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """A shared cache needs files others can read: the mode is 0666 less the umask, not 0600."""
+    import os
+
+    m = _model()
+    old = os.umask(umask)
+    try:
+        save_native(m.state_dict(), m.dims, tmp_path / "m.safetensors", source="t")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]  # no temporary file left

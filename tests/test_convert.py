@@ -271,3 +271,17 @@ def test_hashes_the_caller_just_verified_are_not_computed_again(tmp_path, monkey
     )
     convert_adcsr(net, dec, tmp_path / "p.safetensors", dims=m.dims)
     assert len(calls) == 2
+
+
+def test_convert_output_follows_the_umask(tmp_path):
+    """What `adcvsr convert -o` writes (through convert_adcsr) is group-readable under umask 002."""
+    from tiny import tiny_dims
+
+    _, net, dec = _tiny_released(tmp_path)
+    out = tmp_path / "shared.safetensors"
+    old = os.umask(0o002)
+    try:
+        convert_adcsr(net, dec, out, dims=tiny_dims())
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o664

@@ -476,8 +476,49 @@ def test_parse_hub_ref(ref, repo, path, rev, pinned):
 
 
 @pytest.mark.parametrize(
-    "ref", ["hf://a", "hf://a/b", "hf://a/b/", "hf://a/b/m.safetensors@", "hf://a/b/../x"]
+    "ref,repo,path,rev,pinned",
+    [
+        ("hf://a/b@" + COMMIT + "/model.safetensors", "a/b", "model.safetensors", COMMIT, True),
+        ("hf://a/b@refs/pr/1/sub/m.safetensors", "a/b", "sub/m.safetensors", "refs/pr/1", True),
+        ("hf://a/b@feat%2Fx/m.safetensors", "a/b", "m.safetensors", "feat/x", True),
+        ("hf://a/b@v2/weights@2x/m.safetensors", "a/b", "weights@2x/m.safetensors", "v2", True),
+    ],
 )
+def test_parse_hub_ref_in_the_hubs_form(ref, repo, path, rev, pinned):
+    r = W.parse_hub_ref(ref)
+    assert (r.repo_id, r.path, r.revision, r.pinned_by_user, r.legacy) == (
+        repo,
+        path,
+        rev,
+        pinned,
+        False,
+    )
+    assert W.parse_hub_ref(str(r)) == r
+
+
+def test_an_ambiguous_old_style_ref_says_which_form_to_write():
+    with pytest.raises(WeightsError) as err:
+        W.parse_hub_ref("hf://o/r/weights@2x/model.safetensors")
+    msg = str(err.value)
+    assert "is ambiguous" in msg
+    assert "hf://o/r@main/weights@2x/model.safetensors" in msg
+    assert "hf://o/r@2x%2Fmodel.safetensors/weights" in msg
+    # Both spellings it suggests parse to what they say.
+    assert (
+        W.parse_hub_ref("hf://o/r@main/weights@2x/model.safetensors").path
+        == "weights@2x/model.safetensors"
+    )
+    assert (
+        W.parse_hub_ref("hf://o/r@2x%2Fmodel.safetensors/weights").revision
+        == "2x/model.safetensors"
+    )
+
+
+@pytest.mark.parametrize(
+    "ref",
+    ["hf://a", "hf://a/b", "hf://a/b/", "hf://a/b/m.safetensors@", "hf://a/b/../x", "hf://a/b@/m.safetensors",
+     "hf://a/b@main", "hf://datasets/a/b@main/m.safetensors"],
+)  # fmt: skip
 def test_bad_hub_refs(ref):
     with pytest.raises(WeightsError, match="hf://"):
         W.resolve_weights(ref)
@@ -844,6 +885,22 @@ def test_download_reports_each_model_and_goes_on(hub, registry, no_backoff):
     with pytest.raises(WeightsError, match="unknown model 'bogus'"):
         W.download(["tiny-native", "bogus"], registry=registry)
     assert hub.requests == []
+
+
+def test_cache_files_follow_the_umask(hub, registry, tmp_path):
+    """A shared ADCVSR_CACHE: converted files, their hashes and pins are group-readable."""
+    old = os.umask(0o002)
+    try:
+        W.resolve_weights("tiny-tofu", registry=registry)
+    finally:
+        os.umask(old)
+    files = [
+        p for p in (tmp_path / "adcvsr").rglob("*") if p.is_file() and not p.name.endswith(".lock")
+    ]
+    assert {p.suffix for p in files} == {".safetensors", ".sha256", ".json"}
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in files} == {
+        p.name: "0o664" for p in files
+    }
 
 
 def test_download_force_fetches_again(hub, registry):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,13 +49,25 @@ def expected_shapes(dims: AdcVSRDims) -> dict[str, tuple[int, ...]]:
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file survives a failure."""
+    """Call ``write(tmp_path)`` then rename onto ``path``; no partial file survives a failure.
+
+    The file gets the user's umask like any other tool's output: created with mode 0666 (less
+    the umask), and given that mode back when ``write`` replaced it (safetensors writes 0600).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            break
+        except FileExistsError:
+            continue
     try:
-        write(Path(tmp))
+        mode = tmp.stat().st_mode & 0o777
+        write(tmp)
+        if tmp.stat().st_mode & 0o777 != mode:
+            os.chmod(tmp, mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -156,19 +168,23 @@ def load_native(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> AdcVSR:
-    """Load a native checkpoint strictly into an :class:`AdcVSR` on ``device`` in ``dtype``."""
+    """Load a native checkpoint strictly into an :class:`AdcVSR` on ``device`` in ``dtype``.
+
+    safetensors reads each tensor straight onto ``device``; the cast to ``dtype`` happens
+    there too, one tensor at a time, so the peak is the model plus one tensor, never a CPU copy.
+    """
     header = read_native_header(path)
     _check_names_and_shapes(header.shapes, header.dims, str(path))
     with torch.device("meta"):
         model = AdcVSR(header.dims)
     state: dict[str, torch.Tensor] = {}
     try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            for k in f.keys():  # noqa: SIM118
+        with safe_open(str(path), framework="pt", device=str(torch.device(device))) as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                 t = f.get_tensor(k)
                 if not t.is_floating_point():
                     raise CheckpointError(f"{path}: tensor {k} has non-float dtype {t.dtype}")
-                state[k] = t.to(device=device, dtype=dtype)
+                state[k] = t.to(dtype)
     except SafetensorError as e:
         raise CheckpointError(f"{path}: could not read tensors ({e})") from e
     model.load_state_dict(state, strict=True, assign=True)
