@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .compare import short_name
 from .errors import UsageError, VideoError
 from .frames import frame_times, read_frames
 from .ranges import context_window, index_at
@@ -232,8 +233,8 @@ def make_preview(
         "frames": [{"index": f.index, "time": clock(f.time), "crop": list(f.crop)} for f in frames],
     }
     header = (
-        f"{labels['input']}  {info.width}x{info.height} -> {size[0]}x{size[1]}   "
-        f"model {upscaler.source}   {labels['plan']}   colour fix {options.color_fix}"
+        f"{labels['input']}  {info.width}x{info.height} -> {size[0]}x{size[1]}",
+        f"model {short_name(upscaler.source)}   {labels['plan']}   colour fix {options.color_fix}",
     )
     sheet = render(frames, header, thumb)
     labels["cells"] = [f.cells for f in frames]
@@ -256,27 +257,39 @@ def layout(frames: list[PreviewFrame], thumb: int) -> tuple[int, int, list[int]]
     th = max(round(f.network.shape[0] * tw / f.network.shape[1]) for f in frames)
     cw, ch = frames[0].crop[2], frames[0].crop[3]
     width = GAP + 2 * (tw + GAP) + 2 * (cw + GAP)
-    tops, y = [], 2 * LABEL_H + GAP
+    tops, y = [], 3 * LABEL_H + GAP
     for _ in frames:
         tops.append(y + LABEL_H)
         y += LABEL_H + max(th, ch) + GAP
     return width, y, tops
 
 
-def render(frames: list[PreviewFrame], header: str, thumb: int = DEFAULT_THUMB) -> np.ndarray:
+def fit(text: str, font: Any, width: int) -> str:
+    """``text`` cut with an ellipsis to ``width`` pixels in ``font``."""
+    if font.getlength(text) <= width:
+        return text
+    while text and font.getlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def render(
+    frames: list[PreviewFrame], header: tuple[str, str], thumb: int = DEFAULT_THUMB
+) -> np.ndarray:
     """Draw the sheet; fills each frame's ``cells`` with where its pictures went."""
     PIL = load_pil()
     width, height, tops = layout(frames, thumb)
     img = PIL.Image.new("RGB", (width, height), BACKGROUND)
     draw = PIL.ImageDraw.Draw(img)
     font = PIL.ImageFont.load_default(size=13)
-    draw.text((GAP, 4), header, font=font, fill=TEXT)
+    for k, line in enumerate(header):
+        draw.text((GAP, 4 + k * LABEL_H), fit(line, font, width - 2 * GAP), font=font, fill=TEXT)
     tw = min(thumb, frames[0].network.shape[1])
     cw = frames[0].crop[2]
     xs = [GAP, GAP + tw + GAP, GAP + 2 * (tw + GAP), GAP + 2 * (tw + GAP) + cw + GAP]
     names = ("bicubic", "network", "bicubic 1:1", "network 1:1")
     for x, name in zip(xs, names, strict=True):
-        draw.text((x, LABEL_H + 4), name, font=font, fill=TEXT)
+        draw.text((x, 2 * LABEL_H + 4), name, font=font, fill=TEXT)
     for f, top in zip(frames, tops, strict=True):
         draw.text(
             (GAP, top - LABEL_H + 4), f"{clock(f.time)}  frame {f.index}", font=font, fill=TEXT
