@@ -77,8 +77,9 @@ def make_video(
     container_options: dict[str, str] | None = None,
     seed: int = 0,
     noise_frames: bool = False,
+    solid: tuple[int, int, int] | None = None,
 ) -> Path:
-    """Write a test video. ``pts`` (in ``time_base``) gives VFR timing; ``subtitles`` is the
+    """Write a test video (``solid``: every pixel that RGB colour). ``pts`` (in ``time_base``) gives VFR timing; ``subtitles`` is the
     path of an .srt file whose packets are copied in; ``audio`` is an encoder name."""
     path = Path(path)
     w, h = size
@@ -123,6 +124,9 @@ def make_video(
             img = pattern(i, w, h, deep=deep, seed=seed)
             if noise_frames:
                 img = np.random.default_rng(i + seed).integers(0, 256, img.shape, dtype=np.uint8)
+            if solid is not None:
+                img = np.empty((h, w, 3), np.uint16 if deep else np.uint8)
+                img[...] = np.array(solid) * (257 if deep else 1)
             frame = av.VideoFrame.from_ndarray(img, format="rgb48le" if deep else "rgb24")
             frame = frame.reformat(format=pix_fmt)
             frame.pts = p

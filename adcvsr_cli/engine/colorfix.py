@@ -45,7 +45,9 @@ def channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got {tuple(x.shape)}")
     xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    var, mean = torch.var_mean(xf, dim=(-2, -1), correction=1)
+    # One pixel has no unbiased spread (0/0): its std is 0, and the fix maps to the lr mean.
+    correction = 1 if x.shape[-2] * x.shape[-1] > 1 else 0
+    var, mean = torch.var_mean(xf, dim=(-2, -1), correction=correction)
     return mean, var.sqrt()
 
 
