@@ -237,3 +237,25 @@ def frame_times(path: str | os.PathLike[str]) -> list[float]:
         return sorted(
             float(p.pts * p.time_base) for p in c.demux(s) if p.size and p.pts is not None
         )
+
+
+def copy_cut(src: str | os.PathLike[str], dst: str | os.PathLike[str], start: int) -> Path:
+    """What ``ffmpeg -ss T -i src -c copy dst.mp4`` makes of a cut at frame ``start`` (not a
+    keyframe): the packets from the keyframe before it, shifted so that frame ``start`` is at
+    0; the MP4 muxer writes an edit list that discards the lead-in."""
+    dst = Path(dst)
+    with av.open(str(src)) as c, av.open(str(dst), "w") as o:
+        v = c.streams.video[0]
+        ov = o.add_stream_from_template(v)
+        ov.time_base = v.time_base
+        pkts = [p for p in c.demux(v) if p.size]
+        pts = sorted(p.pts for p in pkts)
+        cut = pts[start]
+        key = max(p.pts for p in pkts if p.is_keyframe and p.pts <= cut)
+        for p in pkts:
+            if p.pts >= key:
+                p.pts -= cut
+                p.dts -= cut
+                p.stream = ov
+                o.mux(p)
+    return dst

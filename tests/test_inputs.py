@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from media import frame_times, make_image, make_video  # noqa: E402
+from media import copy_cut, make_video  # noqa: E402
 
 from adcvsr_cli.model import AdcVSR, AdcVSRDims, DecoderDims, UNetDims, init_random_  # noqa: E402
 from adcvsr_cli.weights import save_native  # noqa: E402
@@ -75,6 +75,12 @@ def upscale(
     return r
 
 
+def shown_times(path: Path) -> list[float]:
+    """Presentation times of the frames a player shows (decoded, edit lists applied)."""
+    with av.open(str(path)) as c:
+        return [float(f.time) for f in c.decode(c.streams.video[0])]
+
+
 def rgb_frames(path: Path) -> list[np.ndarray]:
     with av.open(str(path)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
@@ -113,3 +119,26 @@ def test_tiny_frames_give_the_picture(tmp_path, weights, env, size):
     for frame in [*vframes, img]:
         # The colour fix carries the input's colour (the video passes through yuv420p).
         assert np.abs(frame.reshape(-1, 3).mean(0) - COLOUR).max() < 12, frame.reshape(-1, 3)[:4]
+
+
+# ------------------------------------------------------------------------------------------
+# Complete files whose header counts more samples than they present
+# ------------------------------------------------------------------------------------------
+
+
+def test_edit_lists_are_not_an_early_end(tmp_path, weights, env):
+    """An MP4 whose first samples an edit list discards (negative start, or a copy cut at a
+    non-keyframe) is complete: every presented frame comes out, with its time, and --strict
+    takes it."""
+    lead = make_video(tmp_path / "lead.mp4", frames=12, pts=list(range(-3, 9)), rate=25)
+    gop = make_video(tmp_path / "gop.mp4", frames=24, options={"g": "8", "bf": "2"})
+    cut = copy_cut(gop, tmp_path / "cut.mp4", start=11)
+    for src, shown in ((lead, 9), (cut, 13)):
+        with av.open(str(src)) as c:
+            assert c.streams.video[0].frames > shown  # the header counts the discarded ones
+        want = shown_times(src)
+        assert len(want) == shown
+        out = tmp_path / f"out_{src.name}"
+        r = upscale(weights, env, src, out, "--strict")
+        assert "ends early" not in r.stderr, r.stderr
+        assert shown_times(out) == pytest.approx(want, abs=1e-3)

@@ -49,6 +49,9 @@ class _Decoder:
         self.last_bad: str | None = None
         self.read_error: str | None = None
         self.frames_decoded = 0
+        # Packets an edit list cuts away (MP4/MOV: B-frame delay, a copy cut at a
+        # non-keyframe): decoded for their references, never shown, so never counted.
+        self.discarded = 0
         self.min_pts: int | None = None  # of the decoded frames, in the stream time base
         self.max_pts: int | None = None
         self.last_step = 0  # pts step to the latest frame (the frame duration near the end)
@@ -102,6 +105,8 @@ class _Decoder:
                     continue
                 if pkt.size == 0:
                     flushed = True
+                elif pkt.is_discard:
+                    self.discarded += 1
                 yield from self._decode(pkt)
         except VideoError:
             raise

@@ -205,7 +205,7 @@ def _count_packets(container: Any, vstream: Any) -> tuple[int, bool | None]:
     pts: list[int] = []
     n = 0
     for pkt in container.demux(vstream):
-        if pkt.size == 0:
+        if pkt.size == 0 or pkt.is_discard:  # an edit list hides discarded samples
             continue
         n += 1
         if pkt.pts is not None and len(pts) < 100_000:
@@ -237,9 +237,23 @@ def _early_end_message(
     """
     header = int(vstream.frames or 0)
     if header and info.format.startswith("mov"):
-        if frames_in + dec.bad_packets < header and not dec.deinterlacing:
-            return f"{name}: input ends early: {frames_in} frames decoded, header says {header}"
-        return None
+        # The header counts the samples an edit list discards too: the file presents fewer.
+        presented = header - dec.discarded
+        if frames_in + dec.bad_packets >= presented or dec.deinterlacing:
+            return None
+        # An edit list may also end before the last sample (a copy cut with a duration): the
+        # track's edited duration is then reached, and the file is complete.
+        ended = _time_shortfall(name, info, container, vstream, dec, frames_in) is None
+        if _video_end(vstream) is not None and ended:
+            return None
+        return f"{name}: input ends early: {frames_in} frames decoded, header says {presented}"
+    return _time_shortfall(name, info, container, vstream, dec, frames_in)
+
+
+def _time_shortfall(
+    name: str, info: MediaInfo, container: Any, vstream: Any, dec: _Decoder, frames_in: int
+) -> str | None:
+    """The early-end message when the decoded video stops short of the track's duration."""
     tb = _frac(vstream.time_base)
     expected = _video_end(vstream)
     if expected is None and container.duration and len(container.streams) == 1:
