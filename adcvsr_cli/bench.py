@@ -433,6 +433,7 @@ class _Ctx:
     peak: PeakMemory
     notes: list[str]
     precision_checks: bool = True
+    flicker: bool = False  # protocol C: run the flicker meter on each end-to-end output
 
     @property
     def precision(self) -> str:
@@ -923,6 +924,8 @@ def _protocol_c(
                     e2e_vs_model=_sig(entry["fps"] / model_fps),
                     fastpath=_clean_info(info),
                 )
+                if ctx.flicker:
+                    entry["flicker"] = _flicker(clip.path, dst, options, runner.plan.tile)
             except Exception as e:
                 if isinstance(e, KeyboardInterrupt):
                     raise
@@ -932,6 +935,28 @@ def _protocol_c(
         del up
         _free(dev)
     return out
+
+
+def _flicker(src: Path, dst: Path, options: Any, tile: int) -> dict[str, Any]:
+    """The flicker meter on one end-to-end output (seams from the run's own plan)."""
+    from .quality import measure
+
+    r = measure(
+        src,
+        dst,
+        chunk=options.chunk,
+        chunk_overlap=options.chunk_overlap,
+        tile=tile,
+        tile_overlap=options.tile_overlap,
+        scene_split=options.scene_split,
+    )
+    return {
+        "ewarp": r.ewarp,
+        "ewarp_bicubic": r.ewarp_bicubic,
+        "chunk_seam_to_inside": r.chunk_seams.get("seam_to_inside"),
+        "tile_seam_to_interior": r.tile_seams.get("seam_to_interior"),
+        "flow": r.flow,
+    }
 
 
 def _network_frames(rep: Any, options: Any, temporal: bool, frames: int) -> int:
@@ -1129,6 +1154,7 @@ def run_benchmark(
     seed: int = 0,
     threads: int | None = None,
     precision_checks: bool = True,
+    flicker: bool = False,
 ) -> dict[str, Any]:
     """Run the protocols and return the report (also written to ``out_json`` when given).
 
@@ -1138,8 +1164,9 @@ def run_benchmark(
     compile variants with ``compile``); ``e2e_runs``: timed runs of protocol C (default
     ``runs``); ``parity`` (default: on CUDA when the fixture is found) adds the parity-fixture
     precision check; ``threads``: torch CPU threads during the run (restored afterwards; 1 is
-    much faster than oversubscribed threads on a busy machine). Raises :class:`UsageError` for
-    bad arguments.
+    much faster than oversubscribed threads on a busy machine); ``flicker``: protocol C entries
+    get the flicker meter's E*warp of their output (``adcvsr quality``; needs OpenCV). Raises
+    :class:`UsageError` for bad arguments.
     """
     params = {k: v for k, v in locals().items() if k != "threads"}
     if threads is not None and threads < 1:
@@ -1177,6 +1204,7 @@ def _run_benchmark(
     matmul: bool,
     seed: int,
     precision_checks: bool,
+    flicker: bool,
 ) -> dict[str, Any]:
     from .pipeline import resolve_device, resolve_precision
 
@@ -1236,6 +1264,7 @@ def _run_benchmark(
         peak=PeakMemory(dev),
         notes=notes,
         precision_checks=precision_checks,
+        flicker=flicker,
     )
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -1397,6 +1426,12 @@ def format_report(report: dict[str, Any]) -> str:
             )
             if proto == "C":
                 mo = e["model_only"]
+                fl = e.get("flicker")
+                if fl:
+                    lines.append(
+                        f"  {'':22}{'':24}flicker E*warp {fl['ewarp']} x10^-3 "
+                        f"(bicubic {fl['ewarp_bicubic']})"
+                    )
                 lines.append(
                     f"  {'':22}{'':24}model only {mo['frames_per_run']} frames "
                     f"(tile {mo['tile'] or 'off'}): {e['model_only_fps']:.2f} fps; end to end "
@@ -1492,12 +1527,32 @@ def _parser() -> argparse.ArgumentParser:
         help="skip the bf16/fp16-vs-fp32 checks of protocol A (the variants' own error stays)",
     )
     p.add_argument("--json", dest="out_json", default=None, help="write the report here")
+    p.add_argument(
+        "--plot", default=None, help="draw the table as a PNG chart (needs 'adcvsr[plot]')"
+    )
+    p.add_argument(
+        "--flicker",
+        action="store_true",
+        help="protocol C: measure each output's flicker, E*warp (needs 'adcvsr[quality]')",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:  # a missing extra is named before minutes of benchmarking, not after
+        if args.plot:
+            from .plots import load_pyplot
+
+            load_pyplot()
+        if args.flicker:
+            from .quality import load_cv2
+
+            load_cv2()
+    except AdcvsrError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
 
     def on_event(e: Event) -> None:
         if args.quiet and e.get("type") != "warning":
@@ -1528,7 +1583,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             parity_weights=args.parity_weights,
             threads=args.threads,
             precision_checks=args.precision_checks,
+            flicker=args.flicker,
         )
+        if args.plot:
+            from .plots import plot_bench
+
+            plot_bench(report, args.plot, overwrite=True)
     except AdcvsrError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -1538,6 +1598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_report(report))
     if args.out_json:
         print(f"report written to {args.out_json}")
+    if args.plot:
+        print(f"chart written to {args.plot}")
     return 0
 
 
