@@ -95,9 +95,20 @@ def models(
             "yes" if r.temporal_blocks else "no",
             ("verified" if r.verified else "yes") if r.cached else "no",
             f"{r.size_bytes / 2**20:.0f} MiB" if r.size_bytes else "-",
-            r.detail or ("" if r.available else "not released yet"),
+            "; ".join(
+                filter(None, [r.detail or ("" if r.available else "not released yet"), _pin(r)])
+            ),
         )
     Console().print(t)
+
+
+def _pin(r) -> str:
+    """Which commit a model is pinned to, and by whom (the registry, or its first download)."""
+    if not r.available:
+        return ""
+    if r.commit is None:
+        return "not pinned yet: the first download pins it"
+    return f"pinned to {r.commit[:12]} by {'the registry' if r.pinned_by == 'registry' else 'its first download'}"
 
 
 @app.command(

@@ -58,7 +58,7 @@ class UpscaleArgs:
     weights: Annotated[
         str | None,
         typer.Option(
-            help="Registry name, a native .safetensors path or hf://owner/repo/path@revision "
+            help="Registry name, a native .safetensors path or hf://owner/repo@revision/path "
             "(default: $ADCVSR_WEIGHTS, else adcsr-x4).",
             envvar="ADCVSR_WEIGHTS",
             show_envvar=False,
@@ -68,7 +68,8 @@ class UpscaleArgs:
     cache_dir: Annotated[
         Path | None,
         typer.Option(
-            help="Weights cache (default ~/.cache/adcvsr or $ADCVSR_CACHE).", rich_help_panel=MODEL
+            help="One folder for the weights, Hub downloads included (default: $ADCVSR_CACHE or ~/.cache/adcvsr, downloads in the Hugging Face cache).",
+            rich_help_panel=MODEL,
         ),
     ] = None
     offline: Annotated[
