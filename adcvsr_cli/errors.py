@@ -48,6 +48,8 @@ class OutOfMemory(AdcvsrError):
 
 
 class Interrupted(AdcvsrError):
-    """The run was interrupted by SIGINT or SIGTERM."""
+    """A library call stopped because its ``cancel`` event was set (the command line sets it on
+    SIGINT or SIGTERM). It is the one exception a cancelled call raises, wherever it stops:
+    decoding, the network or encoding; the unfinished output is removed first."""
 
     exit_code = EXIT_INTERRUPTED

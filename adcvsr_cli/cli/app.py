@@ -7,12 +7,14 @@ Exit codes: 0 all done, 1 error, 2 usage error, 3 some files of a batch failed, 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from ..errors import EXIT_INTERRUPTED, AdcvsrError
-from .signals import EXIT_BROKEN_PIPE, silence_stdout
+from .signals import EXIT_BROKEN_PIPE, EXIT_SIGTERM, Terminated, install, silence_stdout
 
 if TYPE_CHECKING:
     from .report import Reporter
@@ -22,8 +24,25 @@ EXIT_CODES_HELP = (
     "130 interrupted (143 on SIGTERM), 141 standard output closed by its reader."
 )
 
+
+class _Group(TyperGroup):
+    """Ctrl-C and SIGTERM in any command: one line and exit 130 or 143 (rather than click's
+    "Aborted!" and exit 1). ``upscale`` handles them itself, with its summary."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            typer.echo("adcvsr: interrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except Terminated:
+            typer.echo("adcvsr: terminated", err=True)
+            raise typer.Exit(EXIT_SIGTERM) from None
+
+
 app = typer.Typer(
     name="adcvsr",
+    cls=_Group,
     help="Fast x4 real-world video super-resolution (AdcVSR / AdcSR) that keeps everything of "
     "the input but its resolution.\n\n" + EXIT_CODES_HELP,
     add_completion=False,
@@ -69,11 +88,15 @@ def fail(reporter: Reporter | None, e: AdcvsrError) -> typer.Exit:
 
 def main() -> None:
     """Console-script entry point."""
+    install()  # before any thread starts: see signals.py
     try:
         app()
     except KeyboardInterrupt:
         typer.echo("adcvsr: interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    except Terminated:
+        typer.echo("adcvsr: terminated", err=True)
+        sys.exit(EXIT_SIGTERM)
     except BrokenPipeError:
         silence_stdout()
         sys.exit(EXIT_BROKEN_PIPE)

@@ -12,7 +12,14 @@ from typing import Any
 
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, AdcvsrError, UsageError
 from .report import Reporter
-from .signals import EXIT_BROKEN_PIPE, EXIT_SIGTERM, Terminated, silence_stdout, watched_signals
+from .signals import (
+    EXIT_BROKEN_PIPE,
+    EXIT_SIGTERM,
+    Terminated,
+    interruption,
+    silence_stdout,
+    watched_signals,
+)
 
 
 def named(job: Any, e: BaseException) -> str:
@@ -181,7 +188,7 @@ class JobRunner:
         except BrokenPipeError:
             raise
         except Interrupted:
-            raise KeyboardInterrupt from None
+            raise interruption() from None
         except AdcvsrError as e:
             self.failed(job, e, e.exit_code)
             return self.plan.batch
@@ -254,19 +261,26 @@ class JobRunner:
             broken_pipe = True
         return self._finish(interrupted_code, broken_pipe)
 
+    def _interrupted_line(self) -> str:
+        if not self.plan.batch:  # one file: one line, no table
+            job = self.current
+            if job is None or job.dst == "-":
+                return "interrupted"
+            return f"interrupted; {job.dst} was not written (nothing unfinished is left)"
+        finished = [src for src, status, _ in self.run.rows if status == "done"]
+        return (
+            f"interrupted: {len(finished)} file(s) completed"
+            + (f" ({', '.join(finished)})" if finished else "")
+            + "; unfinished output removed"
+        )
+
     def _finish(self, interrupted_code: int, broken_pipe: bool) -> int:
         plan, reporter, run = self.plan, self.reporter, self.run
         if interrupted_code and self.current is not None:
             run.rows.append((self.current.src, "interrupted", "unfinished output removed"))
         if interrupted_code:
-            finished = [src for src, status, _ in run.rows if status == "done"]
             reporter.stop_bars()
-            reporter.error(
-                f"interrupted: {len(finished)} file(s) completed"
-                + (f" ({', '.join(finished)})" if finished else "")
-                + "; unfinished output removed",
-                exit_code=interrupted_code,
-            )
+            reporter.error(self._interrupted_line(), exit_code=interrupted_code)
         seconds = time.perf_counter() - run.t0
         reporter.json(
             "summary",
@@ -285,7 +299,7 @@ class JobRunner:
         if broken_pipe:
             silence_stdout()
             return EXIT_BROKEN_PIPE
-        if plan.batch or interrupted_code:
+        if plan.batch:
             _summary_table(reporter, run, len(plan.ignored), seconds)
         if interrupted_code:
             return interrupted_code

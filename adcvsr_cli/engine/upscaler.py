@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import Interrupted
 from ..model import AdcVSR
 from .chunking import BackoffRunner, Plan, StreamingChunker, run_chunk_plan
 from .colorfix import make_color_fix
@@ -170,7 +171,7 @@ class Upscaler:
 
             def run_chunk(x: torch.Tensor) -> torch.Tensor:
                 if cancel is not None and cancel.is_set():
-                    raise KeyboardInterrupt
+                    raise Interrupted("cancelled")
                 assert runner is not None
                 t0 = time.perf_counter()
                 y = self.upscale_clip(x, runner, options.tile_overlap, options.pad_mode)
