@@ -142,3 +142,64 @@ def test_edit_lists_are_not_an_early_end(tmp_path, weights, env):
         r = upscale(weights, env, src, out, "--strict")
         assert "ends early" not in r.stderr, r.stderr
         assert shown_times(out) == pytest.approx(want, abs=1e-3)
+
+
+# ------------------------------------------------------------------------------------------
+# Every hint the tool prints is a command that works
+# ------------------------------------------------------------------------------------------
+
+_HINT = re.compile(r"\buse (.+?)(?:\)|$)")
+
+
+def hinted_runs(args: list[str], message: str) -> list[list[str]]:
+    """The commands a refusal's hint suggests: each ``--flag [value]`` it names added to the
+    arguments (``--overwrite / -y`` counts once), and "another container such as .ext" as the
+    output renamed. ``args`` are ``[input, output, flags...]``."""
+    m = _HINT.search(message)
+    assert m, f"no hint in: {message}"
+    runs = []
+    for way in re.split(r",? or ", m.group(1)):
+        if ext := re.search(r"such as (\.\w+)", way):
+            runs.append([args[0], str(Path(args[1]).with_suffix(ext.group(1))), *args[2:]])
+            continue
+        flag = re.match(r"(--[a-z-]+)(?: ([A-Za-z0-9_]+))?", way.strip())
+        assert flag, f"hint part is neither a flag nor a container: {way!r} in {message}"
+        extra = [flag.group(1)] + ([flag.group(2)] if flag.group(2) not in (None, "to") else [])
+        rest = list(args[2:])
+        if extra[0] in rest:  # a flag given with another value: the hint replaces it
+            i = rest.index(extra[0])
+            del rest[i : i + len(extra)]
+        runs.append([args[0], args[1], *rest, *extra])
+    return runs
+
+
+def test_every_hint_the_tool_prints_works(tmp_path, weights, env):
+    aac = make_video(tmp_path / "aac.mkv", frames=4, audio="aac")
+    srt_src = tmp_path / "s.srt"
+    srt_src.write_text("1\n00:00:00,000 --> 00:00:00,100\nHi\n\n", encoding="utf-8")
+    subs = make_video(tmp_path / "subs.mkv", frames=4, subtitles=str(srt_src))
+    (tmp_path / "exists.mkv").write_bytes(b"old")
+    cases = [
+        [aac, tmp_path / "a.webm"],  # AAC cannot go into WebM: the hint names Opus
+        [aac, tmp_path / "b.webm", "--audio-codec", "aac"],
+        [subs, tmp_path / "c.mp4"],  # SubRip cannot go into MP4
+        [aac, tmp_path / "exists.mkv"],
+    ]
+    tried = 0
+    for case in cases:
+        args = [str(a) for a in case]
+        r = upscale(weights, env, *args, ok=False)
+        assert r.returncode != 0, r.stderr
+        message = " ".join(r.stderr.split())
+        if Path(args[1]).suffix == ".webm":
+            assert "--audio-codec libopus" in message, message
+        for run in hinted_runs(args, message):
+            out = Path(run[1])
+            if out.name == "exists.mkv":
+                out.write_bytes(b"old")
+            else:
+                out.unlink(missing_ok=True)
+            again = upscale(weights, env, *run, ok=False)
+            assert again.returncode == 0, f"hint {run} from {message!r} failed: {again.stderr}"
+            tried += 1
+    assert tried >= 9

@@ -48,7 +48,7 @@ _MP4_FAMILY = {"mp4", "mov", "3gp", "3g2", "ipod", "ismv"}
 _FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
 
 
-_EXISTS_HINT = "use --overwrite / -y, or overwrite=True, to replace it"
+_EXISTS_HINT = "use --overwrite / -y to replace it"
 
 
 def is_image_path(path: str | os.PathLike[str]) -> bool:
@@ -414,7 +414,7 @@ def _container_for(target: Target, fmt: str | None) -> str:
             raise UsageError(
                 f"{target.name}: cannot tell the container from '{ext or 'no extension'}'; use "
                 f"one of {', '.join(sorted(_EXT_FORMAT))}, or choose the container with "
-                "--format (format= in EncodeOptions)"
+                "--format"
             )
     fmt = fmt or "matroska"
     if fmt not in av.formats_available:

@@ -157,11 +157,39 @@ def _container_refuses(fmt: str, stream: Any) -> BaseException | None:
     return None
 
 
+# Audio encoders to suggest, best first; the first one the container takes is named in hints.
+_AUDIO_CANDIDATES = ("aac", "libopus", "flac", "libmp3lame", "pcm_s16le")
+
+
+def _audio_refused(fmt: str, codec: str) -> BaseException | None:
+    """Whether the ``fmt`` container refuses ``codec`` audio (tried in memory)."""
+    scratch = None
+    try:
+        scratch = av.open(io.BytesIO(), "w", format=fmt)
+        scratch.add_stream(codec, rate=48000, layout="stereo")
+        scratch.start_encoding()
+    except (av.error.FFmpegError, ValueError, OSError) as e:
+        return e
+    finally:
+        if scratch is not None:
+            with contextlib.suppress(av.error.FFmpegError, OSError):
+                scratch.close()
+    return None
+
+
+def audio_codec_for(fmt: str) -> str | None:
+    """The first audio encoder of :data:`_AUDIO_CANDIDATES` that ``fmt`` can hold."""
+    return next((c for c in _AUDIO_CANDIDATES if _audio_refused(fmt, c) is None), None)
+
+
 def _cannot_hold(name: str, fmt: str, side: Side, e: BaseException) -> VideoError:
     kind = side.stream.type
     ways = []
     if kind == "audio":
-        ways = ["--audio-codec aac to transcode it", "--no-audio to drop audio"]
+        ways = ["--no-audio to drop audio"]
+        codec = audio_codec_for(fmt)
+        if codec is not None:
+            ways.insert(0, f"--audio-codec {codec} to transcode it")
     elif kind == "subtitle":
         ways = ["--no-subs to drop subtitles"]
     ways.append("another container such as .mkv")
@@ -200,6 +228,7 @@ class SideMuxer:
         """Whether the container can hold a copied stream; optional ones are dropped (with a
         warning) when it cannot, required ones are an error."""
         if side.mode != "copy":
+            self._check_audio_codec(side)
             return True
         problem = _container_refuses(self.fmt, side.stream)
         if problem is None:
@@ -209,6 +238,18 @@ class SideMuxer:
             self.warn(f"{side.label}: the {self.fmt} container cannot hold this stream; dropped")
             return False
         raise _cannot_hold(self.name, self.fmt, side, problem)
+
+    def _check_audio_codec(self, side: Side) -> None:
+        codec = self.opts.audio_codec or "aac"
+        problem = _audio_refused(self.fmt, codec)
+        if problem is None:
+            return
+        fits = audio_codec_for(self.fmt)
+        instead = f"--audio-codec {fits}" if fits else "--no-audio"
+        raise UsageError(
+            f"{self.name}: the {self.fmt} container cannot hold {codec} audio "
+            f"({_err_text(problem)}); use {instead}, or another container such as .mkv"
+        )
 
     def _add(self, side: Side) -> None:
         s = side.stream

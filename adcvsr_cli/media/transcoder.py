@@ -74,7 +74,7 @@ def _check_size(
     if max(out_w, out_h) > _MAX_SIDE and not force:
         raise VideoError(
             f"{name}: the output would be {out_w}x{out_h}, over {_MAX_SIDE} pixels on a "
-            "side (beyond every codec level); use --force (force=True) to try anyway"
+            "side (beyond every codec level); use --force to try anyway"
         )
     if max(out_w, out_h) > _WARN_SIDE:
         warn(
