@@ -221,7 +221,6 @@ class _JoinSink(ContainerSink):
         super().__init__(**kw)
         self.template = template
         self.last_dts: int | None = None
-        self.dts_fixed = 0
 
     def open(self) -> None:
         try:
@@ -254,11 +253,14 @@ class _JoinSink(ContainerSink):
 
     def copy(self, pkt: Any) -> None:
         """Mux one video packet of a segment (its pts kept; dts kept increasing across joins)."""
-        if pkt.dts is not None and self.last_dts is not None:
-            floor = self.last_dts + 1
-            if pkt.dts < floor and (pkt.pts is None or floor <= pkt.pts):
-                pkt.dts = floor  # a B-frame encoder's negative lead at a segment's start
-                self.dts_fixed += 1
+        if self.last_dts is not None and pkt.dts <= self.last_dts:
+            # Segments whose encoders reordered by different depths: keep dts increasing.
+            pkt.dts = self.last_dts + 1
+            if pkt.dts > pkt.pts:
+                raise VideoError(
+                    f"{self.name}: the segments' frame orders do not join (a packet would be "
+                    "decoded after it is shown); rerun with --segment 0"
+                )
         self.last_dts = pkt.dts
         t = pkt.pts if pkt.pts is not None else pkt.dts
         if t is not None:
@@ -377,6 +379,18 @@ def join(
                 os.unlink(tmp)
 
 
+def _decode_times(pts: list[int]) -> list[int]:
+    """Decode timestamps for packets with these presentation timestamps (in decode order).
+
+    Matroska keeps no dts, and a B-frame encoder's packets need them: the k-th packet is
+    decoded at the k-th earliest pts, moved back by the reorder delay (the most any packet is
+    shown after that), which keeps dts increasing and never after a packet's pts.
+    """
+    order = sorted(pts)
+    shift = max(o - p for o, p in zip(order, pts, strict=True))
+    return [o - shift for o in order]
+
+
 def _copy_part(sink: _JoinSink, part: str, extradata: bytes) -> None:
     with av.open(part) as c:
         vs = c.streams.video[0]
@@ -385,6 +399,12 @@ def _copy_part(sink: _JoinSink, part: str, extradata: bytes) -> None:
                 f"{part}: encoded with other codec parameters than the first segment; "
                 "the segments cannot be joined"
             )
-        for pkt in c.demux(vs):
+        pts = [p.pts for p in c.demux(vs) if p.size]
+    if any(p is None for p in pts):
+        raise VideoError(f"{part}: a video packet without a timestamp; cannot join")
+    dts = iter(_decode_times(pts))
+    with av.open(part) as c:
+        for pkt in c.demux(c.streams.video[0]):
             if pkt.size:
+                pkt.dts = next(dts)
                 sink.copy(pkt)

@@ -157,7 +157,7 @@ def run_segment(
     if n != len(seg):
         raise VideoError(f"{path}: {n} frames written for a segment of {len(seg)}")
     return {
-        "file": path.name,
+        "part": path.name,
         "frames": n,
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
@@ -373,7 +373,8 @@ def _run(
         else:
             emit(e)
 
-    def on_done(seg: Segment, rec: dict[str, Any]) -> None:
+    def on_done(seg: Segment, rec: dict[str, Any], worker: str) -> None:
+        rec = {**rec, "worker": worker}
         m.done[seg.index] = rec
         m.save(job.folder)
         lock.touch()

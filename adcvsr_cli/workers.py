@@ -65,12 +65,12 @@ class DevicePool(Generic[T, R]):
         self,
         items: Sequence[T],
         work: Callable[[Any, T, Post, threading.Event], R],
-        on_done: Callable[[T, R], None],
+        on_done: Callable[[T, R, str], None],
         on_event: Post,
         cancel: threading.Event | None = None,
     ) -> None:
-        """Run ``work(worker, item, post, stop)`` for every item; ``on_done(item, result)`` and
-        ``on_event`` run in the calling thread. ``stop`` is set when the run ends early (an
+        """Run ``work(worker, item, post, stop)`` for every item; ``on_done(item, result, worker_name)``
+        and ``on_event`` run in the calling thread. ``stop`` is set when the run ends early (an
         error, ``cancel``): work in flight must check it and stop. Raises the first error that
         stops the run."""
         todo: queue.Queue[_Task[T]] = queue.Queue()
@@ -103,7 +103,7 @@ class DevicePool(Generic[T, R]):
         n_workers: int,
         inbox: queue.Queue[tuple[str, Any]],
         todo: queue.Queue[_Task[T]],
-        on_done: Callable[[T, R], None],
+        on_done: Callable[[T, R, str], None],
         on_event: Post,
         cancel: threading.Event | None,
     ) -> None:
@@ -162,4 +162,4 @@ class DevicePool(Generic[T, R]):
             except Exception as e:  # noqa: BLE001 - a device failure: retire, hand the work on
                 inbox.put(("lost", (self.names[i], task, e)))
                 return
-            inbox.put(("done", (task.item, result)))
+            inbox.put(("done", (task.item, result, self.names[i])))

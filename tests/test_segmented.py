@@ -132,7 +132,10 @@ def test_vfr_audio_subtitles_and_ffv1(tmp_path):
     upscale(src, tmp_path / "whole.mkv", tiny(True), OPTS, enc)
     assert_same(tmp_path / "seg.mkv", tmp_path / "whole.mkv", src)
     for kind in ("audio", "subtitle"):
-        pa, pb = side_packets(tmp_path / "seg.mkv", kind), side_packets(tmp_path / "whole.mkv", kind)
+        pa, pb = (
+            side_packets(tmp_path / "seg.mkv", kind),
+            side_packets(tmp_path / "whole.mkv", kind),
+        )
         assert pa == pb and pa, kind
 
 
@@ -195,3 +198,61 @@ def test_resume_after_sigkill_runs_only_the_missing_segments(tmp_path):
     upscale(src, tmp_path / "whole.mkv", tiny(True), OPTS, LOSSLESS)
     assert_same(dst, tmp_path / "whole.mkv", src)
     assert not folder.exists()
+
+
+def test_two_cpu_workers_equal_one_and_a_dead_worker_has_its_segment_redone(tmp_path):
+    src = make_shots(tmp_path / "in.mp4", [20, 16])
+    events: list[dict] = []
+    dying = tiny(True)
+    calls = {"n": 0}
+    network = dying._forward
+
+    def fail_on_second_chunk(x, clip_len):
+        calls["n"] += 1
+        if calls["n"] == 2:  # in the middle of its first segment
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return network(x, clip_len)
+
+    dying._forward = fail_on_second_chunk
+    rep = upscale_long(
+        src,
+        tmp_path / "two.mkv",
+        [tiny(True), dying],
+        OPTS,
+        LOSSLESS,
+        segment=8,
+        on_event=events.append,
+    )
+    upscale(src, tmp_path / "one.mkv", tiny(True), OPTS, LOSSLESS)
+    assert_same(tmp_path / "two.mkv", tmp_path / "one.mkv", src)
+    segs = [e for e in events if e["type"] == "segment"]
+    assert sorted(e["index"] for e in segs) == list(range(rep.media["segments"]["total"]))
+    assert {e["worker"] for e in segs} == {"cpu worker 0"}  # worker 1 died, 0 redid its work
+    lost = [e["message"] for e in events if e["type"] == "warning" and "retired" in e["message"]]
+    assert len(lost) == 1 and "cpu worker 1 failed (RuntimeError: CUDA error" in lost[0]
+
+
+def test_two_healthy_cpu_workers_share_the_segments(tmp_path):
+    src = make_shots(tmp_path / "in.mp4", [40], bframes=False)
+    events: list[dict] = []
+    slow = [tiny(), tiny()]
+    upscale_long(src, tmp_path / "two.mkv", slow, OPTS, LOSSLESS, segment=8, on_event=events.append)
+    upscale(src, tmp_path / "one.mkv", tiny(), OPTS, LOSSLESS)
+    assert_same(tmp_path / "two.mkv", tmp_path / "one.mkv", src)
+    workers = [e["worker"] for e in events if e["type"] == "segment"]
+    assert len(workers) == 5 and set(workers) == {"cpu worker 0", "cpu worker 1"}
+    done = [e["frames_done"] for e in events if e["type"] == "progress"]
+    assert done == sorted(done) and done[-1] == 40  # one aggregated progress stream
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".mp4"])
+def test_b_frame_encoder_joins_with_the_source_timestamps(tmp_path, ext):
+    src = make_shots(tmp_path / "in.mp4", [30], bframes=False)
+    enc = EncodeOptions(preset="veryfast")  # the default crf, with B-frames: lossy, reordered
+    upscale_long(src, tmp_path / f"seg{ext}", [tiny()], OPTS, enc, segment=8)
+    upscale(src, tmp_path / f"whole{ext}", tiny(), OPTS, enc)
+    a, b = decoded(tmp_path / f"seg{ext}"), decoded(tmp_path / f"whole{ext}")
+    assert [t for t, _ in a] == [t for t, _ in b]
+    assert [round(t, 3) for t, _ in a] == [round(t, 3) for t in source_times(src)]
+    with av.open(str(tmp_path / f"seg{ext}")) as c:
+        assert c.streams.video[0].codec_context.has_b_frames

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import stat
+import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, AdcvsrError, UsageError
+from ..workdir import ResumeRefused
 from .report import Reporter
 from .signals import (
     EXIT_BROKEN_PIPE,
@@ -77,6 +81,21 @@ class _Run:
         self.fatal = 0  # the model could not load: the run's exit code
 
 
+@dataclass(frozen=True)
+class Scale:
+    """``--segment``, ``--restart`` and ``--devices`` (device names, one worker each)."""
+
+    segment: int = 3000
+    restart: bool = False
+    devices: list[str] = field(default_factory=lambda: ["auto"])
+
+
+def restart_command() -> str:
+    """This very command with ``--restart`` added: what a refused resume tells the user to run."""
+    args = [a for a in sys.argv[1:] if a != "--restart"]
+    return shlex.join(["adcvsr", *args, "--restart"])
+
+
 class _ModelFailed(Exception):
     """The model could not load: the run ends (every file would fail the same way)."""
 
@@ -84,8 +103,12 @@ class _ModelFailed(Exception):
 class JobRunner:
     """Runs every job of a plan with one model, loaded once, when the first job needs it."""
 
-    def __init__(self, plan: Any, opts: Any, enc: Any, reporter: Reporter, load: dict) -> None:
+    def __init__(
+        self, plan: Any, opts: Any, enc: Any, reporter: Reporter, load: dict, scale: Scale
+    ) -> None:
         self.plan, self.opts, self.enc, self.reporter, self.load = plan, opts, enc, reporter, load
+        self.scale = scale
+        self.upscalers: list[Any] = []
         self.cancel = threading.Event()
         self.run = _Run()
         self.upscaler: Any = None
@@ -148,7 +171,10 @@ class JobRunner:
         reporter = self.reporter
         t_load = time.perf_counter()
         try:
-            self.upscaler = up = pipeline.load_model(on_event=reporter.on_event, **self.load)
+            for device in self.scale.devices:
+                load = {**self.load, "device": device}
+                self.upscalers.append(pipeline.load_model(on_event=reporter.on_event, **load))
+            self.upscaler = up = self.upscalers[0]
         except AdcvsrError as e:
             reporter.error(str(e), exit_code=e.exit_code)
             self.run.fatal = e.exit_code
@@ -162,31 +188,52 @@ class JobRunner:
             seconds=round(time.perf_counter() - t_load, 3),
         )
         reporter.log(
-            f"model {up.source} on {up.device} ({up.dtype_name()}) "
+            f"model {up.source} on {', '.join(str(u.device) for u in self.upscalers)} ({up.dtype_name()}) "
             f"loaded in {time.perf_counter() - t_load:.1f} s",
             level=1,
         )
 
+    def _upscale(self, job: Any) -> Any:
+        """One file: in resumable segments on every worker when long enough (``--segment``)."""
+        from .. import pipeline
+        from ..segmented import upscale_long
+
+        if self.scale.segment == 0:
+            return pipeline.upscale(
+                job.src,
+                job.dst,
+                self.upscaler,
+                self.opts,
+                self.enc,
+                on_event=self.reporter.on_event,
+                cancel=self.cancel,
+            )
+        return upscale_long(
+            job.src,
+            job.dst,
+            self.upscalers,
+            self.opts,
+            self.enc,
+            segment=self.scale.segment,
+            restart=self.scale.restart,
+            on_event=self.reporter.on_event,
+            cancel=self.cancel,
+        )
+
     def _one(self, job: Any, index: int, files: int) -> bool:
         """Run one file; False when the run must stop (a single file failed)."""
-        from .. import pipeline
         from ..errors import Interrupted
 
         reporter, run = self.reporter, self.run
         reporter.start_file(job.src, job.dst, index, files)
         started = time.perf_counter()
         try:
-            rep = pipeline.upscale(
-                job.src,
-                job.dst,
-                self.upscaler,
-                self.opts,
-                self.enc,
-                on_event=reporter.on_event,
-                cancel=self.cancel,
-            )
+            rep = self._upscale(job)
         except BrokenPipeError:
             raise
+        except ResumeRefused as e:
+            self.failed(job, UsageError(f"{e}: {restart_command()}"), e.exit_code)
+            return self.plan.batch
         except Interrupted:
             raise interruption() from None
         except AdcvsrError as e:
@@ -306,9 +353,14 @@ class JobRunner:
         return _exit_code(plan, run)
 
 
-def run_jobs(plan: Any, opts: Any, enc: Any, reporter: Reporter, **load: Any) -> int:
-    """Run every job with one model (loaded once, when the first job needs it); the exit code."""
-    return JobRunner(plan, opts, enc, reporter, load)()
+def run_jobs(
+    plan: Any, opts: Any, enc: Any, reporter: Reporter, scale: Scale | None = None, **load: Any
+) -> int:
+    """Run every job with one model per device (loaded once, when the first job needs it);
+    the exit code."""
+    return JobRunner(
+        plan, opts, enc, reporter, load, scale or Scale(devices=[load.get("device", "auto")])
+    )()
 
 
 def _clean_stale_parts(jobs: list[Any], reporter: Reporter) -> None:

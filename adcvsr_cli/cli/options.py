@@ -88,6 +88,15 @@ class UpscaleArgs:
             rich_help_panel=MODEL,
         ),
     ] = "auto"
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Run on several devices together, one worker and network copy each: "
+            "cuda:0,cuda:1, all (every GPU) or cpu,cpu. The segments of a long video are shared "
+            "out between them.",
+            rich_help_panel=MODEL,
+        ),
+    ] = None
     compile: Annotated[
         bool,
         typer.Option(
@@ -243,6 +252,22 @@ class UpscaleArgs:
             "--overwrite",
             "-y",
             help="Replace existing outputs (only once the new one is complete).",
+            rich_help_panel=FILES,
+        ),
+    ] = False
+    segment: Annotated[
+        int,
+        typer.Option(
+            help="Frames per segment of a long video: pieces kept in a work folder beside the "
+            "output, so a rerun of the same command resumes after a crash (0: never cut).",
+            rich_help_panel=FILES,
+        ),
+    ] = 3000
+    restart: Annotated[
+        bool,
+        typer.Option(
+            "--restart",
+            help="Discard the unfinished run of an output (its work folder) and start over.",
             rich_help_panel=FILES,
         ),
     ] = False

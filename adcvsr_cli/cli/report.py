@@ -237,6 +237,17 @@ class Reporter:
         elif kind == "hub-log":
             self.json("hub-log", **{k: v for k, v in e.items() if k != "type"})
             self.log(f"hub: {e.get('message')}", level=2)
+        elif kind in ("segments", "segment"):
+            fields = {k: v for k, v in e.items() if k != "type"}
+            self.json(kind, file=self.file, **fields)
+            if kind == "segments":
+                self.log(f"{self.file}: {e.get('total')} segments, {e.get('todo')} to run", level=1)
+            else:
+                self.log(
+                    f"segment {e.get('index')}: frames {e.get('start')}-{e.get('end')} "
+                    f"on {e.get('device')} in {e.get('seconds')} s",
+                    level=2,
+                )
         elif kind == "done":
             pass
         else:

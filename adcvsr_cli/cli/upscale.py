@@ -54,8 +54,9 @@ class _UpscaleCommand(TyperCommand):
 def upscale(args: UpscaleArgs) -> None:
     from ..batch import plan_jobs
     from ..pipeline import resolve_device, resolve_precision
+    from ..workers import parse_devices
     from .dryrun import dry_run
-    from .jobs import run_jobs
+    from .jobs import Scale, run_jobs
 
     if len(args.paths) < 2:
         raise typer.BadParameter(
@@ -74,6 +75,13 @@ def upscale(args: UpscaleArgs) -> None:
         opts = upscale_options(args)
         # Device and precision are checked before any input is read or model resolved.
         resolve_precision(args.precision, resolve_device(args.device))
+        if args.segment < 0:
+            raise UsageError(
+                f"--segment must be 0 (never cut) or a number of frames, got {args.segment}"
+            )
+        devices = parse_devices(args.devices) if args.devices else [args.device]
+        for d in devices:
+            resolve_device(d)
         enc = encode_options(args)
         check_pipes(args.inputs, args.output, args.format)
         plan = plan_jobs(
@@ -106,6 +114,7 @@ def upscale(args: UpscaleArgs) -> None:
             precision=args.precision,
             compile=args.compile,
             fastpath=args.fastpath,
+            scale=Scale(segment=args.segment, restart=args.restart, devices=devices),
         )
     raise typer.Exit(code)
 
