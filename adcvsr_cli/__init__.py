@@ -20,7 +20,7 @@ _LAZY = {
     "upscale": ("pipeline", "upscale"),
     "Upscaler": ("pipeline", "Upscaler"),
     "UpscaleOptions": ("pipeline", "UpscaleOptions"),
-    "EncodeOptions": ("video", "EncodeOptions"),
+    "EncodeOptions": ("media", "EncodeOptions"),
     "AdcVSR": ("model", "AdcVSR"),
     "AdcVSRDims": ("model", "AdcVSRDims"),
     "load_native": ("weights", "load_native"),

@@ -27,9 +27,9 @@ from .engine.upscaler import ChunkStats, OnEvent, Upscaler
 from .errors import UsageError, VideoError
 from .media import EncodeOptions, OutputExists, is_image_path, is_sequence_pattern, probe
 from .media.outputs import _EXT_FORMAT
+from .media.parts import Scan, decode_range, encode_segment, join, scan
 from .pipeline import UpscaleReport
 from .pipeline import upscale as upscale_one
-from .segmedia import Scan, decode_range, encode_segment, join, scan
 from .segments import DEFAULT_SEGMENT, Rules, Segment, plan_segments
 from .workdir import (
     Manifest,

@@ -90,9 +90,9 @@ def test_changed_options_refused_with_a_restart_command_that_works(tmp_path, wei
     base += ["--chunk", "6", "--chunk-overlap", "2", "--segment", "8"]
     # An unfinished run: its work folder with the plan and no segment done (as after a crash).
     from adcvsr_cli.engine.options import UpscaleOptions
+    from adcvsr_cli.media import EncodeOptions
     from adcvsr_cli.pipeline import load_model
     from adcvsr_cli.segmented import _prepare
-    from adcvsr_cli.video import EncodeOptions
 
     up = load_model(str(weights), device="cpu")
     folder.mkdir()

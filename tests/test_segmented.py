@@ -205,15 +205,15 @@ def test_two_cpu_workers_equal_one_and_a_dead_worker_has_its_segment_redone(tmp_
     events: list[dict] = []
     dying = tiny(True)
     calls = {"n": 0}
-    network = dying._forward
+    clip = dying.upscale_clip
 
-    def fail_on_second_chunk(x, clip_len):
+    def fail_on_second_chunk(*args, **kw):
         calls["n"] += 1
         if calls["n"] == 2:  # in the middle of its first segment
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
-        return network(x, clip_len)
+        return clip(*args, **kw)
 
-    dying._forward = fail_on_second_chunk
+    dying.upscale_clip = fail_on_second_chunk
     rep = upscale_long(
         src,
         tmp_path / "two.mkv",

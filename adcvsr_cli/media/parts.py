@@ -25,14 +25,14 @@ from typing import Any
 import av
 import numpy as np
 
-from .errors import VideoError
-from .media import EncodeOptions, Frame, MediaInfo
-from .media.decode import _Decoder, _to_rgb
-from .media.encode import ContainerSink
-from .media.inputs import _open_input, _pick_video_stream
-from .media.outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
-from .media.probe import _info_from
-from .media.sides import (
+from ..errors import VideoError
+from ..workdir import temp_name
+from .decode import _Decoder, _to_rgb
+from .encode import ContainerSink
+from .inputs import _open_input, _pick_video_stream
+from .outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
+from .probe import _info_from
+from .sides import (
     _DROP_CONTAINER_TAGS,
     _DROP_STREAM_TAGS,
     Side,
@@ -40,7 +40,7 @@ from .media.sides import (
     _copy_tags,
     _plan_sides,
 )
-from .workdir import temp_name
+from .types import EncodeOptions, Frame, MediaInfo
 
 Warn = Callable[[str], None]
 
