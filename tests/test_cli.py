@@ -1141,3 +1141,31 @@ def test_stale_temporary_outputs_of_killed_runs_are_removed(
     assert r.returncode == 0, r.stderr.decode()
     assert not stale.exists() and live.exists()
     assert "unfinished output of an earlier run" in r.stderr.decode()
+
+
+# ----------------------------------------------------------------------------- bench
+
+
+def test_bench_help_says_what_it_does(adcvsr_bin: str, env: dict[str, str]) -> None:
+    out = run(adcvsr_bin, "bench", "--help", env=env, timeout=60).stdout.decode()
+    flat = " ".join(out.split())
+    assert "--json FILE Also write the whole report to FILE (JSON)." in flat
+    assert "about 3 on a 2-core machine" in flat and "current folder or its parent" in flat
+    for internal in ("issue", "docs/", "force=", "EncodeOptions", "--help` ", "-- --"):
+        assert internal not in out, internal
+    assert max(len(line) for line in out.splitlines()) <= 80
+
+
+def test_bench_is_a_command_like_the_others(tmp_path: Path) -> None:
+    r = runner.invoke(app, ["bench", "--protocols", "A,D"])
+    assert r.exit_code == 2 and "--protocols A,D: use A, B and/or C" in r.stderr
+    report = tmp_path / "bench.json"
+    r = runner.invoke(
+        app,
+        ["bench", "--protocols", "A", "--variants", "pipeline", "--runs", "1", "--warmup", "0"]
+        + ["--device", "cpu", "--json", str(report), "-q"],
+    )
+    assert r.exit_code == 0, r.output
+    assert "Protocol A" in r.stdout and f"report written to {report}" in r.stderr
+    entries = json.loads(report.read_text())["protocols"]["A"]
+    assert {e["variant"] for e in entries} == {"pipeline"}

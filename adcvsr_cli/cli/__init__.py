@@ -8,7 +8,7 @@ and help groups), ``upscale`` (the command), ``jobs`` (running a plan of jobs), 
 
 from __future__ import annotations
 
-from . import commands, info, preview, quality, upscale  # noqa: F401  (register the commands)
+from . import bench, commands, info, preview, quality, upscale  # noqa: F401  (register the commands)
 from .app import app, main
 
 __all__ = ["app", "main"]

@@ -142,28 +142,3 @@ def download(
             reporter.error(f"{r.name}: {r.error}")
     if bad:
         raise typer.Exit(EXIT_ERROR if bad == len(results) else EXIT_PARTIAL)
-
-
-@app.command(
-    help="""Benchmark the network and the pipeline (protocols A: 25 frames 128x128 -> 512x512,
-B: 854x480 -> 3416x1920 with automatic tiles, C: file to file) and write a JSON report.
-
-On a CPU it runs small sizes (tiny dims) so that it finishes in about a minute; on a CUDA card the
-paper's sizes. Options after -- go to the benchmark itself (see `adcvsr bench -- --help`).
-
-Examples:
-
-  adcvsr bench
-
-  adcvsr bench -- --protocols A --variants eager,channels_last+compile --json bench.json
-""",
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
-)
-def bench(ctx: typer.Context) -> None:
-    from ..bench import main as bench_main
-
-    try:
-        code = bench_main(list(ctx.args))
-    except AdcvsrError as e:
-        raise fail(None, e) from None
-    raise typer.Exit(code or 0)
