@@ -169,10 +169,10 @@ def dry_run_plan(
     temporal: bool = False,
 ) -> dict[str, Any]:
     """What :func:`upscale` would do, without loading a model or writing anything."""
-    from .media import probe
+    from .media import is_stream_input, probe
 
     options.validate()
-    info = probe(src) if str(src) != "-" else None
+    info = None if is_stream_input(src) else probe(src)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     plan: dict[str, Any] = {

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from media import copy_cut, make_video  # noqa: E402
+from media import copy_cut, make_image, make_video  # noqa: E402
 
 from adcvsr_cli.model import AdcVSR, AdcVSRDims, DecoderDims, UNetDims, init_random_  # noqa: E402
 from adcvsr_cli.weights import save_native  # noqa: E402
@@ -203,3 +203,42 @@ def test_every_hint_the_tool_prints_works(tmp_path, weights, env):
             assert again.returncode == 0, f"hint {run} from {message!r} failed: {again.stderr}"
             tried += 1
     assert tried >= 9
+
+
+# ------------------------------------------------------------------------------------------
+# Names with % in them, and inputs that can be read only once
+# ------------------------------------------------------------------------------------------
+
+
+def test_percent_names_are_names_and_patterns_only_d(tmp_path, weights, env):
+    """Only %d / %0Nd make a sequence pattern; any other % is part of the file name."""
+
+    src = make_image(tmp_path / "in 50% off.png", 8, 6)
+    out = tmp_path / "big 100% done.png"
+    upscale(weights, env, src, out)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("big")) == [out.name]
+    (img,) = rgb_frames(out)
+    assert img.shape == (24, 32, 3)
+    clip = make_video(tmp_path / "clip.mkv", frames=3, size=(16, 12))
+    upscale(weights, env, clip, tmp_path / "f_%03d_100%.png")
+    assert sorted(p.name for p in tmp_path.glob("f_*")) == [f"f_00{i}_100%.png" for i in (1, 2, 3)]
+
+
+def test_process_substitution_input_is_read_once(tmp_path, weights, env):
+    """`adcvsr upscale <(cat in.mkv) out.mkv`: the pipe is read once (no probe before the
+    run), like standard input; every frame and the audio come out."""
+    src = make_video(tmp_path / "in.mkv", frames=6, size=(16, 12), audio="aac")
+    out = tmp_path / "out.mkv"
+    script = 'exec adcvsr upscale <(cat "$1") "$2" --weights "$3" --device cpu'
+    r = subprocess.run(
+        ["bash", "-c", script, "_", str(src), str(out), str(weights)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert not foreign_lines(r.stderr), r.stderr
+    assert shown_times(out) == pytest.approx(shown_times(src), abs=1e-3)
+    with av.open(str(out)) as c:
+        assert [s.type for s in c.streams] == ["video", "audio"]

@@ -150,9 +150,11 @@ class JobRunner:
         problem = preflight(job, self.enc)
         if problem is not None:
             raise OutputExists(problem)
-        if self.upscaler is None and job.src != "-":
+        from ..media import is_stream_input
+
+        if self.upscaler is None and not is_stream_input(job.src):
             # Until the model is loaded, check that the input is media at all: a rerun
-            # left with only broken files loads no model.
+            # left with only broken files loads no model. (A pipe is read once, by the run.)
             from ..media import probe
 
             probe(job.src)

@@ -40,6 +40,7 @@ they are refused unless ``EncodeOptions.force`` is set.
 from __future__ import annotations
 
 from .images import read_image, write_image
+from .inputs import is_stream_input
 from .outputs import (
     Target,
     is_image_path,
@@ -75,6 +76,7 @@ __all__ = [
     "TranscodeReport",
     "is_image_path",
     "is_sequence_pattern",
+    "is_stream_input",
     "open_sink",
     "open_source",
     "plan_target",

@@ -16,7 +16,7 @@ from ..errors import UsageError, VideoError
 from .common import _bits, _err_text, _has_alpha
 from .decode import _Decoder, _to_rgb
 from .inputs import _open_input, _pick_video_stream
-from .outputs import _EXISTS_HINT, _fsync_dir, _write_atomic_bytes
+from .outputs import _EXISTS_HINT, _fsync_dir, _write_atomic_bytes, sequence_name
 from .types import Frame, OutputExists
 
 
@@ -217,7 +217,7 @@ class SequenceSink:
         pass
 
     def file_name(self, i: int) -> str:
-        return os.path.basename(self.pattern) % i
+        return sequence_name(os.path.basename(self.pattern), i)
 
     def write(self, frame: Frame) -> None:
         arr, alpha = frame.array, frame.alpha

@@ -121,6 +121,20 @@ class _HeadRecorder:
         return self._raw.tell()
 
 
+def is_stream_input(src: str | os.PathLike[str]) -> bool:
+    """True for an input that can be read only once: ``"-"``, a named pipe, a process
+    substitution (``/dev/fd/N``), a character device or a socket. Probe such an input and it
+    is gone: read it by :func:`~adcvsr_cli.media.transcode` alone, as standard input is."""
+    p = os.fspath(src)
+    if p == "-":
+        return True
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISSOCK(mode)
+
+
 def _check_input_path(path: str) -> None:
     name = path
     if not os.path.lexists(path):

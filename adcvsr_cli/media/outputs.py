@@ -57,16 +57,25 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(p).suffix.lower() in _IMAGE_EXTS and not is_sequence_pattern(p)
 
 
+_SEQUENCE_FIELD = re.compile(r"%(0[1-9]\d*)?d")
+
+
 def is_sequence_pattern(path: str | os.PathLike[str]) -> bool:
-    """True for an image-sequence pattern such as ``frames/%06d.png``."""
+    """True for an image-sequence pattern such as ``frames/%06d.png``: an image name with
+    exactly one ``%d`` or ``%0Nd`` field. Any other ``%`` (``big 100% done.png``) is part of
+    an ordinary name."""
     name = os.path.basename(os.fspath(path))
     if Path(name).suffix.lower() not in _IMAGE_EXTS:
         return False
-    try:
-        a, b = name % 1, name % 2
-    except (TypeError, ValueError):
-        return False
-    return a != b
+    return len(_SEQUENCE_FIELD.findall(name)) == 1
+
+
+def sequence_name(pattern: str, i: int) -> str:
+    """The file name of frame ``i`` (from 1) of a sequence ``pattern``; other ``%`` stay."""
+    m = _SEQUENCE_FIELD.search(pattern)
+    assert m is not None, pattern
+    digits = str(i).zfill(int(m.group(1)) if m.group(1) else 0)
+    return pattern[: m.start()] + digits + pattern[m.end() :]
 
 
 def resolve_output_path(src: str | os.PathLike[str], dst: str | os.PathLike[str] | None) -> Path:
@@ -400,7 +409,7 @@ def _file_target(name: str, overwrite: bool, src_path: str | None, name_in: str)
     elif target.kind != "sequence" and os.path.lexists(final) and not overwrite:
         raise OutputExists(f"{name}: output exists ({_EXISTS_HINT})")
     elif target.kind == "sequence" and not overwrite:
-        first_file = os.path.join(os.path.dirname(final), os.path.basename(final) % 1)
+        first_file = os.path.join(os.path.dirname(final), sequence_name(os.path.basename(final), 1))
         if os.path.lexists(first_file):
             raise OutputExists(f"{first_file}: output exists ({_EXISTS_HINT})")
     return target
