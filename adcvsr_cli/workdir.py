@@ -47,7 +47,8 @@ class WorkFolderBusy(UsageError):
 
 
 def host_name() -> str:
-    return socket.gethostname().split(".")[0] or "host"
+    """This machine's short name, as it appears in temporary file names."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
 
 
 def owner_tag() -> str:

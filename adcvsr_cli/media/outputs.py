@@ -23,6 +23,7 @@ from typing import Any
 import av
 
 from ..errors import UsageError, VideoError
+from ..workdir import host_name, owner_gone, owner_tag
 from .common import _display, _err_text, _is_broken_pipe, _os_errno
 from .types import BrokenOutputPipe, OutputExists
 
@@ -109,7 +110,8 @@ _LIVE_TEMPS_LOCK = threading.Lock()
 def _temp_path(final: str) -> str:
     p = Path(os.path.abspath(final))
     token = secrets.token_hex(4)
-    tmp = str(p.with_name(f".{p.stem}.adcvsr-{os.getpid()}-{token}.part{p.suffix}"))
+    # The host as well as the pid: on shared storage another node's live files look the same.
+    tmp = str(p.with_name(f".{p.stem}.adcvsr-{owner_tag()}-{token}.part{p.suffix}"))
     with _LIVE_TEMPS_LOCK:
         _LIVE_TEMPS.add(tmp)
     return tmp
@@ -156,13 +158,17 @@ def _publish(tmp: str, final: str, overwrite: bool) -> None:
     os.unlink(tmp)
 
 
-_PART_RE = re.compile(r"^\..*\.adcvsr-(\d+)-[0-9a-f]{8}\.part(\.[^.]*)?$")
+# ``.<stem>.adcvsr-<host>-<pid>-<token>.part<ext>``; names without a host are from older runs.
+_PART_RE = re.compile(
+    r"^\..*\.adcvsr-(?:(?P<host>[A-Za-z0-9_-]+)-)?(?P<pid>\d+)-[0-9a-f]{8}\.part(\.[^.]*)?$"
+)
 
 
 def remove_stale_parts(folder: str | os.PathLike[str]) -> list[Path]:
-    """Delete temporary ``.adcvsr-<pid>-*.part`` files (or sequence folders) left in
-    ``folder`` by runs whose process is gone (a kill -9, a power cut). Returns what was
-    removed; files of live processes are left alone."""
+    """Delete temporary ``.adcvsr-<host>-<pid>-*.part`` files (or sequence folders) left in
+    ``folder`` by runs that are provably gone: on this host with a dead process (a kill -9, a
+    power cut), or untouched for longer than any run leaves a file alone (another node that
+    died). Returns what was removed; live processes' files, here or elsewhere, stay."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(folder))
@@ -172,8 +178,12 @@ def remove_stale_parts(folder: str | os.PathLike[str]) -> list[Path]:
         m = _PART_RE.match(entry.name)
         if not m:
             continue
-        pid = int(m.group(1))
-        if pid == os.getpid() or _pid_alive(pid):
+        host = m.group("host") or host_name()
+        try:
+            mtime = entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        if not owner_gone(host, int(m.group("pid")), mtime):
             continue
         path = Path(entry.path)
         with contextlib.suppress(OSError):
@@ -185,18 +195,6 @@ def remove_stale_parts(folder: str | os.PathLike[str]) -> list[Path]:
                 os.unlink(path)
             removed.append(path)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OSError:
-        return False
-    return True
 
 
 def _fsync_dir(d: str) -> None:
