@@ -242,3 +242,27 @@ def test_process_substitution_input_is_read_once(tmp_path, weights, env):
     assert shown_times(out) == pytest.approx(shown_times(src), abs=1e-3)
     with av.open(str(out)) as c:
         assert [s.type for s in c.streams] == ["video", "audio"]
+
+
+# ------------------------------------------------------------------------------------------
+# Quiet means quiet: encoders' own log lines never reach stderr
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codec_args",
+    [
+        ["--codec", "libx265"],
+        ["--codec", "libx265", "-e", "x265-params=bframes=2"],  # the user's own params
+        ["--codec", "libsvtav1"],
+    ],
+    ids=["x265", "x265-params", "svt-av1"],
+)
+def test_encoders_print_nothing_of_their_own(tmp_path, weights, env, codec_args):
+    """x265's banner and SVT-AV1's "Svt[info]" lines are written by the libraries
+    themselves: with their log level set, stderr holds only the tool's own lines."""
+    src = make_video(tmp_path / "in.mkv", frames=4, size=(16, 12))
+    env = {k: v for k, v in env.items() if k != "SVT_LOG"}
+    r = upscale(weights, env, src, tmp_path / "out.mkv", *codec_args)
+    assert not re.search(r"x265 \[|Svt\[", r.stderr), r.stderr
+    assert len(shown_times(tmp_path / "out.mkv")) == 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable
 
 import av
@@ -130,8 +131,6 @@ def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
         if crf is not None:
             o["crf"] = str(crf)
         o["preset"] = opts.preset or "medium"
-        if codec in ("libx265", "hevc"):
-            o["x265-params"] = "log-level=error"
     elif codec in ("libvpx-vp9", "libvpx"):
         if crf is not None:
             o["crf"] = str(crf)
@@ -145,14 +144,28 @@ def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
             o["crf"] = str(crf)
         if opts.preset:
             o["preset"] = opts.preset
-        o["svtav1-params"] = "log-level=1"
     else:
         if opts.crf is not None:
             o["crf"] = str(opts.crf)
         if opts.preset:
             o["preset"] = opts.preset
     o.update({str(k): str(v) for k, v in opts.encoder_options.items()})
+    if codec in ("libx265", "hevc"):
+        # x265 prints its banner and info lines itself (not through FFmpeg's log): ask it for
+        # errors only (an encoder error also fails the run with a message), unless the user
+        # chose a level in their own x265-params.
+        params = o.get("x265-params", "")
+        if "log-level" not in params:
+            o["x265-params"] = f"{params}:log-level=error" if params else "log-level=error"
     return o
+
+
+def quiet_encoder_logs(codec: str) -> None:
+    """SVT-AV1 prints its banner and info lines itself, at the level of the SVT_LOG variable
+    (read when an encoder opens): errors only (they also fail the run with a message), unless
+    the user set it."""
+    if codec in ("libsvtav1", "av1"):
+        os.environ.setdefault("SVT_LOG", "1")
 
 
 def _default_codec(fmt: str, bit_depth: int = 8) -> str:

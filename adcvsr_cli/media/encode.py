@@ -21,7 +21,13 @@ import av.error
 import numpy as np
 
 from ..errors import UsageError, VideoError
-from .codecs import _choose_pix_fmt, _codec_options, _default_codec, _parse_bitrate
+from .codecs import (
+    _choose_pix_fmt,
+    _codec_options,
+    _default_codec,
+    _parse_bitrate,
+    quiet_encoder_logs,
+)
 from .common import _err_text
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
 from .sides import _DROP_CONTAINER_TAGS, _DROP_STREAM_TAGS, Side, SideMuxer, _copy_tags
@@ -124,6 +130,7 @@ class ContainerSink:
         rate = info.avg_rate or Fraction(25)
         if rate.denominator > 1_000_000:
             rate = rate.limit_denominator(1001)
+        quiet_encoder_logs(codec)
         try:
             ost = self.out.add_stream(codec, rate=rate, options=_codec_options(opts, codec))
         except ValueError as e:
