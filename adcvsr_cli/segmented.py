@@ -244,8 +244,12 @@ def upscale_long(
     restart: bool = False,
     on_event: OnEvent | None = None,
     cancel: threading.Event | None = None,
+    pool: Any = None,
 ) -> UpscaleReport:
     """Upscale ``src`` into ``dst`` in segments when it is longer than ``segment`` frames.
+
+    ``pool``: where the segments run (a :class:`~adcvsr_cli.cluster.RayPool`); by default a
+    :class:`~adcvsr_cli.workers.DevicePool` of ``upscalers``, which also plan and scan.
 
     ``upscalers``: one per worker (device). Resumes an unfinished run of the same command;
     ``restart`` discards it. Raises :class:`~adcvsr_cli.workdir.ResumeRefused` when the work
@@ -283,7 +287,7 @@ def upscale_long(
             lock.release()
             remove_work_dir(folder)
             return single()
-        return _run(job, upscalers, lock, emit, cancel)
+        return _run(job, upscalers, lock, emit, cancel, pool)
     finally:
         lock.release()
 
@@ -352,6 +356,7 @@ def _run(
     lock: WorkLock,
     emit: OnEvent,
     cancel: threading.Event | None,
+    pool: Any = None,
 ) -> UpscaleReport:
     t0 = time.perf_counter()
     m, segs = job.manifest, job.segments
@@ -381,7 +386,8 @@ def _run(
         emit({"type": "segment", "index": seg.index, "start": seg.start, "end": seg.end, **rec})
 
     names = [f"{u.device} worker {i}" for i, u in enumerate(upscalers)]
-    pool: DevicePool[Segment, dict[str, Any]] = DevicePool(list(upscalers), names)
+    if pool is None:
+        pool = DevicePool(list(upscalers), names)
     pool.run(
         todo,
         lambda up, seg, post, stop: run_segment(job, up, seg, post, stop),

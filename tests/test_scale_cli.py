@@ -118,3 +118,26 @@ def test_changed_options_refused_with_a_restart_command_that_works(tmp_path, wei
     )
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "out.mkv").is_file() and not folder.exists()
+
+
+def test_ray_missing_names_the_extra(tmp_path, weights, env):
+    src = make_shots(tmp_path / "in.mp4", [12], bframes=False)
+    fake = tmp_path / "noray"
+    (fake / "ray").mkdir(parents=True)
+    (fake / "ray" / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    e = dict(env, PYTHONPATH=os.pathsep.join([str(fake), env.get("PYTHONPATH", "")]))
+    r = adcvsr(
+        "upscale",
+        src,
+        "out.mkv",
+        "--weights",
+        weights,
+        "--device",
+        "cpu",
+        "--ray",
+        env=e,
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "pip install 'adcvsr[ray]'" in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr and not (tmp_path / "out.mkv").exists()

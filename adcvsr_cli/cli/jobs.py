@@ -83,11 +83,12 @@ class _Run:
 
 @dataclass(frozen=True)
 class Scale:
-    """``--segment``, ``--restart`` and ``--devices`` (device names, one worker each)."""
+    """``--segment``, ``--restart``, ``--devices`` (device names, one worker each), ``--ray``."""
 
     segment: int = 3000
     restart: bool = False
     devices: list[str] = field(default_factory=lambda: ["auto"])
+    ray: bool = False
 
 
 def restart_command() -> str:
@@ -109,6 +110,7 @@ class JobRunner:
         self.plan, self.opts, self.enc, self.reporter, self.load = plan, opts, enc, reporter, load
         self.scale = scale
         self.upscalers: list[Any] = []
+        self.pool: Any = None  # a Ray pool with --ray
         self.cancel = threading.Event()
         self.run = _Run()
         self.upscaler: Any = None
@@ -177,6 +179,10 @@ class JobRunner:
                 load = {**self.load, "device": device}
                 self.upscalers.append(pipeline.load_model(on_event=reporter.on_event, **load))
             self.upscaler = up = self.upscalers[0]
+            if self.scale.ray:
+                from ..cluster import RayPool
+
+                self.pool = RayPool(self.load)
         except AdcvsrError as e:
             reporter.error(str(e), exit_code=e.exit_code)
             self.run.fatal = e.exit_code
@@ -220,6 +226,7 @@ class JobRunner:
             restart=self.scale.restart,
             on_event=self.reporter.on_event,
             cancel=self.cancel,
+            pool=self.pool,
         )
 
     def _one(self, job: Any, index: int, files: int) -> bool:
@@ -301,7 +308,11 @@ class JobRunner:
         broken_pipe = False
         try:
             with watched_signals(self.cancel):
-                self._loop(to_run)
+                try:
+                    self._loop(to_run)
+                finally:
+                    if self.pool is not None:
+                        self.pool.close()
         except KeyboardInterrupt:
             interrupted_code = EXIT_INTERRUPTED
         except Terminated:

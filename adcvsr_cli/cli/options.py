@@ -97,6 +97,15 @@ class UpscaleArgs:
             rich_help_panel=MODEL,
         ),
     ] = None
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Run the segments on a Ray cluster (RAY_ADDRESS, or a local one): one actor per "
+            "GPU, or per CPU with --device cpu. Needs pip install 'adcvsr[ray]'.",
+            rich_help_panel=MODEL,
+        ),
+    ] = False
     compile: Annotated[
         bool,
         typer.Option(

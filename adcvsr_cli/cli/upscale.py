@@ -114,7 +114,7 @@ def upscale(args: UpscaleArgs) -> None:
             precision=args.precision,
             compile=args.compile,
             fastpath=args.fastpath,
-            scale=Scale(segment=args.segment, restart=args.restart, devices=devices),
+            scale=Scale(segment=args.segment, restart=args.restart, devices=devices, ray=args.ray),
         )
     raise typer.Exit(code)
 
