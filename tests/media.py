@@ -259,3 +259,28 @@ def copy_cut(src: str | os.PathLike[str], dst: str | os.PathLike[str], start: in
                 p.stream = ov
                 o.mux(p)
     return dst
+
+
+def jpeg_bytes(w: int = 32, h: int = 24) -> bytes:
+    """A small JPEG picture (a cover image)."""
+    cc = av.CodecContext.create("mjpeg", "w")
+    cc.width, cc.height, cc.pix_fmt = w, h, "yuvj420p"
+    cc.time_base = Fraction(1, 25)
+    f = av.VideoFrame.from_ndarray(pattern(0, w, h), format="rgb24").reformat(format="yuvj420p")
+    f.pts = 0
+    return b"".join(bytes(p) for p in [*cc.encode(f), *cc.encode(None)])
+
+
+def with_cover(src: str | os.PathLike[str], dst: str | os.PathLike[str], jpeg: bytes) -> Path:
+    """``src``'s video remuxed into Matroska with ``jpeg`` as a cover attachment."""
+    dst = Path(dst)
+    with av.open(str(src)) as c, av.open(str(dst), "w", format="matroska") as o:
+        v = c.streams.video[0]
+        ov = o.add_stream_from_template(v)
+        o.add_attachment("cover.jpg", "image/jpeg", jpeg)
+        o.start_encoding()
+        for p in c.demux(v):
+            if p.size:
+                p.stream = ov
+                o.mux(p)
+    return dst

@@ -266,3 +266,47 @@ def test_encoders_print_nothing_of_their_own(tmp_path, weights, env, codec_args)
     r = upscale(weights, env, src, tmp_path / "out.mkv", *codec_args)
     assert not re.search(r"x265 \[|Svt\[", r.stderr), r.stderr
     assert len(shown_times(tmp_path / "out.mkv")) == 4
+
+
+def test_an_odd_asked_width_is_written_as_asked(tmp_path, weights, env):
+    """--width 7: 4:2:0 cannot hold an odd width, so the video is written 4:4:4 at 7 pixels,
+    and a warning says so; a derived side is rounded to even."""
+    src = make_video(tmp_path / "in.mkv", frames=3, size=(16, 12))
+    out = tmp_path / "out.mkv"
+    r = upscale(weights, env, src, out, "--width", "7")
+    with av.open(str(out)) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.width, cc.height, cc.pix_fmt) == (7, 6, "yuv444p")
+    assert "7x6" in r.stderr and "yuv444p" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# Streams and metadata: kept, or named in a warning
+# ------------------------------------------------------------------------------------------
+
+
+def _cover(path: Path) -> tuple[Any, bytes]:
+    with av.open(str(path)) as c:
+        (s,) = [s for s in c.streams.video if s.disposition & av.stream.Disposition.attached_pic]
+        pkt = next(p for p in c.demux(s) if p.size)
+        return s.codec_context.name, bytes(pkt)
+
+
+def test_matroska_cover_stays_a_cover(tmp_path, weights, env):
+    """A Matroska cover attachment comes out as a cover (the attached-picture role, the same
+    bytes) in .mkv and .mp4; WebM cannot hold one, and a warning names it."""
+    from media import jpeg_bytes, with_cover
+
+    jpeg = jpeg_bytes()
+    src = with_cover(
+        make_video(tmp_path / "v.mkv", frames=4, size=(16, 12)), tmp_path / "c.mkv", jpeg
+    )
+    assert _cover(src) == ("mjpeg", jpeg)
+    for ext in (".mkv", ".mp4"):
+        out = tmp_path / f"out{ext}"
+        upscale(weights, env, src, out)
+        assert _cover(out) == ("mjpeg", jpeg)
+        with av.open(str(out)) as c:
+            assert len(c.streams.video) == 2  # the upscaled video and the cover, nothing else
+    r = upscale(weights, env, src, tmp_path / "out.webm")
+    assert "cover.jpg" in r.stderr and "dropped" in r.stderr, r.stderr

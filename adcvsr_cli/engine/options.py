@@ -70,6 +70,7 @@ class UpscaleOptions:
             w, h = round(width * self.height / height), self.height
         else:
             w, h = round(width * self.scale), round(height * self.scale)
-        if even:
-            w, h = w + (w % 2), h + (h % 2)
+        if even:  # derived sides only: an asked size is written as asked (4:4:4 if odd)
+            w += 0 if self.width else w % 2
+            h += 0 if self.height else h % 2
         return max(1, w), max(1, h)

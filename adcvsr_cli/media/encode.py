@@ -73,6 +73,7 @@ class ContainerSink:
         self.ostream: Any = None
         self.muxer: SideMuxer | None = None
         self.dropped: list[str] = []
+        self.attached: list[str] = []
         self.tb = info.time_base or Fraction(1, 90000)
         self.last_pts: int | None = None
         self.frames = 0
@@ -96,6 +97,7 @@ class ContainerSink:
         )
         self.sides = self.muxer.sides
         self.dropped = self.muxer.dropped
+        self.attached = self.muxer.attached  # covers written as Matroska attachments
         try:
             self.out.start_encoding()
         except Exception as e:

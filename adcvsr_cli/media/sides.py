@@ -99,10 +99,7 @@ def _plan_sides(
             continue
         label = _stream_label(s)
         if s.type == "video":
-            cover = s.disposition is not None and bool(
-                s.disposition & av.stream.Disposition.attached_pic
-            )
-            if cover:
+            if _is_cover(s):
                 optional.append(Side(s, "copy", optional=True))
             else:
                 dropped.append(label)
@@ -199,6 +196,17 @@ def _cannot_hold(name: str, fmt: str, side: Side, e: BaseException) -> VideoErro
     )
 
 
+_IMAGE_MIMETYPES = {"mjpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+_MIMETYPE_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
+
+
+def _is_cover(stream: Any) -> bool:
+    disp = stream.disposition
+    return stream.type == "video" and disp is not None and bool(
+        disp & av.stream.Disposition.attached_pic
+    )
+
+
 class SideMuxer:
     """Adds the side streams to an output container and muxes their packets in time order
     beside the video: packets come from the decoder's ``queue`` (a deque filled as it demuxes)
@@ -219,7 +227,8 @@ class SideMuxer:
         self.opts = opts
         self.warn = warn
         self.dropped: list[str] = []
-        self.sides = [s for s in sides if self._keep(s)]
+        self.attached: list[str] = []
+        self.sides = [s for s in sides if not self._as_attachment(s) and self._keep(s)]
         for side in self.sides:
             self._add(side)
         self._by_index = {s.stream.index: s for s in self.sides}
@@ -238,6 +247,23 @@ class SideMuxer:
             self.warn(f"{side.label}: the {self.fmt} container cannot hold this stream; dropped")
             return False
         raise _cannot_hold(self.name, self.fmt, side, problem)
+
+    def _as_attachment(self, side: Side) -> bool:
+        """Matroska keeps a cover image as an attachment (FFmpeg shows it as a video stream
+        with the attached-picture role): write it back as one, so it stays a cover."""
+        if self.fmt != "matroska" or not _is_cover(side.stream):
+            return False
+        pkt = next((p for p in self.queue if p.stream.index == side.stream.index), None)
+        if pkt is None:  # the picture comes first in the file; absent, the stream is copied
+            return False
+        md = dict(side.stream.metadata or {})
+        codec = side.stream.codec_context.name if side.stream.codec_context else ""
+        mimetype = md.get("mimetype") or _IMAGE_MIMETYPES.get(codec, "application/octet-stream")
+        filename = md.get("filename") or f"cover{_MIMETYPE_EXT.get(mimetype, '')}"
+        self.out.add_attachment(filename, mimetype, bytes(pkt))
+        self.queue.remove(pkt)
+        self.attached.append(side.label)
+        return True
 
     def _check_audio_codec(self, side: Side) -> None:
         codec = self.opts.audio_codec or "aac"

@@ -245,7 +245,7 @@ class Session:
         report.codec, report.pix_fmt = sink.codec, sink.pix_fmt
         report.container = {"image": "image", "sequence": "image2"}.get(target.kind, target.fmt)
         if isinstance(sink, ContainerSink):
-            report.streams_copied = [s.label for s in sink.sides]
+            report.streams_copied = [s.label for s in sink.sides] + sink.attached
         report.streams_dropped = dropped
         report.width, report.height = info.width, info.height
         report.out_width, report.out_height = out_w, out_h
