@@ -284,3 +284,22 @@ def with_cover(src: str | os.PathLike[str], dst: str | os.PathLike[str], jpeg: b
                 p.stream = ov
                 o.mux(p)
     return dst
+
+
+def make_vp9_alpha(path: str | os.PathLike[str], w: int = 16, h: int = 12, frames: int = 4) -> Path:
+    """A WebM VP9 video with an alpha channel (a left-to-right ramp; libvpx-vp9, yuva420p)."""
+    path = Path(path)
+    with av.open(str(path), "w") as o:
+        s = o.add_stream("libvpx-vp9", rate=25)
+        s.width, s.height, s.pix_fmt = w, h, "yuva420p"
+        for i in range(frames):
+            rgba = np.zeros((h, w, 4), np.uint8)
+            rgba[..., :3] = pattern(i, w, h)
+            rgba[..., 3] = np.arange(w)[None, :] * 255 // (w - 1)
+            f = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format="yuva420p")
+            f.pts, f.time_base = i, Fraction(1, 25)
+            for p in s.encode(f):
+                o.mux(p)
+        for p in s.encode(None):
+            o.mux(p)
+    return path

@@ -310,3 +310,21 @@ def test_matroska_cover_stays_a_cover(tmp_path, weights, env):
             assert len(c.streams.video) == 2  # the upscaled video and the cover, nothing else
     r = upscale(weights, env, src, tmp_path / "out.webm")
     assert "cover.jpg" in r.stderr and "dropped" in r.stderr, r.stderr
+
+
+def test_vp9_alpha_is_read_and_no_stale_tag_is_written(tmp_path, weights, env):
+    """WebM VP9 with alpha: decoded with its alpha plane (libvpx-vp9); a PNG sequence keeps
+    it, a video output says it drops it and carries no ALPHA_MODE tag."""
+    from media import make_vp9_alpha
+
+    src = make_vp9_alpha(tmp_path / "a.webm")
+    r = upscale(weights, env, src, tmp_path / "out.webm")
+    assert "alpha channel is dropped" in r.stderr, r.stderr
+    with av.open(str(tmp_path / "out.webm")) as c:
+        assert "alpha_mode" not in {k.lower() for k in c.streams.video[0].metadata}
+    upscale(weights, env, src, tmp_path / "f_%03d.png")
+    with av.open(str(tmp_path / "f_001.png")) as c:
+        alpha = next(c.decode(video=0)).to_ndarray(format="rgba")[..., 3]
+    assert alpha.shape == (48, 64)
+    ramp = alpha.mean(0)
+    assert ramp[0] < 40 and ramp[-1] > 215 and np.all(np.diff(ramp) >= -2)  # the ramp kept

@@ -18,6 +18,24 @@ import numpy as np
 from ..errors import VideoError
 from .common import _err_text
 
+# WebM keeps a VP8/VP9 alpha plane beside the picture (BlockAdditional, ALPHA_MODE=1); FFmpeg's
+# own decoders ignore it, libvpx's read it.
+_ALPHA_DECODERS = {"vp9": "libvpx-vp9", "vp8": "libvpx"}
+
+
+def video_decoder(vstream: Any) -> Any:
+    """The codec context that decodes ``vstream``: the stream's own, except for VP8/VP9 with
+    an alpha channel, which libvpx decodes with its alpha plane (yuva420p)."""
+    cc = vstream.codec_context
+    tags = {str(k).lower(): v for k, v in (vstream.metadata or {}).items()}
+    lib = _ALPHA_DECODERS.get(cc.name if cc is not None else "")
+    if lib is None or tags.get("alpha_mode") != "1" or lib not in av.codecs_available:
+        return cc
+    alt = av.CodecContext.create(lib, "r")
+    if cc.extradata:
+        alt.extradata = cc.extradata
+    return alt
+
 
 class _Decoder:
     """Per-packet decoding of one video stream; other streams' packets go to ``side``.
@@ -40,6 +58,7 @@ class _Decoder:
     ):
         self.container = container
         self.vstream = vstream
+        self.codec = video_decoder(vstream)
         self.side_streams = side_streams
         self.side = side
         self.deinterlace = deinterlace
@@ -84,7 +103,7 @@ class _Decoder:
 
     def _decode(self, pkt: Any) -> list[Any]:
         try:
-            return list(self.vstream.codec_context.decode(pkt))
+            return list(self.codec.decode(pkt))
         except av.error.EOFError:
             return []
         except (av.error.FFmpegError, ValueError, IndexError) as e:

@@ -29,6 +29,7 @@ _DROP_STREAM_TAGS = {
     "_statistics_writing_date_utc",
     "handler_name",
     "vendor_id",
+    "alpha_mode",  # the output video carries no alpha plane
 }
 
 
