@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from ..errors import EXIT_INTERRUPTED, AdcvsrError
+from .logs import logger
 from .signals import EXIT_BROKEN_PIPE, EXIT_SIGTERM, Terminated, install, silence_stdout
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def fail(reporter: Reporter | None, e: AdcvsrError) -> typer.Exit:
     if reporter is not None:
         reporter.error(msg, exit_code=e.exit_code)
     else:
-        typer.echo(f"adcvsr: error: {msg}", err=True)
+        logger().error(msg)
     return typer.Exit(e.exit_code)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from . import logs
 
 
 class Reporter:
@@ -35,6 +37,8 @@ class Reporter:
         elif json_out:
             self._json_stream = sys.stderr
         self.bars = not quiet and self._json_stream is not sys.stderr and sys.stderr.isatty()
+        level = logs.level_for(quiet=quiet, verbose=verbose, silent=self._json_stream is sys.stderr)
+        self.logger = logs.setup(self.console, level)
         self.progress: Any = None
         self._dl_task: Any = None
         self._last_dl_json = 0.0
@@ -96,12 +100,9 @@ class Reporter:
         self._json_stream.write(json.dumps(obj, default=str) + "\n")
         self._json_stream.flush()
 
-    def log(self, message: str, *, level: int = 0, style: str = "") -> None:
-        if self.quiet or level > self.verbose:
-            return
-        if self._json_stream is sys.stderr:
-            return  # stderr carries JSON lines only
-        self.console.print(message, style=style or None, markup=False, soft_wrap=True)
+    def log(self, message: str, *, level: int = 0) -> None:
+        """A notice (level 0), or detail shown with -v (1) or -vv (2)."""
+        self.logger.log({0: logging.INFO, 1: logs.VERBOSE}.get(level, logging.DEBUG), message)
 
     def error(self, message: str, *, event: bool = True, exit_code: int | None = None) -> None:
         """An error line on stderr (or, with --json, an ``error`` JSON line). ``event=False``:
@@ -109,15 +110,11 @@ class Reporter:
         if event:
             fields = {} if exit_code is None else {"exit_code": exit_code}
             self.json("error", message=message, **fields)
-        if not self.json_on_stderr:
-            self.console.print(
-                f"adcvsr: error: {message}", style="red", markup=False, soft_wrap=True
-            )
+        self.logger.error(message)
 
     def warn(self, message: str) -> None:
         self.json("warning", file=self.file, message=message)
-        if not self.quiet and self._json_stream is not sys.stderr:
-            self.console.print(f"warning: {message}", style="yellow", markup=False, soft_wrap=True)
+        self.logger.warning(message)
 
     # -- batch ----------------------------------------------------------------------------------
     def start_batch(self, n: int) -> None:
