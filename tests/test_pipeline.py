@@ -250,7 +250,7 @@ def test_fastpath_option_builds_a_working_forward():
     fast = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, fastpath="channels_last")
     assert fast.network.info["layout"] == "channels_last"
     with torch.inference_mode():
-        got = fast._guarded(x, 1)
+        got = fast.network(x, 1)
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert ((got - expected).norm() / expected.norm()) < 1e-3
     with pytest.raises(UsageError):

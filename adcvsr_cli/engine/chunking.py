@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..errors import OutOfMemory, UsageError
-from .tiling import MIN_TILE, padded_size, ramp, run_tiled
+from .tiling import MIN_TILE, TileWeights, padded_size, ramp, run_tiled
 
 DEFAULT_CHUNK = 25  # the clip length AdcVSR was trained and tested on
 DEFAULT_OVERLAP = 4
@@ -178,6 +178,7 @@ class StreamingChunker:
         self._next_start = 0  # start of the next regular chunk of this shot
         self._last: Chunk | None = None  # last chunk run in this shot
         self._emitted = 0
+        self.current: Chunk | None = None  # the chunk ``run_chunk`` is running, while it runs
 
     # -- introspection (tests assert on these) -------------------------------------------------
     @property
@@ -242,7 +243,11 @@ class StreamingChunker:
     def _run(self, c: Chunk) -> list[Finished]:
         items = [it for it in self._inputs if c.start <= it[0] < c.end]
         assert [it[0] for it in items] == list(range(c.start, c.end)), "chunk frames missing"
-        y = self.run_chunk(torch.stack([it[2] for it in items]))
+        self.current = c
+        try:
+            y = self.run_chunk(torch.stack([it[2] for it in items]))
+        finally:
+            self.current = None
         if y.dim() != 4 or y.shape[0] != len(c):
             raise ValueError(
                 f"run_chunk returned {tuple(y.shape)} for a chunk of {len(c)} frames; "
@@ -458,15 +463,20 @@ def run_chunk_plan(
     scale: int = 4,
     multiple: int = 16,
     pad_mode: str = "replicate",
+    weights: TileWeights | None = None,
 ) -> Tensor:
     """One chunk (T, C, H, W) through ``fn(frames, clip_len)`` (e.g. ``model.forward``) per plan.
 
     A temporal model gets the whole chunk as one clip (tiles cut space, never time); an image
-    model gets batches of ``plan.batch`` frames, each its own clip of length 1.
+    model gets batches of ``plan.batch`` frames, each its own clip of length 1. ``weights``
+    keeps the tile blending weights on the device across chunks.
     """
+    weights = weights if weights is not None else TileWeights()
     if temporal:
         t = x.shape[0]
-        return run_tiled(lambda p: fn(p, t), x, plan.tile, tile_overlap, scale, multiple, pad_mode)
+        return run_tiled(
+            lambda p: fn(p, t), x, plan.tile, tile_overlap, scale, multiple, pad_mode, None, weights
+        )
     outs = [
         run_tiled(
             lambda p: fn(p, 1),
@@ -476,6 +486,8 @@ def run_chunk_plan(
             scale,
             multiple,
             pad_mode,
+            None,
+            weights,
         )
         for i in range(0, x.shape[0], plan.batch)
     ]

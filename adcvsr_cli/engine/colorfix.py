@@ -62,22 +62,35 @@ def apply_stats(
     return out.to(sr.dtype)
 
 
-def _check_pair(sr: Tensor, lr: Tensor) -> None:
-    if sr.dim() != 4 or lr.dim() != 4 or sr.shape[:2] != lr.shape[:2]:
+LRStats = tuple[Tensor, Tensor]  # per frame and channel mean and std of the LR frames, 2 x (N, C)
+
+
+def _check_pair(sr: Tensor, lr: Tensor | LRStats) -> None:
+    n_c = tuple(lr[0].shape) if isinstance(lr, tuple) else tuple(lr.shape[:2])
+    if sr.dim() != 4 or (not isinstance(lr, tuple) and lr.dim() != 4) or tuple(sr.shape[:2]) != n_c:
+        shape = [tuple(t.shape) for t in lr] if isinstance(lr, tuple) else tuple(lr.shape)
         raise ValueError(
-            f"colour fix needs sr and lr as (N, C, h, w) with the same N and C, got "
-            f"{tuple(sr.shape)} and {tuple(lr.shape)}"
+            f"colour fix needs sr as (N, C, h, w) and lr as (N, C, H, W) or its statistics, "
+            f"with the same N and C, got {tuple(sr.shape)} and {shape}"
         )
 
 
-def adain(sr: Tensor, lr: Tensor) -> Tensor:
-    """Reference per-frame colour fix: (N, C, h, w) sr against (N, C, H, W) lr, both in [-1, 1].
+def lr_stats(lr: Tensor | LRStats, device: torch.device) -> LRStats:
+    """The LR statistics on ``device``: computed from frames, or given (the engine computes them
+    once per chunk when the frames reach the device)."""
+    mean, std = lr if isinstance(lr, tuple) else channel_stats(lr)
+    return mean.to(device), std.to(device)
+
+
+def adain(sr: Tensor, lr: Tensor | LRStats) -> Tensor:
+    """Reference per-frame colour fix: (N, C, h, w) sr against (N, C, H, W) lr, both in [-1, 1]
+    (or lr's :func:`channel_stats`).
 
     Returns the fixed sr, not clamped (the caller clamps when it converts to pixels).
     """
     _check_pair(sr, lr)
     sm, ss = channel_stats(sr)
-    lm, ls = channel_stats(lr.to(sm.device))
+    lm, ls = lr_stats(lr, sm.device)
     return apply_stats(sr, sm, ss, lm, ls)
 
 
@@ -102,15 +115,18 @@ class TemporalColorFix:
         self._k = 0
         self._state: Tensor | None = None  # (4, C): sr mean, sr std, lr mean, lr std
 
-    def smoothed_stats(self, sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
-        """Advance over the frames and return their smoothed statistics, (N, 4, C) float64."""
+    def smoothed_stats(
+        self, sr: Tensor, lr: Tensor | LRStats, cuts: Sequence[bool] | None = None
+    ) -> Tensor:
+        """Advance over the frames and return their smoothed statistics, (N, 4, C) float64 on
+        sr's device (the average runs there: nothing is read back to the host)."""
         _check_pair(sr, lr)
         sm, ss = channel_stats(sr)
-        lm, ls = channel_stats(lr.to(sm.device))
-        per_frame = torch.stack([sm, ss, lm, ls], dim=1).double().cpu()  # (N, 4, C)
+        lm, ls = lr_stats(lr, sm.device)
+        per_frame = torch.stack([sm, ss, lm, ls], dim=1).double()  # (N, 4, C)
         if cuts is not None and len(cuts) != sr.shape[0]:
             raise ValueError(f"cuts has {len(cuts)} flags for {sr.shape[0]} frames")
-        out = torch.empty_like(per_frame)
+        rows = []
         for i in range(per_frame.shape[0]):
             if cuts is not None and cuts[i]:
                 self.reset()
@@ -119,14 +135,17 @@ class TemporalColorFix:
             if self._state is None:
                 self._state = per_frame[i].clone()
             else:
+                self._state = self._state.to(per_frame.device)
                 self._state = self._state + a * (per_frame[i] - self._state)
-            out[i] = self._state
-        return out
+            rows.append(self._state)
+        return torch.stack(rows)
 
-    def __call__(self, sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
-        """Fix consecutive frames (N, C, h, w) against their LR frames; ``cuts[i]``: a new shot
-        starts at frame i of this batch."""
-        st = self.smoothed_stats(sr, lr, cuts).to(device=sr.device)
+    def __call__(
+        self, sr: Tensor, lr: Tensor | LRStats, cuts: Sequence[bool] | None = None
+    ) -> Tensor:
+        """Fix consecutive frames (N, C, h, w) against their LR frames (or their statistics);
+        ``cuts[i]``: a new shot starts at frame i of this batch."""
+        st = self.smoothed_stats(sr, lr, cuts)
         return apply_stats(sr, st[:, 0], st[:, 1], st[:, 2], st[:, 3])
 
 
@@ -138,19 +157,20 @@ def adain_temporal(
     return TemporalColorFix(alpha)(sr, lr, [i in cut_set for i in range(sr.shape[0])])
 
 
-ColorFix = Callable[[Tensor, Tensor, "Sequence[bool] | None"], Tensor]
+ColorFix = Callable[[Tensor, "Tensor | LRStats", "Sequence[bool] | None"], Tensor]
 
 
-def _no_fix(sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
+def _no_fix(sr: Tensor, lr: Tensor | LRStats, cuts: Sequence[bool] | None = None) -> Tensor:
     return sr
 
 
-def _per_frame_fix(sr: Tensor, lr: Tensor, cuts: Sequence[bool] | None = None) -> Tensor:
+def _per_frame_fix(sr: Tensor, lr: Tensor | LRStats, cuts: Sequence[bool] | None = None) -> Tensor:
     return adain(sr, lr)
 
 
 def make_color_fix(mode: str, alpha: float = DEFAULT_ALPHA) -> ColorFix:
-    """A streaming colour fix for ``--color-fix MODE``: ``fix(sr, lr, cuts=None) -> sr``.
+    """A streaming colour fix for ``--color-fix MODE``: ``fix(sr, lr, cuts=None) -> sr``, where
+    ``lr`` is the LR frames or their :func:`channel_stats`.
 
     Call it on consecutive frames in order (``cuts[i]``: a new shot starts at frame i of the call).
     Raises ValueError naming the valid modes for an unknown one.

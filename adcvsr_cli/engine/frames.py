@@ -1,5 +1,7 @@
 """Frames between the media layer and the device: uint8/uint16 (H, W, 3) arrays <-> (3, H, W)
-float tensors in [-1, 1]."""
+float tensors in [-1, 1]. Per frame (:func:`to_tensor`, :func:`to_array`) for single images and
+tests; per chunk (:func:`upload_chunk`, :func:`quantise`, :class:`HostCopy`) in the engine, so
+that a chunk crosses between host and device once each way."""
 
 from __future__ import annotations
 
@@ -32,3 +34,73 @@ def to_array(sr: torch.Tensor, deep: bool) -> np.ndarray:
     q = ((sr.float() + 1.0) * (maxval / 2.0)).clamp_(0.0, maxval).round_()
     a = q.permute(1, 2, 0).to(torch.int32 if deep else torch.uint8).cpu().numpy()
     return a.astype(np.uint16) if deep else np.ascontiguousarray(a)
+
+
+def host_frame(arr: np.ndarray) -> torch.Tensor:
+    """A decoded (H, W, 3) uint8 or uint16 array as a host tensor, without a copy (uint16 bits
+    travel as int16: torch's uint16 support is thin)."""
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    if arr.dtype == np.uint16:
+        return torch.from_numpy(np.ascontiguousarray(arr).view(np.int16))
+    raise TypeError(f"frames must be uint8 or uint16, got {arr.dtype}")
+
+
+def upload_chunk(frames: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """(T, H, W, 3) host frames of :func:`host_frame` -> (T, 3, H, W) float32 in [-1, 1] on
+    ``device``: one copy (pinned and asynchronous on CUDA), the conversion on the device."""
+    deep = frames.dtype == torch.int16
+    if device.type == "cuda":
+        t = frames.pin_memory().to(device, non_blocking=True)
+    else:
+        t = frames.to(device)
+    if deep:
+        t = t.to(torch.int32) & 0xFFFF
+    scale = 65535.0 if deep else 255.0
+    return t.permute(0, 3, 1, 2).float().mul_(2.0 / scale).sub_(1.0)
+
+
+class HostCopy:
+    """A device tensor on its way to the host: one copy, pinned and asynchronous on CUDA (on a
+    side stream, so that it overlaps the next chunk's compute), finished by :meth:`wait`."""
+
+    def __init__(self, t: torch.Tensor, stream: torch.cuda.Stream | None = None) -> None:
+        self._event: torch.cuda.Event | None = None
+        if t.device.type != "cuda":
+            self._host = t
+            return
+        self._host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        if stream is None:
+            self._host.copy_(t, non_blocking=True)
+        else:
+            stream.wait_stream(torch.cuda.current_stream(t.device))
+            with torch.cuda.stream(stream):
+                self._host.copy_(t, non_blocking=True)
+            t.record_stream(stream)  # the copy still reads t after the caller lets go of it
+        self._event = torch.cuda.Event()
+        self._event.record(stream)
+
+    def wait(self) -> torch.Tensor:
+        """The host tensor, once the copy has landed."""
+        if self._event is not None:
+            self._event.synchronize()
+            self._event = None
+        return self._host
+
+
+def quantise(sr: torch.Tensor, deep: bool) -> torch.Tensor:
+    """(N, 3, H, W) roughly in [-1, 1] -> rounded (N, H, W, 3) uint8, or the uint16 bits as int16
+    when ``deep``, contiguous and still on the device."""
+    maxval = 65535.0 if deep else 255.0
+    q = ((sr.float() + 1.0) * (maxval / 2.0)).clamp_(0.0, maxval).round_()
+    q = q.permute(0, 2, 3, 1)
+    # Through int32: values above 32767 wrap to the int16 with the same 16 bits.
+    return (q.to(torch.int32).to(torch.int16) if deep else q.to(torch.uint8)).contiguous()
+
+
+def host_arrays(q: torch.Tensor) -> list[np.ndarray]:
+    """The frames of a host tensor from :func:`quantise` as (H, W, 3) uint8/uint16 arrays (views)."""
+    a = q.numpy()
+    if a.dtype == np.int16:
+        a = a.view(np.uint16)
+    return list(a)

@@ -47,11 +47,16 @@ def thumbnail(frame: Tensor | np.ndarray, pixels: int = DEFAULT_THUMB_PIXELS) ->
     """A small float32 (C, h, w) copy of a frame with values in [0, 1], aspect ratio kept.
 
     Accepts a tensor (C, H, W) — uint8 in [0, 255], or floating point in [-1, 1] as the network
-    takes it — or a uint8 ndarray (H, W, C) as PyAV's ``to_ndarray(format="rgb24")`` gives it.
+    takes it — or a uint8/uint16 ndarray (H, W, C) as the decoder gives it (the engine detects
+    cuts on the host, from the decoded frames, so the device is never asked for them).
     """
     if isinstance(frame, np.ndarray):
-        if frame.ndim != 3 or frame.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 (H, W, C) array, got {frame.dtype} {frame.shape}")
+        if frame.ndim != 3 or frame.dtype not in (np.uint8, np.uint16):
+            raise ValueError(
+                f"expected a uint8 or uint16 (H, W, C) array, got {frame.dtype} {frame.shape}"
+            )
+        if frame.dtype == np.uint16:  # torch's uint16 is thin: scale to [0, 1] here
+            frame = frame.astype(np.float32) / 65535.0
         t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)
     else:
         t = frame
@@ -59,6 +64,8 @@ def thumbnail(frame: Tensor | np.ndarray, pixels: int = DEFAULT_THUMB_PIXELS) ->
         raise ValueError(f"expected one frame (C, H, W), got {tuple(t.shape)}")
     if t.dtype == torch.uint8:
         x = t.float() / 255.0
+    elif isinstance(frame, np.ndarray):
+        x = t  # uint16, already in [0, 1]
     elif t.is_floating_point():
         x = (t.float() + 1.0) / 2.0
     else:

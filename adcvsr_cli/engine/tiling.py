@@ -193,6 +193,25 @@ def tile_weights(tiles: Sequence[Tile], scale: int) -> list[Tensor]:
     return [wy[(t.y0, t.h)][:, None] * wx[(t.x0, t.w)][None, :] for t in tiles]
 
 
+class TileWeights:
+    """The blending weights of one tile grid, built once on the device and reused.
+
+    A file keeps its plan (and so its grid) for every chunk; only an out-of-memory back-off
+    changes it, and then the weights are built again for the new grid.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._weights: list[Tensor] = []
+
+    def get(self, tiles: Sequence[Tile], scale: int, device: torch.device) -> list[Tensor]:
+        key = (tuple(tiles), scale, device)
+        if key != self._key:
+            self._weights = [w.to(device) for w in tile_weights(tiles, scale)]
+            self._key = key
+        return self._weights
+
+
 def run_tiled(
     fn: Callable[[Tensor], Tensor],
     x: Tensor,
@@ -202,6 +221,7 @@ def run_tiled(
     multiple: int = 16,
     pad_mode: str = "replicate",
     out_dtype: torch.dtype | None = None,
+    weights: TileWeights | None = None,
 ) -> Tensor:
     """Apply a x``scale`` network ``fn`` to (N, C, H, W) frames of any size, tile by tile.
 
@@ -211,6 +231,7 @@ def run_tiled(
     output of ``fn`` is returned as is (cropped); otherwise tiles are feather-blended in a float32
     buffer on the device of ``fn``'s output and the result has ``out_dtype`` (default: the dtype
     ``fn`` returned). Frames in the batch never mix, so a clip's frames can travel together.
+    ``weights`` keeps the blending weights on the device from call to call.
     """
     if x.dim() != 4:
         raise ValueError(f"expected (N, C, H, W), got {tuple(x.shape)}")
@@ -225,19 +246,17 @@ def run_tiled(
     ph, pw = xp.shape[-2:]
     out: Tensor | None = None
     result_dtype = out_dtype
-    for t, wt in zip(tiles, tile_weights(tiles, scale), strict=True):
+    cache = weights if weights is not None else TileWeights()
+    for t, wt in zip(tiles, cache.get(tiles, scale, xp.device), strict=True):
         piece = xp[:, :, t.y0 : t.y0 + t.h, t.x0 : t.x0 + t.w].contiguous()
         y = fn(piece)
         _check_output(y, xp, t, scale)
         if out is None:
-            out = torch.zeros(
-                (y.shape[0], y.shape[1], scale * ph, scale * pw),
-                dtype=torch.float32,
-                device=y.device,
-            )
+            # Allocated from the output (its device), float32 whatever the network's dtype.
+            out = y.new_zeros((y.shape[0], y.shape[1], scale * ph, scale * pw), dtype=torch.float32)
             result_dtype = out_dtype or y.dtype
         region = out[:, :, scale * t.y0 : scale * (t.y0 + t.h), scale * t.x0 : scale * (t.x0 + t.w)]
-        region.addcmul_(y.float(), wt.to(y.device))
+        region.addcmul_(y.float(), wt)
         del y
     assert out is not None and result_dtype is not None
     return crop_output(out, (h, w), scale).to(result_dtype).contiguous()

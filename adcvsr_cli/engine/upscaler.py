@@ -17,17 +17,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..errors import Interrupted
 from ..model import AdcVSR
-from .chunking import BackoffRunner, Plan, StreamingChunker, run_chunk_plan
-from .colorfix import make_color_fix
+from .chunking import BackoffRunner, Finished, Plan, StreamingChunker, run_chunk_plan
+from .colorfix import channel_stats
 from .device import dtype_name
-from .frames import to_array, to_tensor
+from .frames import HostCopy, host_frame, upload_chunk
 from .options import UpscaleOptions
 from .plan import CPU_DECODE_BATCH, PlanChoice, plan_for_file
-from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE
+from .post import Post
+from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE, TileWeights
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
@@ -87,21 +87,6 @@ class Upscaler:
     def compiled(self) -> bool:
         return bool(self.network.info.get("compiled"))
 
-    def _guarded(self, x: torch.Tensor, clip_len: int) -> torch.Tensor:
-        """The network call, with fp16's range guarded: a non-finite output reruns in bf16."""
-        y = self.network(x, clip_len)
-        if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
-            self.emit(
-                {
-                    "type": "warning",
-                    "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
-                }
-            )
-            self.dtype = torch.bfloat16
-            self.network = self.network.reconfigured(torch.bfloat16)
-            y = self.network(x, clip_len)
-        return y
-
     def decode_batch(self, n: int) -> int:
         return min(n, CPU_DECODE_BATCH) if self.device.type == "cpu" else n
 
@@ -124,22 +109,45 @@ class Upscaler:
         runner: BackoffRunner,
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         pad_mode: str = "replicate",
+        weights: TileWeights | None = None,
     ) -> torch.Tensor:
         """(T, 3, H, W) in [-1, 1] (one clip, or independent frames for an image model) ->
-        (T, 3, 4H, 4W) float32, through tiles and the out-of-memory back-off."""
-        with torch.inference_mode():
-            return runner(
-                lambda plan: run_chunk_plan(
-                    self._guarded,
-                    x,
-                    plan,
-                    self.temporal,
-                    tile_overlap,
-                    self.dims.scale,
-                    self.dims.multiple,
-                    pad_mode,
-                )
+        (T, 3, 4H, 4W) float32, through tiles and the out-of-memory back-off.
+
+        fp16's range is guarded once per chunk: the finiteness of the whole output is reduced on
+        the device and read once; a non-finite chunk is run again in bf16.
+        """
+        weights = weights if weights is not None else TileWeights()
+
+        def run(plan: Plan) -> torch.Tensor:
+            return run_chunk_plan(
+                self.network,
+                x,
+                plan,
+                self.temporal,
+                tile_overlap,
+                self.dims.scale,
+                self.dims.multiple,
+                pad_mode,
+                weights,
             )
+
+        with torch.inference_mode():
+            y = runner(run)
+            if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
+                self._switch_to_bf16()
+                y = runner(run)
+        return y
+
+    def _switch_to_bf16(self) -> None:
+        self.emit(
+            {
+                "type": "warning",
+                "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
+            }
+        )
+        self.dtype = torch.bfloat16
+        self.network = self.network.reconfigured(torch.bfloat16)
 
     # -- the frame processor ------------------------------------------------------------------
     def processor(
@@ -159,88 +167,128 @@ class Upscaler:
         stats = stats if stats is not None else ChunkStats()
 
         def process(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-            from .scenes import SceneDetector
-
-            known = None if cuts is None else set(cuts)
-            detector = SceneDetector() if options.scene_split and known is None else None
-            fix = make_color_fix(options.color_fix)
-            runner: BackoffRunner | None = None
-            chunker: StreamingChunker | None = None
-            size: tuple[int, int] | None = None
-            deep = False
-
-            def run_chunk(x: torch.Tensor) -> torch.Tensor:
-                if cancel is not None and cancel.is_set():
-                    raise Interrupted("cancelled")
-                assert runner is not None
-                t0 = time.perf_counter()
-                y = self.upscale_clip(x, runner, options.tile_overlap, options.pad_mode)
-                stats.seconds_network += time.perf_counter() - t0
-                stats.chunks += 1
-                stats.plan = runner.plan.describe()
-                return y
-
-            def finish(sr: torch.Tensor, tag: tuple[torch.Tensor, bool]) -> np.ndarray:
-                lr, cut = tag
-                with torch.inference_mode():
-                    y = fix(sr[None], lr[None], [cut])
-                    assert size is not None
-                    ow, oh = size
-                    if y.shape[-2:] != (oh, ow):
-                        y = F.interpolate(
-                            y, size=(oh, ow), mode="bicubic", antialias=True, align_corners=False
-                        )
-                    stats.frames += 1
-                    return to_array(y[0], deep)
-
+            run: FileRun | None = None
             for arr in frames:
-                if chunker is None:
-                    h, w = arr.shape[:2]
-                    deep = arr.dtype == np.uint16
-                    size = out_size(w, h)
-                    choice = self.choose_plan(h, w, options)
-                    plan = choice.plan
-                    # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
-                    floor = Plan(tile=MIN_TILE, batch=plan.batch if self.temporal else 1)
-                    runner = BackoffRunner(
-                        plan,
-                        floor,
-                        frame_hw=(h, w),
-                        on_change=lambda line: on_event({"type": "warning", "message": line}),
-                    )
-                    # Image models: frames are independent, so feed the network batch by batch.
-                    group = options.chunk if self.temporal else plan.batch
-                    chunker = StreamingChunker(
-                        run_chunk,
-                        chunk=group,
-                        overlap=options.chunk_overlap if self.temporal else 0,
-                        full_last=self.temporal,
-                        out_dtype=torch.float32,
-                    )
-                    on_event(
-                        {
-                            "type": "plan",
-                            "device": str(self.device),
-                            "precision": self.dtype_name(),
-                            **choice.event_fields(),
-                            "chunk": group,
-                            "chunk_overlap": chunker.overlap,
-                            "temporal": self.temporal,
-                        }
-                    )
-                lr = to_tensor(arr, self.device)
-                if known is not None:
-                    cut = chunker.frames_pushed in known
-                else:
-                    cut = bool(detector.feed(lr)) if detector is not None else False
-                if cut:
-                    stats.cuts.append(chunker.frames_pushed)
-                for fin in chunker.push(lr, tag=(lr, cut), cut=cut and self.temporal):
-                    yield finish(fin.frame, fin.tag)
-            if chunker is not None:
-                for fin in chunker.finish():
-                    yield finish(fin.frame, fin.tag)
-            if runner is not None:
-                stats.changes = list(runner.changes)
+                if run is None:
+                    run = FileRun(self, options, arr, out_size, on_event, stats, cancel, cuts)
+                yield from run.feed(arr)
+            if run is not None:
+                yield from run.finish()
 
         return process
+
+
+class FileRun:
+    """One file through an :class:`Upscaler`: frames in, finished frames out, chunk by chunk.
+
+    Per chunk the host and the device meet a fixed number of times, whatever the number of
+    frames or tiles: the chunk's LR frames go to the device in one copy; the fp16 guard reads one
+    value; colour fix, resize and quantisation run on the chunk's finished frames together
+    (:class:`~.post.Post`); they come back in one asynchronous copy, which the host waits for
+    only after the next chunk is queued. Scene cuts are found on the host from the decoded
+    arrays. State here is the file's own (plan, colour-fix history, cuts).
+    """
+
+    def __init__(
+        self,
+        up: Upscaler,
+        options: UpscaleOptions,
+        first: np.ndarray,
+        out_size: Callable[[int, int], tuple[int, int]],
+        on_event: OnEvent,
+        stats: ChunkStats,
+        cancel: threading.Event | None,
+        cuts: Collection[int] | None = None,
+    ) -> None:
+        from .scenes import SceneDetector
+
+        self.up, self.options, self.stats, self.cancel = up, options, stats, cancel
+        h, w = first.shape[:2]
+        self.known = None if cuts is None else set(cuts)
+        use_detector = options.scene_split and self.known is None
+        self.detector = SceneDetector() if use_detector else None
+        self.post = Post(options.color_fix, out_size(w, h), first.dtype == np.uint16)
+        choice = up.choose_plan(h, w, options)
+        plan = choice.plan
+        # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
+        floor = Plan(tile=MIN_TILE, batch=plan.batch if up.temporal else 1)
+        self.runner = BackoffRunner(
+            plan,
+            floor,
+            frame_hw=(h, w),
+            on_change=lambda line: on_event({"type": "warning", "message": line}),
+        )
+        self.weights = TileWeights()
+        # Image models: frames are independent, so feed the network batch by batch.
+        group = options.chunk if up.temporal else plan.batch
+        self.chunker = StreamingChunker(
+            self._run_chunk,
+            chunk=group,
+            overlap=options.chunk_overlap if up.temporal else 0,
+            full_last=up.temporal,
+            out_dtype=torch.float32,
+        )
+        self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._pending: HostCopy | None = None
+        on_event(
+            {
+                "type": "plan",
+                "device": str(up.device),
+                "precision": up.dtype_name(),
+                **choice.event_fields(),
+                "chunk": group,
+                "chunk_overlap": self.chunker.overlap,
+                "temporal": up.temporal,
+            }
+        )
+
+    def feed(self, arr: np.ndarray) -> list[np.ndarray]:
+        """The next decoded frame; returns the frames finished so far (whole chunks)."""
+        if self.known is not None:
+            cut = self.chunker.frames_pushed in self.known
+        else:
+            cut = bool(self.detector.feed(arr)) if self.detector is not None else False
+        if cut:
+            self.stats.cuts.append(self.chunker.frames_pushed)
+        done = self.chunker.push(host_frame(arr), tag=cut, cut=cut and self.up.temporal)
+        return self._handover(done)
+
+    def finish(self) -> list[np.ndarray]:
+        """End of the file: the remaining frames."""
+        out = self._handover(self.chunker.finish())
+        if self._pending is not None:
+            out += Post.arrays(self._pending)
+            self._pending = None
+        self.stats.changes = list(self.runner.changes)
+        return out
+
+    def _run_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Interrupted("cancelled")
+        c = self.chunker.current
+        assert c is not None
+        t0 = time.perf_counter()
+        lr = upload_chunk(x, self.up.device)
+        mean, std = channel_stats(lr)
+        for i in range(len(c)):
+            self._lr_stats[c.start + i] = (mean[i], std[i])
+        y = self.up.upscale_clip(
+            lr, self.runner, self.options.tile_overlap, self.options.pad_mode, self.weights
+        )
+        self.stats.seconds_network += time.perf_counter() - t0
+        self.stats.chunks += 1
+        self.stats.plan = self.runner.plan.describe()
+        return y
+
+    def _handover(self, done: list[Finished]) -> list[np.ndarray]:
+        """Start the post-processing of ``done``; return the frames of the chunk before."""
+        if not done:
+            return []
+        stats = [self._lr_stats.pop(f.index) for f in done]
+        lr = (torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats]))
+        sr = torch.stack([f.frame for f in done])
+        copy = self.post(sr, lr, [bool(f.tag) for f in done])
+        self.stats.frames += len(done)
+        out = Post.arrays(self._pending) if self._pending is not None else []
+        self._pending = copy
+        return out
