@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 
-from .engine.frames import to_tensor
 from .engine.options import UpscaleOptions
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler
 from .errors import UsageError, VideoError
@@ -173,7 +172,8 @@ def _scan_input(src: str, up: Upscaler, options: UpscaleOptions, encode: EncodeO
     if not options.scene_split:
         return scan(src, encode)
     det = SceneDetector()
-    return scan(src, encode, lambda rgb: bool(det.feed(to_tensor(rgb, up.device))))
+    # From the decoded arrays, as the engine detects them (on the host).
+    return scan(src, encode, lambda rgb: bool(det.feed(rgb)))
 
 
 def _new_manifest(
