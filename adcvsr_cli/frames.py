@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 
 import av.error
 import numpy as np
@@ -73,3 +74,15 @@ def frame_times(path: str | os.PathLike[str]) -> list[float]:
     if not pts:
         raise VideoError(f"{name}: no video frame with a timestamp")
     return [float((p - pts[0]) * tb) for p in pts]
+
+
+def frame_pts(path: str | os.PathLike[str]) -> tuple[list[int], Fraction]:
+    """Sorted presentation timestamps of the video packets (a demux pass) and their time base."""
+    container, name, _ = _open_input(os.fspath(path))
+    with container:
+        try:
+            vstream = _pick_video_stream(container, name)
+            pts = sorted(p.pts for p in container.demux(vstream) if p.size and p.pts is not None)
+        except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
+            raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+        return pts, vstream.time_base

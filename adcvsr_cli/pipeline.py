@@ -136,8 +136,20 @@ def upscale(
         process, media_size = ab_processor(
             process, options.compare, size_for_media, short_name(upscaler.source)
         )
+    cut = None
+    if options.range is not None:
+        from .ranges import cut_for
+
+        cut = cut_for(src, upscaler, options)
     report = transcode(
-        src, dst, process, out_size=media_size, options=encode, on_event=emit, cancel=cancel
+        src,
+        dst,
+        process,
+        out_size=media_size,
+        options=encode,
+        on_event=emit,
+        cancel=cancel,
+        cut=cut,
     )
     return UpscaleReport(
         input=str(src),

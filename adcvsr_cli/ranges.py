@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 from .errors import UsageError
 from .segments import Rules, Segment, inner_boundaries
@@ -68,3 +72,137 @@ def context_window(
     ds = lo if lo == 0 or lo in cut_set else lo - rules.lead_in()
     de = hi if hi == n_frames or hi in cut_set else min(n_frames, hi + rules.lead_out())
     return Segment(0, lo, hi, ds, de)
+
+
+# ----------------------------------------------------------------------------- partial runs
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    """What ``--start``, ``--end``, ``--duration`` and ``--frames`` asked for (seconds from the
+    first frame; ``None``: not given)."""
+
+    start: float | None = None
+    end: float | None = None
+    duration: float | None = None
+    frames: int | None = None
+
+    def validate(self) -> None:
+        given = [
+            n for n, v in (("--end", self.end), ("--duration", self.duration)) if v is not None
+        ]
+        if self.frames is not None:
+            given.append("--frames")
+            if self.frames < 1:
+                raise UsageError(f"--frames must be at least 1, got {self.frames}")
+        if len(given) > 1:
+            raise UsageError(
+                f"give one of --end, --duration and --frames, not {' and '.join(given)}"
+            )
+        if self.end is not None and self.end <= (self.start or 0.0):
+            raise UsageError(f"--end {self.end:g} is not after --start {self.start or 0:g}")
+        if self.duration is not None and self.duration <= 0:
+            raise UsageError(f"--duration must be positive, got {self.duration:g}")
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A partial run in the video stream's own timestamps (``time_base``): decode from the frame
+    at ``seek_pts`` (context included) up to, not including, ``stop_pts``; write the frames from
+    ``keep_from`` up to, not including, ``keep_to`` (``None``: to the end), shifted to start at
+    zero. Side streams keep the packets that start inside the written span."""
+
+    seek_pts: int
+    keep_from: int
+    keep_to: int | None
+    stop_pts: int | None
+    time_base: Fraction
+    first_frame: int
+    frames: int
+    context_frames: int
+
+    @property
+    def t_from(self) -> float:
+        return float(self.keep_from * self.time_base)
+
+    @property
+    def t_to(self) -> float | None:
+        return None if self.keep_to is None else float(self.keep_to * self.time_base)
+
+    def keeps(self, pts: int | None) -> bool:
+        if pts is None:
+            return False
+        return pts >= self.keep_from and (self.keep_to is None or pts < self.keep_to)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_frame": self.first_frame,
+            "frames": self.frames,
+            "start": round(self.t_from, 6),
+            "end": None if self.t_to is None else round(self.t_to, 6),
+            "context_frames": self.context_frames,
+        }
+
+
+def range_indices(times: Sequence[float], req: RangeRequest) -> tuple[int, int]:
+    """Frames ``start .. end-1`` for the request; ``times`` from the first frame, sorted."""
+    n = len(times)
+    s = index_at(times, req.start or 0.0)
+    if s >= n:
+        raise UsageError(
+            f"--start {req.start:g}: past the end of the video (the last frame is at "
+            f"{times[-1]:.3f} s)"
+        )
+    if req.frames is not None:
+        e = min(n, s + req.frames)
+    elif req.end is not None:
+        e = index_at(times, req.end)
+    elif req.duration is not None:
+        e = index_at(times, times[s] + req.duration)
+    else:
+        e = n
+    if e <= s:
+        raise UsageError(
+            f"the range from {times[s]:.3f} s holds no frame (frames are further apart)"
+        )
+    return s, e
+
+
+def plan_cut(pts: Sequence[int], time_base: Fraction, req: RangeRequest, rules: Rules) -> Cut:
+    """The :class:`Cut` of a request over a stream whose frames have timestamps ``pts``
+    (sorted, presentation order), with the context ``rules`` ask for around it."""
+    req.validate()
+    if not pts:
+        raise UsageError("the video has no frame with a timestamp to cut at")
+    times = [float((p - pts[0]) * time_base) for p in pts]
+    s, e = range_indices(times, req)
+    n = len(pts)
+    seg = context_window(s, e, n, rules)
+    return Cut(
+        seek_pts=pts[seg.decode_start],
+        keep_from=pts[s],
+        keep_to=pts[e] if e < n else None,
+        stop_pts=pts[seg.decode_end] if seg.decode_end < n else None,
+        time_base=time_base,
+        first_frame=s,
+        frames=e - s,
+        context_frames=(s - seg.decode_start) + (seg.decode_end - e),
+    )
+
+
+def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
+    """The cut of ``options.range`` for ``src`` and this network: frame timestamps from a demux
+    pass (no decoding), context from the plan (batch for an image model, chunks for a temporal
+    one). Scene cuts are not known before decoding, so the context ignores them."""
+    from .frames import frame_pts
+    from .media import probe
+
+    if not isinstance(src, (str, os.PathLike)) or os.fspath(src) == "-":
+        raise UsageError("--start, --end, --duration and --frames need an input file to seek in")
+    info = probe(src)
+    if info.is_image:
+        raise UsageError(f"{src}: --start, --end, --duration and --frames need a video")
+    pts, tb = frame_pts(src)
+    plan = upscaler.initial_plan(info.height, info.width, options)
+    rules = Rules(upscaler.temporal, options.chunk, options.chunk_overlap, plan.batch, False)
+    return plan_cut(pts, tb, options.range, rules)

@@ -270,11 +270,20 @@ class JobRunner:
             plan_changes=rep.plan_changes,
             scene_cuts=rep.scene_cuts,
             warnings=rep.media.get("warnings", []),
+            cut=rep.media.get("cut"),
         )
         reporter.log(
             f"{job.src} -> {rep.output}: {rep.frames_out} frames in {secs:.1f} s",
             level=0 if self.plan.batch else 1,
         )
+        cut = rep.media.get("cut")
+        if cut:  # a partial run says which part it wrote, even when one file prints nothing else
+            end = "the end" if cut["end"] is None else f"{cut['end']:.3f} s"
+            reporter.log(
+                f"{job.src}: cut to frames {cut['first_frame']}..{cut['first_frame'] + cut['frames'] - 1}"
+                f" ({cut['start']:.3f} s to {end} of the input; audio, subtitles and chapters "
+                f"cut to the same span, timestamps from zero)"
+            )
         return True
 
     def _loop(self, to_run: list[Any]) -> None:

@@ -26,6 +26,7 @@ ENCODE = "Video encoder"
 STREAMS = "Streams and containers"
 FILES = "Files and batches"
 MESSAGES = "Messages"
+RANGE = "Range (part of a video)"
 
 
 @dataclasses.dataclass
@@ -170,6 +171,28 @@ class UpscaleArgs:
             rich_help_panel=NETWORK,
         ),
     ] = False
+    start: Annotated[
+        str | None,
+        typer.Option(
+            help="Upscale from this time: seconds (90, 2.5) or a timestamp (00:01:30.5); the "
+            "output starts at zero, audio, subtitles and chapters cut to the same range.",
+            rich_help_panel=RANGE,
+        ),
+    ] = None
+    end: Annotated[
+        str | None,
+        typer.Option(help="Up to this time (not included).", rich_help_panel=RANGE),
+    ] = None
+    duration: Annotated[
+        str | None,
+        typer.Option(
+            help="This long from --start (seconds or a timestamp).", rich_help_panel=RANGE
+        ),
+    ] = None
+    frames: Annotated[
+        int | None,
+        typer.Option(help="This many frames from --start.", rich_help_panel=RANGE),
+    ] = None
     compare: Annotated[
         str | None,
         typer.Option(
@@ -429,9 +452,23 @@ def upscale_options(args: UpscaleArgs) -> Any:
         color_fix=args.color_fix or DEFAULT_COLOR_FIX,
         scene_split=not args.no_scene_split,
         compare=getattr(args, "compare", None),  # commands sharing these flags may lack it
+        range=range_request(args),
     )
     opts.validate()
     return opts
+
+
+def range_request(args: Any) -> Any:
+    """``--start/--end/--duration/--frames`` as a RangeRequest, or None when none is given."""
+    from ..ranges import RangeRequest, parse_time
+
+    names = ("start", "end", "duration")
+    values = {n: getattr(args, n, None) for n in names}
+    frames = getattr(args, "frames", None)
+    if frames is None and all(v is None for v in values.values()):
+        return None
+    times = {n: None if v is None else parse_time(v, f"--{n}") for n, v in values.items()}
+    return RangeRequest(frames=frames, **times)
 
 
 def encode_options(args: UpscaleArgs) -> Any:

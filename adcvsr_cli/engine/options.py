@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UsageError
 from .chunking import DEFAULT_CHUNK, DEFAULT_OVERLAP, check_chunk_args
@@ -28,6 +29,7 @@ class UpscaleOptions:
     scene_split: bool = True
     pad_mode: str = "replicate"
     compare: str | None = None  # --compare split|side: an A/B video, bicubic | network
+    range: Any = None  # a ranges.RangeRequest (--start, --end, --duration, --frames)
 
     def validate(self) -> None:
         if not (self.scale > 0 and math.isfinite(self.scale)):
@@ -59,6 +61,8 @@ class UpscaleOptions:
             from ..compare import check_mode
 
             check_mode(self.compare)
+        if self.range is not None:
+            self.range.validate()
 
     def output_size(self, width: int, height: int, even: bool = False) -> tuple[int, int]:
         """(out_w, out_h) for an input of width x height. ``even``: round to even sides."""

@@ -56,7 +56,9 @@ class ContainerSink:
         out_w: int,
         out_h: int,
         warn: Callable[[str], None],
+        cut: Any = None,
     ):
+        self.cut = cut  # a ranges.Cut: side streams and chapters are cut to its span
         self.target = target  # path of the temp file, or "" for a pipe
         self.pipe = pipe
         self.fmt = fmt
@@ -93,7 +95,14 @@ class ContainerSink:
         self._copy_container_metadata()
         self.ostream = self._add_video_stream(codec, pix)
         self.muxer = SideMuxer(
-            self.out, self.fmt, self.name, self.sides, self.side_queue, self.opts, self.warn
+            self.out,
+            self.fmt,
+            self.name,
+            self.sides,
+            self.side_queue,
+            self.opts,
+            self.warn,
+            cut=self.cut,
         )
         self.sides = self.muxer.sides
         self.dropped = self.muxer.dropped
@@ -122,6 +131,8 @@ class ContainerSink:
         _copy_tags(self.out.metadata, dict(self.in_container.metadata or {}), _DROP_CONTAINER_TAGS)
         try:
             chapters = self.in_container.chapters()
+            if chapters and self.cut is not None:
+                chapters = cut_chapters(chapters, self.cut.t_from, self.cut.t_to)
             if chapters:
                 self.out.set_chapters(chapters)
         except Exception as e:
@@ -296,3 +307,20 @@ class ContainerSink:
         if out is not None:
             with contextlib.suppress(BaseException):
                 out.close()
+
+
+def cut_chapters(
+    chapters: list[dict[str, Any]], t0: float, t1: float | None
+) -> list[dict[str, Any]]:
+    """Chapters overlapping ``t0 .. t1`` seconds, clipped to it and moved to start at zero."""
+    out = []
+    for ch in chapters:
+        tb = ch["time_base"]
+        start, end = float(ch["start"] * tb), float(ch["end"] * tb)
+        if end <= t0 or (t1 is not None and start >= t1):
+            continue
+        new = dict(ch)
+        new["start"] = round((max(start, t0) - t0) / tb)
+        new["end"] = round(((min(end, t1) if t1 is not None else end) - t0) / tb)
+        out.append(new)
+    return out

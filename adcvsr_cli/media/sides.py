@@ -222,9 +222,11 @@ class SideMuxer:
         queue: collections.deque[Any],
         opts: EncodeOptions,
         warn: Callable[[str], None],
+        cut: Any = None,
     ):
         self.out, self.fmt, self.name = out, fmt, name
         self.queue = queue
+        self.cut = cut  # a ranges.Cut: keep the packets that start in its span, shifted to zero
         self.opts = opts
         self.warn = warn
         self.dropped: list[str] = []
@@ -307,14 +309,31 @@ class SideMuxer:
     def mux_upto(self, upto: float | None) -> None:
         """Mux the queued packets that start at or before ``upto`` seconds (all: ``None``)."""
         side_q = self.queue
+        offset = self.cut.t_from if self.cut is not None else 0.0
         while side_q:
             pkt = side_q[0]
             if upto is not None:
                 t = pkt.dts if pkt.dts is not None else pkt.pts
-                if t is not None and pkt.time_base and float(t * pkt.time_base) > upto:
+                if t is not None and pkt.time_base and float(t * pkt.time_base) - offset > upto:
                     return
             side_q.popleft()
-            self._mux_packet(pkt)
+            if self.cut is None or self._in_cut(pkt):
+                self._mux_packet(pkt)
+
+    def _in_cut(self, pkt: Any) -> bool:
+        """Whether a packet starts inside the cut; if so its timestamps are moved to the cut's
+        time line (packet-accurate: a packet is kept whole or dropped)."""
+        cut, tb = self.cut, pkt.time_base
+        if pkt.pts is None or not tb:
+            return False
+        t = float(pkt.pts * tb)
+        if t < cut.t_from - 1e-9 or (cut.t_to is not None and t >= cut.t_to - 1e-9):
+            return False
+        shift = round(cut.t_from / tb)
+        pkt.pts -= shift
+        if pkt.dts is not None:
+            pkt.dts -= shift
+        return True
 
     def _mux_packet(self, pkt: Any) -> None:
         side = self._by_index.get(pkt.stream.index)

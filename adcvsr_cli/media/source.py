@@ -42,6 +42,7 @@ class Source:
         self.side: collections.deque[Any] = (
             decoder.side if decoder.side is not None else (collections.deque())
         )
+        self.cut: Any = None  # a ranges.Cut when only part of the input is written
 
     @property
     def first(self) -> Any:
@@ -83,6 +84,43 @@ class Source:
         return _early_end_message(
             self.name, self.info, self.container, self.vstream, dec, frames_in
         )
+
+    def seek(self, pts: int) -> None:
+        """Restart at the frame whose timestamp is ``pts``: seek to the keyframe at or before it
+        and decode and discard the frames before it. When a seek lands past the frame (a
+        container whose index points late), seek again further back. Raises VideoError when no
+        frame with that timestamp turns up."""
+        tb = self.vstream.time_base
+        back = 0
+        while True:
+            self.container.seek(pts - back, stream=self.vstream, backward=True, any_frame=False)
+            self.side.clear()
+            dec = _Decoder(
+                self.container,
+                self.vstream,
+                self.decoder.side_streams,
+                deinterlace=self.decoder.deinterlace,
+                strict=self.decoder.strict,
+                name=self.name,
+                side=self.side,
+            )
+            # first_frame() keeps the frame it decodes for frames(): drop those before pts.
+            found = None
+            while dec.first_frame() is not None:
+                fpts = dec._pending[-1][1]
+                if fpts is not None and fpts >= pts:
+                    found = fpts
+                    break
+                dec._pending.pop()
+            if found == pts:
+                self.decoder = dec
+                return
+            first = self.info.start_time or 0.0
+            if float((pts - back) * tb) <= first:
+                raise VideoError(f"{self.name}: no frame at timestamp {pts} after seeking")
+            back = (
+                2 * back if back else max(1, round(1 / tb))
+            )  # one second further back, then 2, 4...
 
     def stop(self) -> None:
         self.decoder.stop.set()

@@ -133,6 +133,7 @@ def _container_sink(
         out_w=size[0],
         out_h=size[1],
         warn=warn,
+        cut=source.cut,
     )
 
 
@@ -281,6 +282,19 @@ class Session:
         """The source's frames, as the output wants them (depth, alpha)."""
         return self.source.frames(deep=self.deep, want_alpha=self.want_alpha, warn=self.events.warn)
 
+    def cut_frames(self) -> Iterator[tuple[Frame, bool]]:
+        """``(frame, written)``: with a cut (``--start`` and the like) the frames around the range
+        are context, decoded and processed but not written; decoding stops after them."""
+        cut = self.source.cut
+        for frame in self.frames():
+            if cut is None:
+                yield frame, True
+                continue
+            if cut.stop_pts is not None and frame.pts is not None and frame.pts >= cut.stop_pts:
+                self.source.stop()
+                return
+            yield frame, cut.keeps(frame.pts)
+
     def commit(self, frames_in: int) -> TranscodeReport:
         """Close and verify the output, say what the input was missing, then publish it."""
         sink, source, report, warn = self.sink, self.source, self.report, self.events.warn
@@ -314,6 +328,8 @@ class Session:
 
     def _input_notes(self, frames_in: int) -> None:
         dec, name_in, warn = self.source.decoder, self.source.name, self.events.warn
+        if self.source.cut is not None:
+            self.report.cut = self.source.cut.to_dict()
         if dec.bad_packets:
             warn(
                 f"{name_in}: {dec.bad_packets} corrupt video packet(s) skipped "
@@ -323,7 +339,7 @@ class Session:
             warn(
                 f"{name_in}: read error, input ends early after {frames_in} frames ({dec.read_error})"
             )
-        early = self.source.end_message(frames_in)
+        early = None if self.source.cut is not None else self.source.end_message(frames_in)
         if early is not None:
             if self.opts.strict:
                 raise VideoError(early + "; --strict stops here")
@@ -346,8 +362,11 @@ class _Run:
             queue_len(rep.out_width * rep.out_height * 3 * item, _OUT_QUEUE_BYTES, 2, 16)
         )
         # pts and alpha travel beside the processor, which sees only the arrays.
-        self.meta: collections.deque[tuple[int | None, np.ndarray | None]] = collections.deque()
+        self.meta: collections.deque[tuple[int | None, np.ndarray | None, bool]] = (
+            collections.deque()
+        )
         self.frames_in = 0
+        self.frames_kept = 0  # decoded frames that are written (all but a cut's context)
         self.frames_out = 0
         self.exhausted = False
         self.encoder: threading.Thread | None = None
@@ -362,8 +381,9 @@ class _Run:
     def _decode(self) -> None:
         busy, t0 = 0.0, time.monotonic()
         try:
-            for frame in self.session.frames():
-                self.meta.append((frame.pts, frame.alpha))
+            for frame, keep in self.session.cut_frames():
+                self.frames_kept += keep
+                self.meta.append((frame.pts, frame.alpha, keep))
                 busy += time.monotonic() - t0
                 put(self.in_q, frame.array, self.crew.stop)
                 t0 = time.monotonic()
@@ -373,14 +393,18 @@ class _Run:
 
     def _encode(self) -> None:
         sink, busy = self.session.sink, 0.0
+        cut = self.session.source.cut
+        shift = cut.keep_from if cut is not None else 0
         try:
             while True:
                 item = get(self.enc_q, self.crew.stop)
                 if item is END:
                     break
-                pts, alpha = self.meta.popleft()
+                pts, alpha, keep = self.meta.popleft()
+                if not keep:
+                    continue  # context of a cut: processed, not written
                 t0 = time.monotonic()
-                sink.write(Frame(item, pts, alpha))
+                sink.write(Frame(item, None if pts is None else pts - shift, alpha))
                 busy += time.monotonic() - t0
             t0 = time.monotonic()
             sink.finish()
@@ -509,6 +533,7 @@ def transcode(
     options: EncodeOptions | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     cancel: threading.Event | None = None,
+    cut: Any = None,
 ) -> TranscodeReport:
     """Decode ``src``, pass its frames through ``process`` and write them to ``dst``.
 
@@ -517,7 +542,9 @@ def transcode(
     input; a pattern such as ``out/%06d.png`` for a PNG sequence), ``"-"`` (standard output,
     Matroska unless ``options.format`` says otherwise) or a writable binary file object.
     ``out_size``: ``(width, height)`` of the output frames, or a function of the probed
-    :class:`MediaInfo` returning it.
+    :class:`MediaInfo` returning it. ``cut``: a :class:`~adcvsr_cli.ranges.Cut` (a path input
+    only): only that range is decoded (from the keyframe before its context) and written, its
+    timestamps and side streams starting at zero.
 
     Raises :class:`VideoError` (bad input, unwritable output, verification failure),
     :class:`BrokenOutputPipe` (a ``BrokenPipeError``: the stdout reader went away),
@@ -541,11 +568,15 @@ def transcode(
     try:
         target.open_pipe()
         source = open_source(src, deinterlace=opts.deinterlace, strict=opts.strict)
+        if cut is not None:
+            source.seek(cut.seek_pts)
+            source.cut = cut
+            source.info.frames = cut.frames
         session = Session.open(target, source, out_size, opts, events)
         run = _Run(session, cancel)
         run.start()
         _process(run, process, events)
-        report = session.commit(run.frames_in)
+        report = session.commit(run.frames_kept)
         report.seconds_total = time.monotonic() - t_start
         events.emit({"type": "done", "report": report.to_dict()})
         return report

@@ -143,6 +143,8 @@ class TranscodeReport:
     seconds_process: float = 0.0
     seconds_encode: float = 0.0
     seconds_total: float = 0.0
+    cut: dict[str, Any] | None = None
+    """The range written (``--start`` and the like): first frame, frames, start and end (s)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

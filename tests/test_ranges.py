@@ -1,0 +1,184 @@
+"""Partial runs (--start, --end, --duration, --frames): frame-exact on VFR and B-frame inputs,
+timestamps from zero, audio within one packet of the range, chapters cut, temporal context."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from media import make_video, nearest4
+from tiny import tiny_dims
+
+from adcvsr_cli.errors import UsageError
+from adcvsr_cli.frames import frame_pts, read_frames
+from adcvsr_cli.media import read_image, transcode
+from adcvsr_cli.model import AdcVSR, init_random_
+from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
+from adcvsr_cli.ranges import RangeRequest, parse_time, plan_cut, range_indices
+from adcvsr_cli.segments import Rules
+
+IMAGE_RULES = Rules(temporal=False, chunk=25, overlap=4, batch=2, temporal_color=False)
+BFRAMES = {"preset": "medium", "x264-params": "keyint=6:min-keyint=6:bframes=3:scenecut=0"}
+
+
+def test_parse_time():
+    assert parse_time("90", "--start") == 90.0
+    assert parse_time("2.5", "--start") == 2.5
+    assert parse_time("1:30", "--start") == 90.0
+    assert parse_time("00:01:30.25", "--start") == 90.25
+    for bad in ("x", "-1", "1:75", "1:2:3:4", "nan"):
+        with pytest.raises(UsageError, match="is not a time"):
+            parse_time(bad, "--start")
+
+
+def test_range_indices_and_request_checks():
+    times = [i / 10 for i in range(10)]
+    assert range_indices(times, RangeRequest(start=0.3, frames=2)) == (3, 5)
+    assert range_indices(times, RangeRequest(start=0.25, end=0.5)) == (3, 5)
+    assert range_indices(times, RangeRequest(start=0.3, duration=0.2)) == (3, 5)
+    assert range_indices(times, RangeRequest(end=0.2)) == (0, 2)
+    assert range_indices(times, RangeRequest(start=0.8, frames=9)) == (8, 10)
+    with pytest.raises(UsageError, match="past the end"):
+        range_indices(times, RangeRequest(start=5))
+    with pytest.raises(UsageError, match="not --end and --frames"):
+        RangeRequest(end=1, frames=2).validate()
+    with pytest.raises(UsageError, match="is not after --start"):
+        RangeRequest(start=2, end=1).validate()
+
+
+def _packet_times(path, kind):
+    with av.open(str(path)) as c:
+        s = [st for st in c.streams if st.type == kind][0]
+        return sorted(
+            (float(p.pts * p.time_base), float((p.duration or 0) * p.time_base))
+            for p in c.demux(s)
+            if p.size and p.pts is not None
+        )
+
+
+def _cut(src, req, rules=IMAGE_RULES):
+    pts, tb = frame_pts(src)
+    return plan_cut(pts, tb, req, rules)
+
+
+@pytest.mark.parametrize("kind", ["vfr", "bframes"])
+def test_range_is_frame_exact(tmp_path, kind):
+    if kind == "vfr":
+        steps = [40, 40, 20, 60, 40, 33, 47, 40, 80, 40, 20, 20, 40, 40, 40, 60, 40, 40]
+        pts = np.cumsum([0, *steps]).tolist()
+        src = make_video(tmp_path / "in.mkv", fmt="matroska", pts=pts, options=BFRAMES)
+    else:
+        src = make_video(tmp_path / "in.mp4", frames=30, options=BFRAMES)
+    want = [f.rgb for f in read_frames(src)]
+    all_pts, tb = frame_pts(src)
+    times = [float((p - all_pts[0]) * tb) for p in all_pts]
+    cut = _cut(src, RangeRequest(start=times[7] - 0.001, frames=6))
+    assert (cut.first_frame, cut.frames) == (7, 6)
+    (tmp_path / "seq").mkdir()
+    transcode(src, tmp_path / "seq" / "%03d.png", nearest4, out_size=(256, 192), cut=cut)
+    got = sorted(os.listdir(tmp_path / "seq"))
+    assert got == [f"{i:03d}.png" for i in range(1, 7)]
+    for i in range(6):
+        arr, _ = read_image(tmp_path / "seq" / f"{i + 1:03d}.png")
+        np.testing.assert_array_equal(arr, want[7 + i].repeat(4, 0).repeat(4, 1))
+    # In a container the frames keep their own spacing, from zero.
+    rep = transcode(src, tmp_path / "o.mkv", nearest4, out_size=(256, 192), cut=cut)
+    assert rep.frames_in == rep.frames_out == 6 and rep.cut["first_frame"] == 7
+    out = [t for t, _ in _packet_times(tmp_path / "o.mkv", "video")]
+    expect = [t - times[7] for t in times[7:13]]
+    np.testing.assert_allclose(out, expect, atol=1.5e-3)
+    assert out[0] == 0.0
+
+
+def test_audio_is_cut_within_one_packet_and_chapters_follow(tmp_path):
+    chapters = [
+        {
+            "id": 1,
+            "start": 0,
+            "end": 400,
+            "time_base": Fraction(1, 1000),
+            "metadata": {"title": "A"},
+        },
+        {
+            "id": 2,
+            "start": 400,
+            "end": 2000,
+            "time_base": Fraction(1, 1000),
+            "metadata": {"title": "B"},
+        },
+    ]
+    src = make_video(tmp_path / "in.mkv", frames=40, fmt="matroska", audio="aac", chapters=chapters)
+    cut = _cut(src, RangeRequest(start=0.5, duration=0.6))
+    transcode(src, tmp_path / "o.mkv", nearest4, out_size=(256, 192), cut=cut)
+    span = cut.t_to - cut.t_from
+    audio = _packet_times(tmp_path / "o.mkv", "audio")
+    packet = max(d for _, d in audio)  # one AAC packet: 1024 samples, about 21 ms at 48 kHz
+    assert 0.0 <= audio[0][0] < packet
+    # Packets are kept whole: the last one starts inside the span and may end past it.
+    assert span - packet <= audio[-1][0] < span
+    assert audio[-1][0] + audio[-1][1] < span + packet
+    # Every packet of the input that starts inside the range is there, and no other.
+    source = [t for t, _ in _packet_times(src, "audio") if cut.t_from <= t < cut.t_to]
+    assert len(audio) == len(source)
+    with av.open(str(tmp_path / "o.mkv")) as c:
+        got = [
+            (ch["metadata"]["title"], float(ch["start"] * ch["time_base"])) for ch in c.chapters()
+        ]
+    assert got == [("B", 0.0)]  # chapter A ended before the range; B starts at the new zero
+
+
+def test_temporal_range_equals_the_full_run(tmp_path):
+    m = AdcVSR(tiny_dims(temporal=True)).eval()
+    init_random_(m, seed=2)
+    up = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, source="tiny-t")
+    src = make_video(tmp_path / "in.mp4", size=(32, 32), frames=16, options=BFRAMES)
+    opts = dict(tile=0, chunk=5, chunk_overlap=1, scene_split=False)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "part").mkdir()
+    upscale(src, tmp_path / "full" / "%03d.png", up, UpscaleOptions(**opts))
+    rep = upscale(
+        src,
+        tmp_path / "part" / "%03d.png",
+        up,
+        UpscaleOptions(**opts, range=RangeRequest(start=0.24, frames=5)),  # frames 6..10
+    )
+    assert rep.frames_out == 5 and rep.media["cut"]["first_frame"] == 6
+    assert rep.media["cut"]["context_frames"] > 0
+    for i in range(5):
+        part, _ = read_image(tmp_path / "part" / f"{i + 1:03d}.png")
+        full, _ = read_image(tmp_path / "full" / f"{i + 7:03d}.png")
+        np.testing.assert_array_equal(part, full)
+
+
+def test_cli_range_messages(tmp_path):
+    import subprocess
+    import sys
+
+    from adcvsr_cli.weights import save_native
+
+    src = make_video(tmp_path / "in.mp4", frames=10)
+    m = AdcVSR(tiny_dims()).eval()
+    init_random_(m, seed=0)
+    save_native(m.state_dict(), m.dims, tmp_path / "w.safetensors", source="test")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    env["ADCVSR_WEIGHTS"] = str(tmp_path / "w.safetensors")
+
+    def run(*args):
+        cmd = [sys.executable, "-m", "adcvsr_cli", "upscale", str(src), str(tmp_path / "o.mkv")]
+        cmd += ["--device", "cpu"]
+        return subprocess.run([*cmd, *args], capture_output=True, text=True, env=env)
+
+    r = run("--start", "9")
+    assert r.returncode == 2 and "--start 9: past the end of the video" in r.stderr
+    r = run("--end", "1", "--frames", "2")
+    assert r.returncode == 2 and "give one of --end, --duration and --frames" in r.stderr
+    r = run("--start", "soon")
+    assert r.returncode == 2 and "--start 'soon' is not a time" in r.stderr
+    assert not (tmp_path / "o.mkv").exists()
+    r = run("--start", "0.2", "--frames", "3")
+    assert r.returncode == 0, r.stderr
+    assert "cut to frames 5..7 (0.200 s to 0.320 s of the input" in r.stderr
