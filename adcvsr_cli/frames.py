@@ -63,16 +63,9 @@ def read_frames(
 def frame_times(path: str | os.PathLike[str]) -> list[float]:
     """Presentation times (seconds, from the first frame) of every video frame: a demux pass,
     no decoding. Index ``i`` is the time of the ``i``-th frame :func:`read_frames` yields."""
-    container, name, _ = _open_input(os.fspath(path))
-    with container:
-        try:
-            vstream = _pick_video_stream(container, name)
-            tb = vstream.time_base
-            pts = sorted(p.pts for p in container.demux(vstream) if p.size and p.pts is not None)
-        except (av.error.FFmpegError, OSError, ValueError, IndexError) as e:
-            raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+    pts, tb = frame_pts(path)
     if not pts:
-        raise VideoError(f"{name}: no video frame with a timestamp")
+        raise VideoError(f"{os.fspath(path)}: no video frame with a timestamp")
     return [float((p - pts[0]) * tb) for p in pts]
 
 
