@@ -269,15 +269,17 @@ class FastForward:
         if fastpath.compile:
             self._compiled = self._make_compiled(compile_backend)
 
-    def reconfigured(self, dtype: torch.dtype) -> FastForward:
-        """The same options in another dtype (the fp16 -> bf16 rerun): weights cast in place,
-        compiled or captured graphs dropped (they were built for the old dtype)."""
+    def reconfigured(self, dtype: torch.dtype, copy_model: bool = False) -> FastForward:
+        """The same options in another dtype (the fp16 -> bf16 rerun): weights cast in place (in
+        a copy with ``copy_model``), compiled or captured graphs dropped (they were built for the
+        old dtype)."""
         return configure(
             self.model,
             device=self.device,
             dtype=dtype,
             fastpath=replace(self.fp, layout=self.layout),
             decode_group=self.decode_group,
+            copy_model=copy_model,
             on_event=self.emit,
         )
 

@@ -160,7 +160,7 @@ def upscale(
         seconds_network=stats.seconds_network,
         plan=stats.plan,
         device=str(upscaler.device),
-        precision=upscaler.dtype_name(),
+        precision=stats.precision or upscaler.dtype_name(),
         weights=upscaler.source,
         out_width=report.out_width,
         out_height=report.out_height,

@@ -11,6 +11,7 @@ from tiny import tiny_dims
 
 from adcvsr_cli.engine.colorfix import adain
 from adcvsr_cli.engine.frames import to_array, to_tensor
+from adcvsr_cli.engine.upscaler import ChunkStats
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.media import read_image, write_image
 from adcvsr_cli.model import AdcVSR, init_random_
@@ -213,31 +214,60 @@ def test_model_weights_from_a_native_path(tmp_path):
     assert os.path.exists(p)
 
 
+class Overflowing:
+    """The shared network, overflowing in fp16 on bright inputs (mean > 0)."""
+
+    def __init__(self, up):
+        self.real, self.up, self.calls = up.network, up, []
+
+    def __call__(self, x, clip_len):
+        self.calls.append(float(x.mean()))
+        y = self.real(x, clip_len)
+        return y * float("inf") if float(x.mean()) > 0 else y
+
+    def reconfigured(self, dtype, copy_model=False):
+        return self.real.reconfigured(dtype, copy_model=copy_model)
+
+
+def fp16_tiny(temporal=False):
+    base = tiny_upscaler(temporal=temporal)
+    return Upscaler(base.model.half(), device=torch.device("cpu"), dtype=torch.float16)
+
+
 def test_fp16_overflow_reruns_in_bf16():
     """A non-finite fp16 output is not passed on: the call is rerun in bf16, with a warning."""
-    up = tiny_upscaler()
-    up.dtype = torch.float16
+    up = fp16_tiny()
     events = []
     up.emit = events.append
-    calls = []
-    real = up.network
-
-    class Overflowing:
-        def __call__(self, x, clip_len):
-            calls.append(up.dtype)
-            return real(x, clip_len) * float("inf")
-
-        def reconfigured(self, dtype):
-            return real.reconfigured(dtype)
-
-    up.network = Overflowing()
+    up.network = Overflowing(up)
     from adcvsr_cli.engine.chunking import BackoffRunner, Plan
 
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
-    y = up.upscale_clip(x, BackoffRunner(Plan(0, 2), Plan(64, 1)))
+    x = torch.rand(2, 3, 16, 16)  # bright: overflows
+    net = up.run_network()
+    y = up.upscale_clip(x, BackoffRunner(Plan(0, 2), Plan(64, 1)), net=net)
     assert torch.isfinite(y).all() and y.shape == (2, 3, 64, 64)
-    assert calls == [torch.float16] and up.dtype == torch.bfloat16
+    assert len(up.network.calls) == 1 and net.precision == "bf16"
     assert any("bf16" in e.get("message", "") for e in events)
+    # The shared network is untouched: still fp16, the next run starts there.
+    assert up.dtype == torch.float16 and up.run_network().precision == "fp16"
+    assert all(p.dtype == torch.float16 for p in up.model.parameters())
+
+
+def test_an_overflow_in_one_file_leaves_the_next_file_in_fp16():
+    up = fp16_tiny()
+    up.network = Overflowing(up)
+    before = {k: v.clone() for k, v in up.model.state_dict().items()}
+    opts = UpscaleOptions(chunk=2, chunk_overlap=0, batch=2, tile=0)
+    precisions = []
+    for value in (230, 20):  # a bright file (overflows in fp16), then a dark one
+        stats = ChunkStats()
+        frames = [np.full((16, 16, 3), value, np.uint8)] * 4
+        out = list(up.processor(opts, lambda w, h: (4 * w, 4 * h), stats=stats)(iter(frames)))
+        assert len(out) == 4
+        precisions.append(stats.precision)
+    assert precisions == ["bf16", "fp16"]
+    after = up.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
 
 
 def test_fastpath_option_builds_a_working_forward():

@@ -45,10 +45,30 @@ class ChunkStats:
     plan: str = ""
     changes: list[str] = field(default_factory=list)
     cuts: list[int] = field(default_factory=list)
+    precision: str = ""  # the run's, once a chunk ran (bf16 after an fp16 overflow)
+
+
+class RunNetwork:
+    """The network one run (one file) goes through: the shared, configured network, or after an
+    fp16 overflow this run's own bf16 copy (the shared weights stay fp16 for the next file:
+    casting them to bf16 and back would lose mantissa bits)."""
+
+    def __init__(self, forward: Any, dtype: torch.dtype) -> None:
+        self.forward = forward
+        self.dtype = dtype
+
+    def to_bf16(self, shared: Any) -> None:
+        self.forward = shared.reconfigured(torch.bfloat16, copy_model=True)
+        self.dtype = torch.bfloat16
+
+    @property
+    def precision(self) -> str:
+        return dtype_name(self.dtype)
 
 
 class Upscaler:
-    """A loaded network on a device, reusable for any number of files."""
+    """A loaded network on a device, reusable for any number of files: a run's own state (plan,
+    precision after an overflow, colour-fix history) lives in its :class:`FileRun`."""
 
     def __init__(
         self,
@@ -110,18 +130,21 @@ class Upscaler:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         pad_mode: str = "replicate",
         weights: TileWeights | None = None,
+        net: RunNetwork | None = None,
     ) -> torch.Tensor:
         """(T, 3, H, W) in [-1, 1] (one clip, or independent frames for an image model) ->
         (T, 3, 4H, 4W) float32, through tiles and the out-of-memory back-off.
 
         fp16's range is guarded once per chunk: the finiteness of the whole output is reduced on
-        the device and read once; a non-finite chunk is run again in bf16.
+        the device and read once; a non-finite chunk is run again in bf16. ``net`` is the run's
+        own network state (a file keeps its bf16 switch; the shared network is never changed).
         """
         weights = weights if weights is not None else TileWeights()
+        net = net if net is not None else self.run_network()
 
         def run(plan: Plan) -> torch.Tensor:
             return run_chunk_plan(
-                self.network,
+                net.forward,
                 x,
                 plan,
                 self.temporal,
@@ -134,20 +157,21 @@ class Upscaler:
 
         with torch.inference_mode():
             y = runner(run)
-            if self.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
-                self._switch_to_bf16()
+            if net.dtype == torch.float16 and not bool(torch.isfinite(y).all()):
+                self.emit(
+                    {
+                        "type": "warning",
+                        "message": "fp16 overflowed on this input: switching the network to bf16 "
+                        "for the rest of this file",
+                    }
+                )
+                net.to_bf16(self.network)
                 y = runner(run)
         return y
 
-    def _switch_to_bf16(self) -> None:
-        self.emit(
-            {
-                "type": "warning",
-                "message": "fp16 overflowed on this input: switching the network to bf16 for the rest of the run",
-            }
-        )
-        self.dtype = torch.bfloat16
-        self.network = self.network.reconfigured(torch.bfloat16)
+    def run_network(self) -> RunNetwork:
+        """Fresh per-run network state: the shared network in its configured precision."""
+        return RunNetwork(self.network, self.dtype)
 
     # -- the frame processor ------------------------------------------------------------------
     def processor(
@@ -228,6 +252,7 @@ class FileRun:
             full_last=up.temporal,
             out_dtype=torch.float32,
         )
+        self.net = up.run_network()
         self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pending: HostCopy | None = None
         on_event(
@@ -273,11 +298,17 @@ class FileRun:
         for i in range(len(c)):
             self._lr_stats[c.start + i] = (mean[i], std[i])
         y = self.up.upscale_clip(
-            lr, self.runner, self.options.tile_overlap, self.options.pad_mode, self.weights
+            lr,
+            self.runner,
+            self.options.tile_overlap,
+            self.options.pad_mode,
+            self.weights,
+            self.net,
         )
         self.stats.seconds_network += time.perf_counter() - t0
         self.stats.chunks += 1
         self.stats.plan = self.runner.plan.describe()
+        self.stats.precision = self.net.precision
         return y
 
     def _handover(self, done: list[Finished]) -> list[np.ndarray]:
