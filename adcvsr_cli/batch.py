@@ -34,6 +34,8 @@ VIDEO_EXTS = {
     ".ivf",
 }
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# Images are written as PNG or JPEG; a folder's other images keep their name, as .png.
+WRITABLE_IMAGE_EXTS = {".png", ".jpg", ".jpeg"}
 MEDIA_EXTS = VIDEO_EXTS | IMAGE_EXTS
 _PART_MARK = ".adcvsr-"
 
@@ -44,6 +46,7 @@ class Job:
     dst: str  # a path, or "-" for standard output
     skip_reason: str | None = None  # set when the job is planned but will not run
     make_dirs: bool = False  # the output's folder is created by the run (folder outputs)
+    note: str | None = None  # what the plan changed and says (an image written as PNG)
 
 
 @dataclass
@@ -115,7 +118,17 @@ def output_name(src: Path, *, suffix: str, ext: str | None) -> str:
     e = ext if ext is None or ext.startswith(".") else f".{ext}"
     if e and (e.lower() in IMAGE_EXTS) != (src.suffix.lower() in IMAGE_EXTS):
         e = None
+    if not e and src.suffix.lower() in IMAGE_EXTS - WRITABLE_IMAGE_EXTS:
+        e = ".png"
     return f"{src.stem}{suffix}{e if e else src.suffix}"
+
+
+def _note(src: str, dst: str) -> str | None:
+    """The plan's word on an image whose format cannot be written."""
+    ext = Path(src).suffix.lower()
+    if ext in IMAGE_EXTS - WRITABLE_IMAGE_EXTS and Path(dst).suffix.lower() == ".png":
+        return f"{ext} images cannot be written: {dst} is a PNG"
+    return None
 
 
 def plan_jobs(
@@ -156,7 +169,7 @@ def plan_jobs(
             if src == "-":
                 raise UsageError("reading standard input needs an output file name, not a folder")
             dst = str(Path(output) / output_name(Path(src), suffix=suffix, ext=ext))
-        jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=dst != output))
+        jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=dst != output, note=_note(src, dst)))
         return JobPlan(jobs, False, ignored)
     out_root = Path(output)
     what = "a folder needs" if len(inputs) == 1 else "several inputs need"
@@ -207,7 +220,7 @@ def _add(jobs: list[Job], seen: dict[str, str], src: str, dst: str, skip: bool) 
             f"{src} and {seen[dst]} would both be written to {dst}: use --suffix or --ext, or separate runs"
         )
     seen[dst] = src
-    jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=True))
+    jobs.append(Job(src, dst, _skip(dst, skip), make_dirs=True, note=_note(src, dst)))
 
 
 def _skip(dst: str, skip: bool) -> str | None:

@@ -28,7 +28,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-from media import frame_times, make_video, packets
+from media import frame_times, make_image, make_video, packets
 from tiny import tiny_dims
 from typer.testing import CliRunner
 
@@ -408,7 +408,8 @@ def test_dry_run_loads_no_model_and_writes_nothing(
     assert "64x48" in text  # input size
     assert "256x192 mp4" in text and "256x192 mkv" in text  # output size and container
     assert "h264" in text and "aac" in text  # input streams
-    assert "cpu fp32" in text and "tile 64" in text and "chunks" in text and "GiB" in text
+    assert "cpu fp32" in text and "tiles 64 px (1 per frame, overlap 32)" in text
+    assert "2 frames per network call" in text and "chunks" in text and "GiB" in text
     assert "1 non-media file(s) would be skipped" in text
     plans = [e for e in jsonl(log.read_text()) if e["event"] == "plan"]
     assert sorted(Path(p["input"]).name for p in plans) == ["a.mp4", "b.mkv", "c.mp4"]
@@ -914,7 +915,7 @@ def test_progress_bars_on_a_terminal_only(
         [adcvsr_bin, "upscale", str(clips / "a.mp4"), str(tmp_path / "o.mkv"), *tiny(weights)], e
     )
     assert rc == 0, shown
-    assert "ETA" in shown and "fps" in shown and "10/10" in shown
+    assert "fps" in shown and "10/10" in shown
 
 
 class Terminal:
@@ -1141,6 +1142,115 @@ def test_stale_temporary_outputs_of_killed_runs_are_removed(
     assert r.returncode == 0, r.stderr.decode()
     assert not stale.exists() and live.exists()
     assert "unfinished output of an earlier run" in r.stderr.decode()
+
+
+# ----------------------------------------------------------------------------- first-hour messages
+
+
+def test_skip_existing_with_overwrite_is_a_usage_error(no_model: NoModel, clips: Path) -> None:
+    r = runner.invoke(app, ["upscale", str(clips / "a.mp4"), "o.mkv", "--skip-existing", "-y"])
+    assert r.exit_code == 2
+    assert "--skip-existing and --overwrite/-y contradict each other" in r.stderr
+
+
+def test_skip_existing_on_a_single_file_says_it_skipped(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "o.mkv"
+    out.write_bytes(b"kept")
+    r = runner.invoke(app, ["upscale", str(clips / "a.mp4"), str(out), "--skip-existing"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr.strip() == f"{clips / 'a.mp4'}: skipped, {out} exists (--skip-existing)"
+    assert out.read_bytes() == b"kept" and no_model.calls == 0
+
+
+def test_a_single_file_into_a_missing_folder_creates_it(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "new" / "deeper" / "o.mkv"
+    r = run(adcvsr_bin, "upscale", clips / "a.mp4", out, *tiny(weights), "-v", env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert video_facts(out) == (256, 192, 10)
+    assert "10 frames in" in r.stderr.decode()
+
+
+def test_a_failing_file_leaves_no_empty_output_folder(
+    no_model: NoModel, clips: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    shutil.copy(clips / "bad.mp4", src / "sub" / "bad.mp4")
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["upscale", str(src), str(out), "-r"])
+    assert r.exit_code == 3 and "bad.mp4" in r.stderr
+    assert not (out / "sub").exists()
+
+
+def test_a_folder_with_webp_images_writes_png_and_says_so(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    make_image(src / "a.png")
+    frame = av.VideoFrame.from_ndarray(np.full((30, 40, 3), 90, np.uint8), format="rgb24")
+    _write_webp(src / "b.webp", frame)
+    out = tmp_path / "out"
+    dry = run(adcvsr_bin, "upscale", src, out, "--dry-run", *tiny(weights), env=env)
+    assert dry.returncode == 0, dry.stderr.decode()
+    assert f".webp images cannot be written: {out / 'b.png'} is a PNG" in dry.stdout.decode()
+    r = run(adcvsr_bin, "upscale", src, out, *tiny(weights), env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+    assert video_facts(out / "b.png")[:2] == (160, 120)
+
+
+def _write_webp(path: Path, frame: av.VideoFrame) -> None:
+    with av.open(str(path), "w", format="webp") as c:
+        s = c.add_stream("libwebp", rate=1)
+        s.width, s.height, s.pix_fmt = frame.width, frame.height, "yuv420p"
+        c.mux(s.encode(frame.reformat(format="yuv420p")))
+        c.mux(s.encode(None))
+
+
+def test_dry_run_refuses_what_the_run_refuses_with_the_same_message(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    args = ["upscale", clips / "a.mp4", tmp_path / "o.mkv", "--width", "100000", *tiny(weights)]
+    dry = run(adcvsr_bin, *args, "--dry-run", env=env)
+    real = run(adcvsr_bin, *args, env=env)
+    assert dry.returncode == real.returncode == 1
+    msg = "over 16384 pixels on a side (beyond every codec level); use --force to try anyway"
+    assert msg in dry.stderr.decode()
+    assert dry.stderr.decode() == real.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "extra"),
+    [("a.mp4", []), ("photo.png", []), ("big.mkv", ["--tile", "64"]), ("a.mp4", ["--batch", "3"])],
+)
+def test_dry_run_plan_is_the_runs_plan(
+    adcvsr_bin: str,
+    env: dict[str, str],
+    weights: Path,
+    clips: Path,
+    tmp_path: Path,
+    name: str,
+    extra: list[str],
+) -> None:
+    src = clips / name
+    if name == "photo.png":
+        src = make_image(tmp_path / "photo.png")
+    elif name == "big.mkv":
+        src = make_video(tmp_path / "big.mkv", frames=3, fmt="matroska", size=(160, 128))
+    out = tmp_path / f"o{src.suffix}"
+    args = ["upscale", src, out, *extra, *tiny(weights), "--json"]
+    dry = [e for e in jsonl(run(adcvsr_bin, *args, "--dry-run", env=env).stderr.decode())]
+    real = [e for e in jsonl(run(adcvsr_bin, *args, env=env).stderr.decode())]
+    (planned,) = [e for e in dry if e["event"] == "plan"]
+    (used,) = [e for e in real if e["event"] == "plan"]
+    keys = ("device", "precision", "tile", "batch", "tiles", "computed_overhead", "chunk")
+    assert {k: planned[k] for k in keys} == {k: used[k] for k in keys}
+    assert planned["estimated_peak_bytes"] == used["estimated_peak_bytes"]
 
 
 # ----------------------------------------------------------------------------- bench

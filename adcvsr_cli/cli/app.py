@@ -30,6 +30,14 @@ class _Group(TyperGroup):
     """Ctrl-C and SIGTERM in any command: one line and exit 130 or 143 (rather than click's
     "Aborted!" and exit 1). ``upscale`` handles them itself, with its summary."""
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Whole one-line summaries (click would cut them at about 45 characters with "...").
+        for name in self.list_commands(ctx):
+            cmd = self.get_command(ctx, name)
+            if cmd is not None and not cmd.short_help and cmd.help:
+                cmd.short_help = " ".join(cmd.help.split("\n\n", 1)[0].split())
+        super().format_commands(ctx, formatter)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

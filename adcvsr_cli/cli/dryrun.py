@@ -1,4 +1,9 @@
-"""``upscale --dry-run``: the plan of every job, printed or as JSON; no model, no output."""
+"""``upscale --dry-run``: the plan of every job, printed or as JSON; no model, no output.
+
+The plan comes from the planner the run uses (``pipeline.dry_run_plan`` calls it), and the
+output size is checked by the media layer's own check, so the dry run refuses what the run
+refuses, with the same message.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,56 @@ from typing import Any
 
 from ..errors import EXIT_ERROR, EXIT_PARTIAL, AdcvsrError
 from .jobs import named, preflight
-from .report import Reporter
+from .report import Reporter, plural
+
+
+def plan_job(
+    job: Any, opts: Any, enc: Any, device: str, precision: str, weights: str | None, warn: Any
+) -> dict[str, Any]:
+    """The plan of one job (raises the AdcvsrError the run would raise before it starts)."""
+    from ..media.transcoder import check_output_size
+    from ..pipeline import dry_run_plan
+
+    problem = preflight(job, enc)
+    p = dry_run_plan(job.src, job.dst, opts, device=device, precision=precision)
+    if "output_size" in p:
+        check_output_size(job.src, *p["output_size"], enc.force, warn)
+    if job.dst == "-":
+        p["output_container"] = enc.format or "matroska"
+    p["weights"] = weights or "adcsr-x4"
+    p["skip"] = job.skip_reason
+    p["problem"] = problem
+    p["note"] = p.get("note") or getattr(job, "note", None)
+    return p
+
+
+def plan_lines(job: Any, p: dict[str, Any]) -> list[str]:
+    """The plan as a person reads it."""
+    head = f"{job.src} -> {job.dst}"
+    head += f"  [skip: {job.skip_reason}]" if job.skip_reason else ""
+    head += f"  [would fail: {p['problem']}]" if p["problem"] else ""
+    lines = [head]
+    net = f"  network {p['device']} {p['precision']}, weights {p['weights']}"
+    if "input_size" not in p:
+        lines += [f"  output  {p['output_container']}", net]
+        return lines + ([f"  note    {p['note']}"] if p.get("note") else [])
+    (iw, ih), (ow, oh) = p["input_size"], p["output_size"]
+    streams = ", ".join(f"{s.get('type')}:{s.get('codec')}" for s in p["input_streams"])
+    frames = plural(p["frames"], "frame") if p["frames"] else "? frames"
+    chunks = plural(p["chunks"], "chunk") if p["chunks"] else "? chunks"
+    tiles = (
+        f"tiles {p['tile']} px ({p['tiles']} per frame, overlap {p['tile_overlap']})"
+        if p["tile"]
+        else "whole frames (no tiles)"
+    )
+    lines += [
+        f"  input   {iw}x{ih}, {frames}, streams: {streams}",
+        f"  output  {ow}x{oh} {p['output_container']}",
+        f"{net}, colour fix {p['color_fix']}",
+        f"  plan    {plural(p['chunk'], 'frame')} per network call, {chunks}, {tiles}",
+        f"  memory  about {p['estimated_peak_bytes'] / 2**30:.2f} GiB peak for activations",
+    ]
+    return lines + ([f"  note    {p['note']}"] if p.get("note") else [])
 
 
 def dry_run(
@@ -20,16 +74,12 @@ def dry_run(
     reporter: Reporter,
 ) -> int:
     """Print (or emit as JSON) the plan of every job; load no model, write no file."""
-    from ..pipeline import dry_run_plan
-
     # The plan is text for a person: on standard output, unless that is where the video goes.
     out = sys.stderr if any(j.dst == "-" for j in plan.jobs) else sys.stdout
-    text = not reporter.json_on_stderr
     failures = would_run = skipped = 0
     for job in plan.jobs:
         try:
-            problem = preflight(job, enc)
-            p = dry_run_plan(job.src, job.dst, opts, device=device, precision=precision)
+            p = plan_job(job, opts, enc, device, precision, weights, reporter.warn)
         except AdcvsrError as e:
             failures += 1
             msg = named(job, e)
@@ -38,46 +88,16 @@ def dry_run(
             )
             reporter.error(msg, event=False)
             continue
-        if job.dst == "-":
-            p["output_container"] = enc.format or "matroska"
-        p["weights"] = weights or "adcsr-x4"
-        p["skip"] = job.skip_reason
-        p["problem"] = problem
         if job.skip_reason:
             skipped += 1
-        elif problem is None:
+        elif p["problem"] is None:
             would_run += 1
         else:
             failures += 1
         reporter.json("plan", file=job.src, **p)
-        if not text:
-            continue
-        lines = [
-            f"{job.src} -> {job.dst}"
-            + (f"  [skip: {job.skip_reason}]" if job.skip_reason else "")
-            + (f"  [would fail: {problem}]" if problem else "")
-        ]
-        if "input_size" in p:
-            iw, ih = p["input_size"]
-            ow, oh = p["output_size"]
-            streams = ", ".join(f"{s.get('type')}:{s.get('codec')}" for s in p["input_streams"])
-            lines.append(f"  input   {iw}x{ih}, {p['frames'] or '?'} frames, streams: {streams}")
-            lines.append(f"  output  {ow}x{oh} {p['output_container']}")
-            lines.append(
-                f"  network {p['device']} {p['precision']}, weights {p['weights']}, chunk "
-                f"{p['chunk']} ({p['chunks'] or '?'} chunks), tile {p['tile'] or 'off'} overlap "
-                f"{p['tile_overlap']}, colour fix {p['color_fix']}"
-            )
-            lines.append(
-                f"  memory  about {p['estimated_peak_bytes'] / 2**30:.2f} GiB peak for activations"
-            )
-        else:
-            lines.append(f"  output  {p['output_container']}")
-            lines.append(f"  network {p['device']} {p['precision']}, weights {p['weights']}")
-            if p.get("note"):
-                lines.append(f"  note    {p['note']}")
-        print("\n".join(lines), file=out, flush=True)
-    if plan.ignored and text:
+        if not reporter.json_on_stderr:
+            print("\n".join(plan_lines(job, p)), file=out, flush=True)
+    if plan.ignored and not reporter.json_on_stderr:
         print(f"{len(plan.ignored)} non-media file(s) would be skipped", file=out, flush=True)
     reporter.json(
         "summary",

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PARTIAL, AdcvsrError, UsageError
 from ..workdir import ResumeRefused
-from .report import Reporter
+from .report import Reporter, plural
 from .signals import (
     EXIT_BROKEN_PIPE,
     EXIT_SIGTERM,
@@ -115,8 +115,10 @@ class JobRunner:
         self.run = _Run()
         self.upscaler: Any = None
         self.current: Any = None
+        self.made_dirs: list[Path] = []  # folders the current job created (removed if it fails)
 
     def failed(self, job: Any, e: BaseException, code: int) -> None:
+        _remove_empty(self.made_dirs)
         msg = named(job, e)
         self.run.failed += 1
         self.run.code = self.run.code or code
@@ -143,10 +145,11 @@ class JobRunner:
                 run.skipped += 1
                 run.rows.append((j.src, "skipped", j.skip_reason))
                 reporter.json("file_skipped", file=j.src, output=j.dst, reason=j.skip_reason)
+                if not plan.batch:  # a batch says it in its table
+                    reporter.log(f"{j.src}: skipped, {j.dst} exists (--skip-existing)")
 
     def _prepare(self, job: Any) -> None:
         """Checks before the model is loaded or the file is run; raises AdcvsrError."""
-        from ..errors import VideoError
         from ..media import OutputExists
 
         problem = preflight(job, self.enc)
@@ -160,13 +163,8 @@ class JobRunner:
             from ..media import probe
 
             probe(job.src)
-        if job.make_dirs:
-            try:
-                Path(job.dst).parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise VideoError(
-                    f"{job.dst}: cannot create the output folder ({e.strerror or e})"
-                ) from e
+        if job.dst != "-":
+            self.made_dirs = _make_parents(Path(job.dst))
 
     def _load_model(self) -> None:
         """Once per run, outside the first file's timing."""
@@ -235,6 +233,8 @@ class JobRunner:
 
         reporter, run = self.reporter, self.run
         reporter.start_file(job.src, job.dst, index, files)
+        if job.note:
+            reporter.log(f"{job.src}: {job.note}")
         started = time.perf_counter()
         try:
             rep = self._upscale(job)
@@ -258,7 +258,7 @@ class JobRunner:
         secs = time.perf_counter() - started
         run.done += 1
         run.frames += rep.frames_out
-        run.rows.append((job.src, "done", f"{rep.frames_out} frames, {secs:.1f} s"))
+        run.rows.append((job.src, "done", f"{plural(rep.frames_out, 'frame')}, {secs:.1f} s"))
         reporter.json(
             "file_done",
             file=job.src,
@@ -273,7 +273,7 @@ class JobRunner:
             cut=rep.media.get("cut"),
         )
         reporter.log(
-            f"{job.src} -> {rep.output}: {rep.frames_out} frames in {secs:.1f} s",
+            f"{job.src} -> {rep.output}: {plural(rep.frames_out, 'frame')} in {secs:.1f} s",
             level=0 if self.plan.batch else 1,
         )
         cut = rep.media.get("cut")
@@ -290,7 +290,7 @@ class JobRunner:
         _clean_stale_parts(to_run, self.reporter)
         self.reporter.start_batch(len(to_run))
         for index, job in enumerate(to_run, 1):
-            self.current = job
+            self.current, self.made_dirs = job, []
             try:
                 self._prepare(job)
             except AdcvsrError as e:
@@ -346,6 +346,7 @@ class JobRunner:
     def _finish(self, interrupted_code: int, broken_pipe: bool) -> int:
         plan, reporter, run = self.plan, self.reporter, self.run
         if interrupted_code and self.current is not None:
+            _remove_empty(self.made_dirs)
             run.rows.append((self.current.src, "interrupted", "unfinished output removed"))
         if interrupted_code:
             reporter.stop_bars()
@@ -383,6 +384,29 @@ def run_jobs(
     return JobRunner(
         plan, opts, enc, reporter, load, scale or Scale(devices=[load.get("device", "auto")])
     )()
+
+
+def _make_parents(path: Path) -> list[Path]:
+    """Create the missing folders above ``path``; the ones created, deepest first."""
+    from ..errors import VideoError
+
+    missing = []
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        missing.append(parent)
+        parent = parent.parent
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise VideoError(f"{path}: cannot create the output folder ({e.strerror or e})") from e
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders this run created for a file that failed, where they stayed empty."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (another file's output): kept
+            folder.rmdir()
 
 
 def _clean_stale_parts(jobs: list[Any], reporter: Reporter) -> None:

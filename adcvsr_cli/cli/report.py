@@ -9,6 +9,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rich.progress import ProgressColumn
+from rich.text import Text
+
 from ..errors import UsageError
 from . import logs
 
@@ -58,21 +61,22 @@ class Reporter:
                 BarColumn,
                 MofNCompleteColumn,
                 Progress,
+                SpinnerColumn,
                 TextColumn,
                 TimeElapsedColumn,
-                TimeRemainingColumn,
             )
 
             self.progress = Progress(
+                SpinnerColumn(),  # moves while the first chunk runs and no frame is done yet
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[fps]}"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                _EtaColumn(),
                 console=self.console,
                 transient=False,
+                speed_estimate_period=60.0,  # the rate over the last minute, not since the start
             )
             self.progress.start()
         return self
@@ -249,3 +253,24 @@ class Reporter:
             pass
         else:
             self.log(f"{kind}: {e}", level=2)
+
+
+def plural(n: int, word: str) -> str:
+    """``1 frame``, ``2 frames``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+class _EtaColumn(ProgressColumn):
+    """``ETA m:ss`` once the rate means something (ten seconds of work with frames done, the
+    rate taken over a window); nothing before: a first estimate from one chunk jumps about."""
+
+    MIN_SECONDS = 10.0
+
+    def render(self, task: Any) -> Text:
+        remaining = task.time_remaining
+        if remaining is None or not task.completed or (task.elapsed or 0.0) < self.MIN_SECONDS:
+            return Text("")
+        minutes, seconds = divmod(int(remaining), 60)
+        hours, minutes = divmod(minutes, 60)
+        clock = f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+        return Text(f"ETA {clock}", style="progress.remaining")

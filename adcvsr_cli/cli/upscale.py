@@ -72,6 +72,10 @@ def upscale(args: UpscaleArgs) -> None:
     except UsageError as e:
         raise fail(None, e) from None
     try:
+        if args.skip_existing and args.overwrite:
+            raise UsageError(
+                "--skip-existing and --overwrite/-y contradict each other: give one of them"
+            )
         opts = upscale_options(args)
         # Device and precision are checked before any input is read or model resolved.
         resolve_precision(args.precision, resolve_device(args.device))

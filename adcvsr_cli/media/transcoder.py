@@ -66,9 +66,10 @@ _OUT_QUEUE_BYTES = 512 << 20
 Sink = ContainerSink | ImageSink | SequenceSink
 
 
-def _check_size(
+def check_output_size(
     name: str, out_w: int, out_h: int, force: bool, warn: Callable[[str], None]
 ) -> None:
+    """Refuse (or warn about) an output size; the run and ``upscale --dry-run`` both call it."""
     if out_w <= 0 or out_h <= 0:
         raise UsageError(f"output size {out_w}x{out_h} is not positive")
     if max(out_w, out_h) > _MAX_SIDE and not force:
@@ -239,7 +240,7 @@ class Session:
         _check_kind(target, info, source.name)
         size = out_size(info) if callable(out_size) else out_size
         out_w, out_h = int(size[0]), int(size[1])
-        _check_size(source.name, out_w, out_h, opts.force, warn)
+        check_output_size(source.name, out_w, out_h, opts.force, warn)
         _input_warnings(source, target, opts, warn)
         sink, dropped = open_sink(target, source, opts, (out_w, out_h), warn)
         report = TranscodeReport(input=source.name, output=target.name)
