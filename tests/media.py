@@ -303,3 +303,23 @@ def make_vp9_alpha(path: str | os.PathLike[str], w: int = 16, h: int = 12, frame
         for p in s.encode(None):
             o.mux(p)
     return path
+
+
+HDR10_X265 = (
+    "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"
+    ":max-cll=1000,400"
+)
+
+
+def make_hdr10(path: str | os.PathLike[str], frames: int = 3) -> Path:
+    """A 10-bit PQ HEVC video with HDR10 mastering-display and content-light metadata."""
+    return make_video(
+        path,
+        size=(32, 24),
+        frames=frames,
+        codec="libx265",
+        pix_fmt="yuv420p10le",
+        fmt="matroska",
+        color={"color_primaries": 9, "color_trc": 16, "colorspace": 9},
+        options={"x265-params": "log-level=error:" + HDR10_X265},
+    )

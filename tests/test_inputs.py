@@ -328,3 +328,34 @@ def test_vp9_alpha_is_read_and_no_stale_tag_is_written(tmp_path, weights, env):
     assert alpha.shape == (48, 64)
     ramp = alpha.mean(0)
     assert ramp[0] < 40 and ramp[-1] > 215 and np.all(np.diff(ramp) >= -2)  # the ramp kept
+
+
+def test_hdr10_metadata_is_kept_or_named(tmp_path, weights, env):
+    """HDR10 mastering-display and content-light metadata: kept by x265 and SVT-AV1 outputs
+    (the same values on the output's frames), named in a warning by an encoder without them."""
+    from media import make_hdr10
+
+    from adcvsr_cli.media.hdr import hdr_metadata
+
+    def meta(path: Path) -> Any:
+        with av.open(str(path)) as c:
+            frame = next(c.decode(c.streams.video[0]))
+            return frame.format.name, hdr_metadata(frame)
+
+    src = make_hdr10(tmp_path / "hdr.mkv")
+    fmt, want = meta(src)
+    assert want is not None and want.max_cll == 1000 and want.luminance[1] == 1000
+    for codec in ("libx265", "libsvtav1"):
+        out = tmp_path / f"{codec}.mkv"
+        upscale(weights, env, src, out, "--codec", codec)
+        got_fmt, got = meta(out)
+        assert got_fmt == fmt == "yuv420p10le"
+        assert got is not None and got.max_cll == 1000 and got.max_fall == 400
+        assert got.luminance[1] == 1000
+        # SVT-AV1 stores chromaticities in 1/65536 steps (AV1's precision): equal within that.
+        for a, b in zip(
+            [*got.primaries, got.white_point], [*want.primaries, want.white_point], strict=True
+        ):
+            assert abs(a[0] - b[0]) < 1e-4 and abs(a[1] - b[1]) < 1e-4
+    r = upscale(weights, env, src, tmp_path / "x264.mkv", "--codec", "libx264")
+    assert "mastering-display" in r.stderr and "--codec libx265" in r.stderr, r.stderr

@@ -29,6 +29,7 @@ from .codecs import (
     quiet_encoder_logs,
 )
 from .common import _err_text
+from .hdr import HdrMetadata, hdr_options
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
 from .sides import _DROP_CONTAINER_TAGS, _DROP_STREAM_TAGS, Side, SideMuxer, _copy_tags
 from .types import EncodeOptions, Frame, MediaInfo
@@ -57,8 +58,10 @@ class ContainerSink:
         out_h: int,
         warn: Callable[[str], None],
         cut: Any = None,
+        hdr: HdrMetadata | None = None,
     ):
         self.cut = cut  # a ranges.Cut: side streams and chapters are cut to its span
+        self.hdr = hdr
         self.target = target  # path of the temp file, or "" for a pipe
         self.pipe = pipe
         self.fmt = fmt
@@ -144,8 +147,9 @@ class ContainerSink:
         if rate.denominator > 1_000_000:
             rate = rate.limit_denominator(1001)
         quiet_encoder_logs(codec)
+        options = self._hdr_options(codec, _codec_options(opts, codec))
         try:
-            ost = self.out.add_stream(codec, rate=rate, options=_codec_options(opts, codec))
+            ost = self.out.add_stream(codec, rate=rate, options=options)
         except ValueError as e:
             raise UsageError(
                 f"{self.name}: the {self.fmt} container cannot hold {codec} video ({e})"
@@ -169,6 +173,18 @@ class ContainerSink:
                 self.warn(f"{self.name}: rotation {info.rotation} not kept ({_err_text(e)})")
         _copy_tags(ost.metadata, dict(self.vstream.metadata or {}), _DROP_STREAM_TAGS)
         return ost
+
+    def _hdr_options(self, codec: str, options: dict[str, str]) -> dict[str, str]:
+        if self.hdr is None:
+            return options
+        kept = hdr_options(codec, self.hdr, options)
+        if kept is not None:
+            return kept
+        self.warn(
+            f"{self.name}: the input's HDR10 mastering-display and content-light metadata are "
+            f"not kept by {codec}; use --codec libx265 (or libsvtav1) to keep them"
+        )
+        return options
 
     def _set_colour(self, cc: Any, pix: str) -> None:
         """Colour tags, and the matrix/range the RGB -> YUV conversion must use."""

@@ -203,8 +203,10 @@ _MIMETYPE_EXT = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp
 
 def _is_cover(stream: Any) -> bool:
     disp = stream.disposition
-    return stream.type == "video" and disp is not None and bool(
-        disp & av.stream.Disposition.attached_pic
+    return (
+        stream.type == "video"
+        and disp is not None
+        and bool(disp & av.stream.Disposition.attached_pic)
     )
 
 

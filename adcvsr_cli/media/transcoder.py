@@ -29,6 +29,7 @@ from ..errors import AdcvsrError, Interrupted, UsageError, VideoError
 from .common import _display, _err_text
 from .decode import _to_rgb
 from .encode import ContainerSink
+from .hdr import hdr_metadata
 from .images import ImageSink, SequenceSink
 from .inputs import _check_input_path
 from .outputs import Target, _wrap_write_error, plan_target
@@ -135,6 +136,7 @@ def _container_sink(
         out_h=size[1],
         warn=warn,
         cut=source.cut,
+        hdr=hdr_metadata(source.first),
     )
 
 
