@@ -24,7 +24,14 @@ import numpy as np
 from .engine.options import UpscaleOptions
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler
 from .errors import UsageError, VideoError
-from .media import EncodeOptions, OutputExists, is_image_path, is_sequence_pattern, probe
+from .media import (
+    EncodeOptions,
+    OutputExists,
+    is_image_path,
+    is_sequence_pattern,
+    is_stream_input,
+    probe,
+)
 from .media.outputs import _EXT_FORMAT
 from .media.parts import Scan, decode_range, encode_segment, join, scan
 from .pipeline import UpscaleReport
@@ -65,6 +72,8 @@ def segmentable_paths(src: Any, dst: Any) -> bool:
         return False
     s, d = os.fspath(src), os.fspath(dst)
     if "-" in (s, d) or is_image_path(s) or is_image_path(d) or is_sequence_pattern(d):
+        return False
+    if is_stream_input(s):  # a pipe or /dev/fd/N is read once, by one plain run
         return False
     return Path(d).suffix.lower() in _EXT_FORMAT and not (
         os.path.exists(d) and not os.path.isfile(d)
