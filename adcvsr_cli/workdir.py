@@ -127,8 +127,22 @@ class Manifest:
         write_json_atomic(folder / "manifest.json", self.to_json())
 
 
+_FLAG_NAMES = {
+    "encode.encoder_options": "-e",
+    "device_type": "--device",
+    "encode.deinterlace": "--no-deinterlace",
+}
+
+
+def _flag(key: str) -> str:
+    """The command-line flag behind a manifest option key (``upscale.color_fix`` -> ``--color-fix``)."""
+    if key in _FLAG_NAMES:
+        return _FLAG_NAMES[key]
+    return "--" + key.rpartition(".")[2].replace("_", "-")
+
+
 def _describe(key: str, old: Any, new: Any) -> str:
-    return f"{key} was {old!r}, now {new!r}"
+    return f"{_flag(key)} was {old!r}, now {new!r}"
 
 
 def differences(m: Manifest, identity: dict[str, Any], options: dict[str, Any]) -> list[str]:

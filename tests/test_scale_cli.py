@@ -110,7 +110,7 @@ def test_changed_options_refused_with_a_restart_command_that_works(tmp_path, wei
     r = adcvsr(*base, "--color-fix", "none", env=env, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     msg = " ".join(r.stderr.split())
-    assert "color_fix was 'adain', now 'none'" in msg and "--restart" in msg
+    assert "--color-fix was 'adain', now 'none'" in msg and "--restart" in msg
     command = msg[msg.index("adcvsr upscale") :].strip()
     assert not (tmp_path / "out.mkv").exists()
     again = subprocess.run(

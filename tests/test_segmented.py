@@ -152,7 +152,7 @@ def test_changed_input_or_options_refused_and_restart(tmp_path):
         upscale_long(src, dst, [tiny()], OPTS, LOSSLESS, segment=10, on_event=crash_after_first)
     assert folder.is_dir() and not dst.exists()
     other = UpscaleOptions(chunk=6, chunk_overlap=2, color_fix="none")
-    with pytest.raises(ResumeRefused, match=r"color_fix was 'adain', now 'none'.*--restart"):
+    with pytest.raises(ResumeRefused, match=r"--color-fix was 'adain', now 'none'.*--restart"):
         upscale_long(src, dst, [tiny()], other, LOSSLESS, segment=10)
     os.utime(src, ns=(1, 1))
     with pytest.raises(ResumeRefused, match="the input's modification time changed"):

@@ -97,7 +97,7 @@ def test_manifest_round_trip_and_differences(tmp_path):
     back = Manifest.load(tmp_path)
     assert back is not None and back.done == {1: {"frames": 3}} and back.plan == {"frames": 3}
     changes = differences(back, {**m.input, "size": 5}, {"upscale.chunk": 21, "encode.crf": None})
-    assert changes == ["the input's size changed", "upscale.chunk was 25, now 21"]
+    assert changes == ["the input's size changed", "--chunk was 25, now 21"]
     (tmp_path / "manifest.json").write_text("{torn")
     assert Manifest.load(tmp_path) is None
     assert not list(tmp_path.glob(".*.tmp"))  # the atomic writer left nothing behind
