@@ -285,3 +285,51 @@ def test_fastpath_option_builds_a_working_forward():
     assert ((got - expected).norm() / expected.norm()) < 1e-3
     with pytest.raises(UsageError):
         Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, fastpath="warp_drive")
+
+
+class ShapeRecorder:
+    """The shared network, recording the input shapes it sees; ``static`` claims compilation."""
+
+    def __init__(self, up, static):
+        from dataclasses import replace
+
+        self.real, self.shapes = up.network, []
+        self.fp = replace(up.network.fp, compile=static)
+
+    def __call__(self, x, clip_len):
+        self.shapes.append((tuple(x.shape), clip_len))
+        return self.real(x, clip_len)
+
+
+def _run_shots(temporal, static, lengths, chunk):
+    up = tiny_upscaler(temporal=temporal)
+    up.network = ShapeRecorder(up, static)
+    assert up.static_shapes is static
+    cuts = [sum(lengths[:i]) for i in range(1, len(lengths))]
+    frames = [smooth_image(16, 32, seed=i) for i in range(sum(lengths))]
+    opts = UpscaleOptions(chunk=chunk, chunk_overlap=2 if temporal else 0, batch=chunk, tile=0)
+    stats = ChunkStats()
+    process = up.processor(opts, lambda w, h: (4 * w, 4 * h), stats=stats, cuts=cuts)
+    out = list(process(iter(frames)))
+    assert len(out) == sum(lengths)
+    return set(up.network.shapes), out
+
+
+def test_a_compiled_network_sees_one_shape_per_file():
+    # Shots of 3, 8 and 5 frames with chunks of 6: clips of 3, 6 and 5 frames unpadded.
+    shapes, _ = _run_shots(True, False, [3, 8, 5], 6)
+    assert {s[1] for s in shapes} == {3, 6, 5}
+    shapes, _ = _run_shots(True, True, [3, 8, 5], 6)
+    assert shapes == {((6, 3, 16, 32), 6)}
+    # An image model: 15 frames in batches of 4 end in a batch of 3, padded to 4; the padded
+    # frames are cropped and the frames out are those of the unpadded run (the tail batch's
+    # within one level: a batch of 4 sums in another order than a batch of 3).
+    plain_shapes, plain = _run_shots(False, False, [15], 4)
+    shapes, padded = _run_shots(False, True, [15], 4)
+    assert {s[0][0] for s in plain_shapes} == {4, 3} and {s[0][0] for s in shapes} == {4}
+    assert all(np.array_equal(a, b) for a, b in zip(plain[:12], padded[:12], strict=True))
+    tail = [
+        np.abs(a.astype(int) - b.astype(int)).max()
+        for a, b in zip(plain[12:], padded[12:], strict=True)
+    ]
+    assert max(tail) <= 1

@@ -454,6 +454,14 @@ class BackoffRunner:
         return result
 
 
+def pad_frames(x: Tensor, n: int) -> Tensor:
+    """(T, C, H, W) -> (max(T, n), C, H, W), the last frame repeated: a compiled network then
+    sees one clip length and one batch for the whole file (the caller crops the output)."""
+    if x.shape[0] >= n:
+        return x
+    return torch.cat([x, x[-1:].expand(n - x.shape[0], *x.shape[1:])])
+
+
 def run_chunk_plan(
     fn: Callable[[Tensor, int], Tensor],
     x: Tensor,
@@ -464,14 +472,40 @@ def run_chunk_plan(
     multiple: int = 16,
     pad_mode: str = "replicate",
     weights: TileWeights | None = None,
+    static: int = 0,
 ) -> Tensor:
     """One chunk (T, C, H, W) through ``fn(frames, clip_len)`` (e.g. ``model.forward``) per plan.
 
     A temporal model gets the whole chunk as one clip (tiles cut space, never time); an image
     model gets batches of ``plan.batch`` frames, each its own clip of length 1. ``weights``
-    keeps the tile blending weights on the device across chunks.
+    keeps the tile blending weights on the device across chunks. ``static`` (for a compiled
+    network): pad a temporal clip to ``static`` frames, an image model's tail batch to
+    ``plan.batch``, and crop the output, so that every call of a file has the same shape. For
+    an image model that changes nothing; a temporal model's last frames then see repeated
+    frames instead of the clip's end.
     """
     weights = weights if weights is not None else TileWeights()
+    n = x.shape[0]
+    if static and temporal:
+        x = pad_frames(x, static)
+    elif static:  # tail batches to the plan's batch
+        x = pad_frames(x, -(-n // plan.batch) * plan.batch)
+    return _run_chunk_plan(fn, x, plan, temporal, tile_overlap, scale, multiple, pad_mode, weights)[
+        :n
+    ]
+
+
+def _run_chunk_plan(
+    fn: Callable[[Tensor, int], Tensor],
+    x: Tensor,
+    plan: Plan,
+    temporal: bool,
+    tile_overlap: int,
+    scale: int,
+    multiple: int,
+    pad_mode: str,
+    weights: TileWeights,
+) -> Tensor:
     if temporal:
         t = x.shape[0]
         return run_tiled(

@@ -131,6 +131,7 @@ class Upscaler:
         pad_mode: str = "replicate",
         weights: TileWeights | None = None,
         net: RunNetwork | None = None,
+        static: int = 0,
     ) -> torch.Tensor:
         """(T, 3, H, W) in [-1, 1] (one clip, or independent frames for an image model) ->
         (T, 3, 4H, 4W) float32, through tiles and the out-of-memory back-off.
@@ -153,6 +154,7 @@ class Upscaler:
                 self.dims.multiple,
                 pad_mode,
                 weights,
+                static,
             )
 
         with torch.inference_mode():
@@ -168,6 +170,12 @@ class Upscaler:
                 net.to_bf16(self.network)
                 y = runner(run)
         return y
+
+    @property
+    def static_shapes(self) -> bool:
+        """Whether the network wants one input shape per file (compiled or CUDA-graphed)."""
+        fp = getattr(self.network, "fp", None)
+        return bool(fp is not None and (fp.compile or fp.graphs))
 
     def run_network(self) -> RunNetwork:
         """Fresh per-run network state: the shared network in its configured precision."""
@@ -253,6 +261,9 @@ class FileRun:
             out_dtype=torch.float32,
         )
         self.net = up.run_network()
+        # A compiled network builds a graph per input shape: give it one per file (the chunk
+        # length for a temporal model, the plan's batch for an image model; 1 = pad batches).
+        self.static = (group if up.temporal else 1) if up.static_shapes else 0
         self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._pending: HostCopy | None = None
         on_event(
@@ -304,6 +315,7 @@ class FileRun:
             self.options.pad_mode,
             self.weights,
             self.net,
+            self.static,
         )
         self.stats.seconds_network += time.perf_counter() - t0
         self.stats.chunks += 1
