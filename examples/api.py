@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     upscaler = load_model(args.weights, device=args.device)
     print(f"model {upscaler.source} on {upscaler.device} ({upscaler.dtype_name()})")
 
-    options = UpscaleOptions(scale=4, color_fix="adain-temporal")  # the command line's defaults
+    options = UpscaleOptions(scale=4, color_fix="adain")  # as the command line: x4, --color-fix adain
     encode = EncodeOptions(crf=20, preset="fast", overwrite=True)  # libx264, audio copied
 
     def on_event(event: dict[str, Any]) -> None:

@@ -1076,6 +1076,36 @@ def test_info(clips: Path) -> None:
     assert r.exit_code == 1 and "bad.mp4" in r.stderr and "Traceback" not in r.output
 
 
+def test_info_for_people(tmp_path: Path) -> None:
+    from media import make_srt
+
+    src = make_video(
+        tmp_path / "hdr.mkv",
+        frames=5,
+        fmt="matroska",
+        audio="aac",
+        audio_tags={"language": "fra"},
+        subtitles=str(make_srt(tmp_path / "s.srt")),
+        color={"color_primaries": 9, "color_trc": 16, "colorspace": 9, "color_range": 1},
+    )
+    r = runner.invoke(app, ["info", str(src)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0] == f"{src}: video (matroska,webm)"
+    assert (
+        lines[2] == "  timing    25 fps, 5 frames (estimate; --count-frames counts them), 0.200 s"
+    )
+    assert lines[4] == (
+        "  colour    bt2020 primaries, smpte2084 (PQ) transfer, bt2020nc matrix, limited range"
+    )
+    assert "  audio     #1 aac, 48000 Hz, 2 channels (stereo), language fra" in lines
+    assert "  subtitle  #2 srt, language eng" in lines
+    raw = json.loads(runner.invoke(app, ["info", str(src), "--json"]).stdout)
+    assert (raw["color_trc"], raw["color_range"]) == (16, 1)  # --json keeps the raw values
+    img = runner.invoke(app, ["info", str(make_image(tmp_path / "p.png"))]).stdout.splitlines()
+    assert img[1] == "  image     png 40x30 rgb24, 8-bit" and not any("frames" in x for x in img)
+
+
 # ----------------------------------------------------------------------------- examples
 
 

@@ -73,16 +73,19 @@ def _stream_dicts(container: Any) -> list[dict[str, Any]]:
                 codec = s.codec.name
             except Exception:
                 codec = None
-        out.append(
-            {
-                "index": s.index,
-                "type": s.type,
-                "codec": codec,
-                "language": md.get("language"),
-                "title": md.get("title"),
-                "tags": md,
-            }
-        )
+        entry = {
+            "index": s.index,
+            "type": s.type,
+            "codec": codec,
+            "language": md.get("language"),
+            "title": md.get("title"),
+            "tags": md,
+        }
+        if s.type == "audio" and s.codec_context is not None:
+            cc = s.codec_context
+            layout = cc.layout.name if cc.layout is not None else None
+            entry.update(sample_rate=cc.sample_rate, channels=cc.channels, layout=layout)
+        out.append(entry)
     return out
 
 
