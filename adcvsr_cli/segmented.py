@@ -276,7 +276,9 @@ def upscale_long(
     def single() -> UpscaleReport:
         return upscale_one(src, dst, upscalers[0], options, encode, on_event=emit, cancel=cancel)
 
-    if not segmentable_paths(src, dst):
+    # A part (--start ...) or an A/B video (--compare) runs in one piece: segments join whole
+    # runs of network frames only.
+    if not segmentable_paths(src, dst) or options.range is not None or options.compare:
         return single()
     s, d = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
     folder = work_dir(d)

@@ -182,3 +182,15 @@ def test_cli_range_messages(tmp_path):
     r = run("--start", "0.2", "--frames", "3")
     assert r.returncode == 0, r.stderr
     assert "cut to frames 5..7 (0.200 s to 0.320 s of the input" in r.stderr
+
+
+def test_a_part_of_a_long_video_is_not_segmented(tmp_path):
+    from adcvsr_cli.segmented import upscale_long
+
+    m = AdcVSR(tiny_dims()).eval()
+    init_random_(m, seed=0)
+    up = Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, source="tiny")
+    src = make_video(tmp_path / "in.mp4", size=(32, 32), frames=12)
+    opts = UpscaleOptions(tile=0, range=RangeRequest(start=0.2, frames=3))
+    rep = upscale_long(src, tmp_path / "o.mkv", [up], opts, segment=2)
+    assert rep.frames_out == 3 and rep.media["cut"]["first_frame"] == 5
