@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -785,14 +784,15 @@ def test_sigint_mid_run_leaves_nothing(tmp_path):
     body = f"""
         import time
         from adcvsr_cli import media as V
-        def slow(frames):
+        def stuck(frames):
             for i, f in enumerate(frames):
                 if i == 3:
                     print("running", flush=True)
-                time.sleep(0.02)
+                    while True:  # never finishes on its own: only the signal ends the run
+                        time.sleep(0.01)
                 yield f.repeat(4, 0).repeat(4, 1)
         try:
-            V.transcode({str(src)!r}, {str(dst)!r}, slow, out_size=(256, 192),
+            V.transcode({str(src)!r}, {str(dst)!r}, stuck, out_size=(256, 192),
                         options=V.EncodeOptions(overwrite=True, preset="ultrafast"))
         except KeyboardInterrupt:
             sys.exit(130)
@@ -800,11 +800,11 @@ def test_sigint_mid_run_leaves_nothing(tmp_path):
     """
     proc = subprocess.Popen(_script(body), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"running"
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    rc = proc.wait(timeout=20)
+    # The run cannot end by itself (the processor never returns), so ending at all is the
+    # signal's doing; 60 s is a margin for a loaded machine, not a speed measurement.
+    rc = proc.wait(timeout=60)
     assert rc == 130, proc.stderr.read().decode()
-    assert time.monotonic() - t0 < 2.0
     assert dst.read_bytes() == b"previous result" and leftovers(tmp_path) == []
 
 
