@@ -359,3 +359,27 @@ def test_hdr10_metadata_is_kept_or_named(tmp_path, weights, env):
             assert abs(a[0] - b[0]) < 1e-4 and abs(a[1] - b[1]) < 1e-4
     r = upscale(weights, env, src, tmp_path / "x264.mkv", "--codec", "libx264")
     assert "mastering-display" in r.stderr and "--codec libx265" in r.stderr, r.stderr
+
+
+def test_mov_timecode_track_is_kept(tmp_path, weights, env):
+    """A MOV with a timecode (tmcd) track: .mov and .mp4 outputs get a tmcd track with the
+    same start timecode, Matroska keeps it as the video's tag; nothing is refused."""
+    src = make_video(
+        tmp_path / "tc.mov",
+        frames=4,
+        size=(16, 12),
+        fmt="mov",
+        video_tags={"timecode": "01:00:00:00"},
+    )
+    with av.open(str(src)) as c:
+        assert [s.type for s in c.streams] == ["video", "data"]
+    for ext in (".mov", ".mp4", ".mkv"):
+        out = tmp_path / f"out{ext}"
+        r = upscale(weights, env, src, out)
+        assert "dropped" not in r.stderr, r.stderr
+        with av.open(str(out)) as c:
+            tags = [{k.lower(): v for k, v in s.metadata.items()} for s in c.streams]
+            kinds = [s.type for s in c.streams]
+        assert kinds == (["video"] if ext == ".mkv" else ["video", "data"])
+        assert all(t.get("timecode") == "01:00:00:00" for t in tags), tags
+    assert len(shown_times(tmp_path / "out.mov")) == 4

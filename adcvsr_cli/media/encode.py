@@ -31,7 +31,15 @@ from .codecs import (
 from .common import _err_text
 from .hdr import HdrMetadata, hdr_options
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
-from .sides import _DROP_CONTAINER_TAGS, _DROP_STREAM_TAGS, Side, SideMuxer, _copy_tags
+from .sides import (
+    _DROP_CONTAINER_TAGS,
+    _DROP_STREAM_TAGS,
+    Side,
+    SideMuxer,
+    _copy_tags,
+    input_timecode,
+    timecode_of,
+)
 from .types import EncodeOptions, Frame, MediaInfo
 
 # Matrices the RGB -> YUV conversion can be told to use (swscale's SWS_CS_* values).
@@ -172,6 +180,9 @@ class ContainerSink:
             except Exception as e:
                 self.warn(f"{self.name}: rotation {info.rotation} not kept ({_err_text(e)})")
         _copy_tags(ost.metadata, dict(self.vstream.metadata or {}), _DROP_STREAM_TAGS)
+        timecode = input_timecode(self.in_container)
+        if timecode is not None and timecode_of(ost) is None:
+            ost.metadata["timecode"] = timecode
         return ost
 
     def _hdr_options(self, codec: str, options: dict[str, str]) -> dict[str, str]:

@@ -88,6 +88,21 @@ class Side:
         self.label = _stream_label(stream)
 
 
+def timecode_of(stream: Any) -> str | None:
+    """The start timecode a stream carries as a tag ("01:00:00:00"), if any."""
+    for k, v in (stream.metadata or {}).items():
+        if str(k).lower() == "timecode" and isinstance(v, str) and v:
+            return v
+    return None
+
+
+def input_timecode(container: Any) -> str | None:
+    """The input's start timecode: the video's tag, else a timecode (tmcd) track's. The
+    MP4/MOV muxers write a tmcd track from the video's tag; Matroska keeps it as a tag."""
+    streams = sorted(container.streams, key=lambda s: s.type != "video")
+    return next((tc for tc in map(timecode_of, streams) if tc is not None), None)
+
+
 def _plan_sides(
     container: Any, vstream: Any, opts: EncodeOptions, warn: Callable[[str], None]
 ) -> tuple[list[Side], list[Side], list[str]]:
@@ -118,6 +133,8 @@ def _plan_sides(
                 dropped.append(label)
             else:
                 required.append(Side(s, "copy"))
+        elif s.type == "data" and timecode_of(s) is not None:
+            continue  # a timecode (tmcd) track: carried as the video's timecode tag
         elif s.type in ("data", "attachment"):
             optional.append(Side(s, "copy", optional=True))
         else:
