@@ -406,32 +406,45 @@ def _run(
         on_event,
         cancel,
     )
-    warn = lambda msg: emit({"type": "warning", "message": msg})  # noqa: E731
-    t_join = time.perf_counter()
+    media = _join(job, emit)
+    media["segments"] = {"total": len(segs), "run": len(todo), "reused": reused}
+    lock.release()
+    remove_work_dir(job.folder)
+    report = _report(job, upscalers, media, time.perf_counter() - t0)
+    emit({"type": "done", "report": report.to_dict()})
+    return report
+
+
+def _join(job: _Job, emit: OnEvent) -> dict[str, Any]:
+    """Join every segment into the output; the media fields of the report."""
+    t0 = time.perf_counter()
     media = join(
         job.src,
-        [str(job.part(s)) for s in segs],
+        [str(job.part(s)) for s in job.segments],
         job.dst,
         fmt=job.fmt,
         info=job.scan.info,
         size=job.size,
         frames=job.scan.frames,
         opts=job.encode,
-        warn=warn,
+        warn=lambda msg: emit({"type": "warning", "message": msg}),
     )
-    media["seconds_join"] = round(time.perf_counter() - t_join, 3)
-    media["segments"] = {"total": len(segs), "run": len(todo), "reused": reused}
-    lock.release()
-    remove_work_dir(job.folder)
+    media["seconds_join"] = round(time.perf_counter() - t0, 3)
+    return media
+
+
+def _report(
+    job: _Job, upscalers: Sequence[Upscaler], media: dict[str, Any], seconds: float
+) -> UpscaleReport:
     up = upscalers[0]
-    report = UpscaleReport(
+    return UpscaleReport(
         input=job.src,
         output=job.dst,
         frames_in=job.scan.frames,
         frames_out=job.scan.frames,
-        seconds=time.perf_counter() - t0,
-        seconds_network=sum(float(r.get("seconds", 0.0)) for r in m.done.values()),
-        plan=f"{len(segs)} segments",
+        seconds=seconds,
+        seconds_network=sum(float(r.get("seconds", 0.0)) for r in job.manifest.done.values()),
+        plan=f"{len(job.segments)} segments",
         device=",".join(str(u.device) for u in upscalers),
         precision=up.dtype_name(),
         weights=up.source,
@@ -442,5 +455,3 @@ def _run(
         plan_changes=[],
         media=media,
     )
-    emit({"type": "done", "report": report.to_dict()})
-    return report

@@ -4,8 +4,9 @@
 :class:`DevicePool`. :meth:`DevicePool.run` hands tasks (the segments of a video) to whichever
 worker is free. Events the workers raise are passed to the caller's ``on_event`` from the
 caller's thread, so progress bars and JSON lines see one stream. A worker whose device fails
-(any error that is not about the input, the options or an interruption) is retired and its task
-goes back to the queue for another worker; when no worker is left the error is raised.
+(a RuntimeError or OSError that is not about the input or the options) is retired and its task
+goes back to the queue for another worker; when no worker is left the error is raised. Any other
+error stops the run.
 Out-of-memory never gets here: each worker's network backs off on its own, as a single run does.
 """
 
@@ -159,7 +160,12 @@ class DevicePool(Generic[T, R]):
             except (AdcvsrError, KeyboardInterrupt) as e:
                 inbox.put(("fatal", e))  # about the input, the options, or a stop: not the device
                 return
-            except Exception as e:  # noqa: BLE001 - a device failure: retire, hand the work on
+            except (RuntimeError, OSError) as e:
+                # A device failure (CUDA errors are RuntimeErrors; out-of-memory was already
+                # backed off inside the network call): retire this worker, hand the work on.
                 inbox.put(("lost", (self.names[i], task, e)))
+                return
+            except BaseException as e:
+                inbox.put(("fatal", e))  # a bug: stop the run and show it
                 return
             inbox.put(("done", (task.item, result, self.names[i])))
