@@ -141,3 +141,20 @@ def test_ray_missing_names_the_extra(tmp_path, weights, env):
     assert r.returncode == 2, r.stderr
     assert "pip install 'adcvsr[ray]'" in " ".join(r.stderr.split())
     assert "Traceback" not in r.stderr and not (tmp_path / "out.mkv").exists()
+
+
+def test_ray_local_cluster_equals_one_process(tmp_path, weights, env):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'adcvsr[ray]')")
+    src = make_shots(tmp_path / "in.mp4", [14, 10])
+    common = ["--weights", weights, "--device", "cpu", "--chunk", "6", "--chunk-overlap", "2"]
+    common += ["--crf", "0", "--preset", "ultrafast"]
+    e = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}  # a local cluster
+    r = adcvsr(
+        "upscale", src, "ray.mkv", *common, "--ray", "--segment", "8", "--json", env=e, cwd=tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    one = adcvsr("upscale", src, "one.mkv", *common, "--segment", "0", env=env, cwd=tmp_path)
+    assert one.returncode == 0, one.stderr
+    assert_same(tmp_path / "ray.mkv", tmp_path / "one.mkv", src)
+    workers = {ev["worker"] for ev in events(r.stderr) if ev["event"] == "segment"}
+    assert workers and all(w.startswith("ray actor ") for w in workers)
