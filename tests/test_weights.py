@@ -577,6 +577,8 @@ def test_first_download_converts_then_cache_hit_makes_no_request(
         done = [e for e in events if e["type"] == "download" and e["stage"] == "progress"]
         assert done[-1]["bytes"] == done[-1]["total"]
         assert hub.count("GET", "/cdn/" if redirect else "/resolve/") == 2
+        # Pinned with hashes in the registry: the library's one HEAD per file, no call of ours.
+        assert hub.count("HEAD") == 2 and hub.count(path_contains="/api/") == 0
 
         hub.requests.clear()
         again = W.resolve_weights("tiny-adcsr", registry=registry)
@@ -914,6 +916,35 @@ def test_cache_dir_argument_wins_over_env(hub, registry, tmp_path):
     w = W.resolve_weights("tiny-adcsr", registry=registry, cache_dir=tmp_path / "elsewhere")
     assert w.path.parent == tmp_path / "elsewhere" / "native"
     assert not (tmp_path / "adcvsr" / "native").exists()
+    # The Hub downloads are in that folder too, so copying it is enough to work offline.
+    hub_files = [p for p in (tmp_path / "elsewhere" / "hub").rglob("*") if p.is_file()]
+    assert hub_files and not (tmp_path / "hf" / "hub").exists()
+    hub.requests.clear()
+    again = W.resolve_weights("tiny-native", registry=registry, cache_dir=tmp_path / "elsewhere")
+    off = W.resolve_weights(
+        "tiny-native", registry=registry, cache_dir=tmp_path / "elsewhere", offline=True
+    )
+    assert off.path == again.path and hub.count("GET") == 1
+
+
+def test_offline_and_never_pinned_says_so(hub, registry):
+    with pytest.raises(WeightsError) as err:
+        W.resolve_weights("tiny-tofu", registry=registry, offline=True)
+    msg = str(err.value)
+    assert f"missing {NET} and {DEC} from {PICKLE_REPO}@main" in msg and "offline mode is on" in msg
+    assert "`adcvsr download tiny-tofu` on a connected machine" in msg
+    assert hub.requests == []
+
+
+def test_the_old_ref_form_works_and_names_the_hubs_form(hub, tmp_path):
+    events: list[dict] = []
+    w = W.resolve_weights(f"hf://{NATIVE_REPO}/model.safetensors@{COMMIT}", on_event=events.append)
+    assert w.origin == "hub" and w.source == f"hf://{NATIVE_REPO}@{COMMIT}/model.safetensors"
+    assert any(
+        e["type"] == "notice"
+        and f"write hf://{NATIVE_REPO}@{COMMIT}/model.safetensors" in e["message"]
+        for e in events
+    )
 
 
 @pytest.mark.parametrize(
