@@ -312,14 +312,14 @@ def _resolve_entry(ctx: _Ctx, entry: ModelEntry) -> ResolvedWeights:
     hashes = {f.role: got.files[f.path][1] for f in s.files}
     native = native_path(ctx.cache_dir, entry.name, entry.dims, hashes)
     with conversion_lock(native):
-        sha = (
+        done = (
             None
             if ctx.force
             else verified_native(native, ctx.emit, {"model": entry.name, "file": native.name})
         )
-        from_cache = got.from_cache and sha is not None
-        sha = sha or _convert(ctx, entry, got, native)
-    return _registry_result(entry, native, sha, got.commit, _by_path(entry, hashes), from_cache)
+        from_cache = got.from_cache and done is not None
+        done = done or _convert(ctx, entry, got, native)
+    return _registry_result(entry, native, done, got.commit, _by_path(entry, hashes), from_cache)
 
 
 def _by_path(entry: ModelEntry, by_role: Mapping[str, str]) -> dict[str, str]:
