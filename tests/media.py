@@ -323,3 +323,18 @@ def make_hdr10(path: str | os.PathLike[str], frames: int = 3) -> Path:
         color={"color_primaries": 9, "color_trc": 16, "colorspace": 9},
         options={"x265-params": "log-level=error:" + HDR10_X265},
     )
+
+
+def with_exif_orientation(
+    jpeg: str | os.PathLike[str], dst: str | os.PathLike[str], value: int
+) -> Path:
+    """``jpeg`` with an EXIF block whose Orientation tag is ``value`` (6: turn 90° clockwise
+    to show it), as phone cameras write them."""
+    import struct
+
+    dst = Path(dst)
+    data = Path(jpeg).read_bytes()
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, value, 0) + bytes(4)
+    app1 = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+    dst.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
+    return dst

@@ -383,3 +383,28 @@ def test_mov_timecode_track_is_kept(tmp_path, weights, env):
         assert kinds == (["video"] if ext == ".mkv" else ["video", "data"])
         assert all(t.get("timecode") == "01:00:00:00" for t in tags), tags
     assert len(shown_times(tmp_path / "out.mov")) == 4
+
+
+def test_exif_rotated_jpeg_is_written_as_shown(tmp_path, weights, env):
+    """An EXIF-rotated JPEG comes out turned as a viewer shows it (PNG and video outputs),
+    with no rotation tag left to apply twice: the same output as the turned picture gives."""
+    from media import make_image, with_exif_orientation
+
+    from adcvsr_cli.media import read_image, write_image
+
+    plain = make_image(tmp_path / "plain.jpg", 16, 8)
+    src = with_exif_orientation(plain, tmp_path / "phone.jpg", 6)
+    with av.open(str(src)) as c:
+        assert next(c.decode(video=0)).rotation == -90  # FFmpeg reads the orientation
+    shown, _ = read_image(plain)
+    write_image(tmp_path / "turned.png", np.ascontiguousarray(np.rot90(shown, -1)))  # 90° cw
+    upscale(weights, env, tmp_path / "turned.png", tmp_path / "want.png")
+    for name in ("out.png", "out.mkv"):
+        upscale(weights, env, src, tmp_path / name)
+        with av.open(str(tmp_path / name)) as c:
+            frame = next(c.decode(video=0))
+            assert not frame.rotation
+            assert (frame.width, frame.height) == (32, 64)  # 16x8 shown as 8x16, x4
+    (got,) = rgb_frames(tmp_path / "out.png")
+    (want,) = rgb_frames(tmp_path / "want.png")
+    assert np.abs(got.astype(int) - want).max() <= 1

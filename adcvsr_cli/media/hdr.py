@@ -77,7 +77,11 @@ def _rational(num: int, den: int) -> Fraction:
 def hdr_metadata(frame: Any) -> HdrMetadata | None:
     """The HDR10 static metadata a decoded frame carries, or ``None``."""
     fields: dict[str, Any] = {}
-    for sd in frame.side_data:
+    try:
+        side_data = list(frame.side_data)
+    except ValueError:  # a side data type this PyAV cannot name (a JPEG's EXIF block)
+        return None
+    for sd in side_data:
         kind = str(sd.type).rsplit(".", 1)[-1]
         data = bytes(sd)
         if kind == "MASTERING_DISPLAY_METADATA" and len(data) >= _MDCV.size:

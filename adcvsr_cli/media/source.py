@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import IO, Any
 
+import numpy as np
+
 from ..errors import VideoError
 from .common import _display, _err_text
 from .decode import _Decoder, _to_rgb
@@ -43,6 +45,14 @@ class Source:
             decoder.side if decoder.side is not None else (collections.deque())
         )
         self.cut: Any = None  # a ranges.Cut when only part of the input is written
+        # A still image is shown turned as its EXIF orientation says: apply it to the
+        # pixels (quarter turns counter-clockwise), so the output needs no rotation tag.
+        self.turns = 0
+        if info.is_image and info.rotation and info.rotation % 90 == 0:
+            self.turns = (info.rotation // 90) % 4
+            if self.turns % 2:
+                info.width, info.height = info.height, info.width
+            info.rotation = 0
 
     @property
     def first(self) -> Any:
@@ -61,6 +71,10 @@ class Source:
         warned = False
         for frame, pts in self.decoder.frames():
             arr, alpha = _to_rgb(frame, deep, want_alpha)
+            if self.turns:
+                arr = np.ascontiguousarray(np.rot90(arr, self.turns))
+                if alpha is not None:
+                    alpha = np.ascontiguousarray(np.rot90(alpha, self.turns))
             if pts is None:
                 pts = 0 if prev is None else prev + step
                 if not warned:
