@@ -408,3 +408,14 @@ def test_exif_rotated_jpeg_is_written_as_shown(tmp_path, weights, env):
     (got,) = rgb_frames(tmp_path / "out.png")
     (want,) = rgb_frames(tmp_path / "want.png")
     assert np.abs(got.astype(int) - want).max() <= 1
+
+
+def test_image_with_icc_profile_runs_cleanly(tmp_path, weights, env):
+    """A PNG with an ICC profile into a video and an image: no crash (PyAV 18 crashes after
+    reading such side data, so only HDR inputs have theirs read)."""
+    from media import with_icc_profile
+
+    src = with_icc_profile(make_image(tmp_path / "p.png", 8, 6), tmp_path / "icc.png")
+    for name in ("out.mkv", "out.png"):
+        upscale(weights, env, src, tmp_path / name)
+        assert rgb_frames(tmp_path / name)[0].shape == (24, 32, 3)

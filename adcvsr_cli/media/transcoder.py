@@ -113,6 +113,12 @@ def _input_warnings(
             warn(f"{info.path}: the alpha channel is dropped (the output video has none)")
 
 
+def _pq_or_hlg(info: MediaInfo) -> bool:
+    """Whether the input is HDR (PQ or HLG transfer), the only case whose frame side data is
+    read: PyAV 18 crashes on exit after reading some other kinds (an image's ICC profile)."""
+    return info.color_trc in (16, 18)
+
+
 def _container_sink(
     target: Target,
     source: Source,
@@ -136,7 +142,7 @@ def _container_sink(
         out_h=size[1],
         warn=warn,
         cut=source.cut,
-        hdr=hdr_metadata(source.first),
+        hdr=hdr_metadata(source.first) if _pq_or_hlg(source.info) else None,
     )
 
 
