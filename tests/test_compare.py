@@ -10,10 +10,10 @@ from tiny import tiny_dims
 
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.frames import read_frames
+from adcvsr_cli.media import read_image
 from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
 from adcvsr_cli.reference import bicubic
-from adcvsr_cli.media import read_image
 
 
 @pytest.fixture(scope="module")
