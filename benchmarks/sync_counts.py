@@ -1,0 +1,58 @@
+"""Host transfers and synchronising calls per chunk of the engine, counted on the CPU.
+
+    PYTHONPATH=$PWD:tests OMP_NUM_THREADS=1 python benchmarks/sync_counts.py
+
+12 frames of 48x32 through the tiny test network (fp16 and fp32, image and temporal model,
+whole frames and 2 tiles, adain-temporal colour fix), counted by tests/syncspy.py: per chunk,
+``upload`` = copies to the device, ``download`` = copies to the host, ``read`` = values read
+back (each a synchronisation on CUDA). Run it against an older checkout (its package first on
+PYTHONPATH, this tests/ folder after it) to compare.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from syncspy import SyncSpy
+from test_pipeline import tiny_upscaler
+
+from adcvsr_cli.engine.options import UpscaleOptions
+from adcvsr_cli.engine.upscaler import ChunkStats, Upscaler
+
+
+def main() -> None:
+    print(
+        f"{'model':9} {'dtype':7} {'tiles':5} {'chunks':6} {'upload':>7} {'download':>8} {'read':>5}"
+    )
+    for temporal in (False, True):
+        for dtype in (torch.float32, torch.float16):
+            for tile in (0, 32):
+                base = tiny_upscaler(temporal=temporal)
+                up = Upscaler(base.model.to(dtype), device=torch.device("cpu"), dtype=dtype)
+                opts = UpscaleOptions(
+                    chunk=6 if temporal else 4,
+                    chunk_overlap=2 if temporal else 0,
+                    batch=4,
+                    tile=tile,
+                    tile_overlap=8,
+                    color_fix="adain-temporal",
+                )
+                rng = np.random.default_rng(0)
+                frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(12)]
+                stats = ChunkStats()
+                process = up.processor(opts, lambda w, h: (4 * w, 4 * h), stats=stats)
+                with SyncSpy().on_device([*up.model.parameters(), *up.model.buffers()]) as spy:
+                    out = list(process(iter(frames)))
+                assert len(out) == 12
+                n = stats.chunks
+                kinds = ("upload", "download", "read")
+                per = [sum(v for k, v in spy.counts.items() if k.startswith(x)) / n for x in kinds]
+                name = "temporal" if temporal else "image"
+                print(
+                    f"{name:9} {str(dtype)[6:]:7} {2 if tile else 1:5} {n:6} "
+                    f"{per[0]:7.2f} {per[1]:8.2f} {per[2]:5.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
