@@ -232,17 +232,21 @@ def _write_atomic_bytes(path: str, data: bytes, *, overwrite: bool = True) -> No
 
 def _create_temp_file(final: str, name: str) -> str:
     tmp = _temp_path(final)
-    folder = os.path.dirname(tmp)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
-    except FileNotFoundError as e:
-        raise VideoError(f"{name}: output folder {folder} does not exist") from e
-    except NotADirectoryError as e:
-        raise VideoError(f"{name}: output folder {folder} is not a folder") from e
     except OSError as e:
-        raise _wrap_write_error(e, name) from e
+        raise _folder_error(e, name, os.path.dirname(tmp)) from e
     return tmp
+
+
+def _folder_error(e: OSError, name: str, folder: str) -> VideoError:
+    """The error for a temporary output that cannot be created in ``folder``."""
+    if isinstance(e, FileNotFoundError):
+        return VideoError(f"{name}: output folder {folder} does not exist")
+    if isinstance(e, NotADirectoryError):
+        return VideoError(f"{name}: output folder {folder} is not a folder")
+    return _wrap_write_error(e, name)
 
 
 def _wrap_write_error(e: BaseException, name: str) -> VideoError:
@@ -349,12 +353,8 @@ def _make_temp_dir(final: str, name: str) -> str:
     tmpdir = base[: -len(Path(base).suffix)] if Path(base).suffix else base
     try:
         os.mkdir(tmpdir)
-    except FileNotFoundError as e:
-        raise VideoError(f"{name}: output folder {folder} does not exist") from e
-    except NotADirectoryError as e:
-        raise VideoError(f"{name}: output folder {folder} is not a folder") from e
     except OSError as e:
-        raise _wrap_write_error(e, name) from e
+        raise _folder_error(e, name, folder) from e
     return tmpdir
 
 
