@@ -8,6 +8,10 @@ Protocols (sizes of the full run; ``small`` runs, the default on the CPU, are gi
   blocks on, random weights);
 - **B**: 854x480 -> 3416x1920 frames [one 64x48 frame, tiles forced], model only, through the
   pipeline's tiling with its automatic tile choice;
+- **L**: every memory layout of the network (contiguous or channels-last per part: UNet,
+  decoder mid block, decoder up blocks), model only, 25 frames of 128x128 [2 frames of
+  64x64], interleaved rounds, min and median; says which is fastest here and which the device's
+  default is (``fastpath.DEFAULT_LAYOUTS``);
 - **C**: end to end, file to file through :func:`adcvsr_cli.pipeline.upscale`, on
   ``../shared/media/dove-demo/005.mp4`` and a longer clip made from it [a short generated clip
   and the first frames of 005.mp4, cropped], next to the model-only rate at the same size.
@@ -52,6 +56,7 @@ from .model import (
     AdcVSR,
     AdcVSRDims,
     DecoderDims,
+    Layout,
     TemporalDims,
     UNetDims,
     adcsr_dims,
@@ -59,19 +64,8 @@ from .model import (
 )
 
 SCHEMA = "adcvsr-bench/1"
-PROTOCOLS = ("A", "B", "C")
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# The project's read-only shared folder sits next to the repository.
-DEFAULT_SHARED = REPO_ROOT.parent / "shared"
-# Where a device session may put copies of the shared files (carried with the working tree).
-LOCAL_SHARED = REPO_ROOT / ".bench-data"
-REFERENCE_GFLOP_512 = 990.0  # docs/performance.md, conv + linear, per 512x512 output frame
-
-# Targets of issue 7 (H100/H200, full sizes).
-TARGET_A_MS = {"image": 65.0, "temporal": 75.0}
-TARGET_B_FPS = 8.0
-TARGET_B_PEAK_GIB = 20.0
-TARGET_C_RATIO = 0.85
+PROTOCOLS = ("A", "B", "C", "L")
+REFERENCE_GFLOP_512 = 990.0  # conv + linear per 512x512 output frame of the AdcSR dims
 PRECISION_TOLERANCE = 1e-2
 
 Event = dict[str, Any]
@@ -111,6 +105,10 @@ class Sizes:
     c_crop: tuple[int, int] | None  # (H, W) centre crop of 005.mp4, None: full frames
     c_generated: tuple[int, int, int] | None  # (frames, H, W) of a generated clip
     matmul_n: int
+    l_frames: int = 25
+    l_hw: tuple[int, int] = (128, 128)
+    # (frames, H, W) of the generated clips of protocol C's floor comparison
+    floor: tuple[tuple[int, int, int], ...] = ((50, 480, 854), (25, 1080, 1920))
 
 
 FULL_SIZES = Sizes(
@@ -136,6 +134,9 @@ SMALL_SIZES = Sizes(
     c_crop=(48, 64),
     c_generated=(8, 32, 48),
     matmul_n=1024,
+    l_frames=2,
+    l_hw=(64, 64),
+    floor=((8, 96, 160),),
 )
 
 
@@ -434,6 +435,7 @@ class _Ctx:
     notes: list[str]
     precision_checks: bool = True
     flicker: bool = False  # protocol C: run the flicker meter on each end-to-end output
+    floor: bool = True
 
     @property
     def precision(self) -> str:
@@ -617,6 +619,60 @@ def _clean_info(info: dict[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(info, default=str))
 
 
+# ----------------------------------------------------------------------------- protocol L
+
+
+def _protocol_l(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> list[dict]:
+    """Every memory layout of the network (:meth:`Layout.all_options`), model only, through
+    :func:`~adcvsr_cli.fastpath.configure`: rounds of one call per layout (interleaved, so a
+    busy machine slows all alike), min and median of ``ctx.runs`` rounds after ``ctx.warmup``.
+    Each output is compared with the contiguous one (relative L2)."""
+    from .fastpath import FastPath, configure, default_layout
+
+    n, (h, w) = ctx.sizes.l_frames, ctx.sizes.l_hw
+    frames = n if spec.dims.has_temporal else 1
+    dev, s = ctx.device, spec.dims.scale
+    g = torch.Generator(device=dev).manual_seed(1234)
+    x = torch.rand(n, 3, h, w, generator=g, device=dev) * 2 - 1
+    model = materialize(spec.dims, state, dev, torch.float32)
+    layouts = Layout.all_options()
+    times: dict[Layout, list[float]] = {lay: [] for lay in layouts}
+    outs: dict[Layout, torch.Tensor] = {}
+    ctx.progress(f"L {spec.name}: {len(layouts)} layouts, {n} x {w}x{h} -> {s * w}x{s * h}")
+    for r in range(ctx.warmup + ctx.runs):
+        for lay in layouts:
+            fwd = configure(model, device=dev, dtype=ctx.dtype, fastpath=FastPath(layout=lay))
+            t, y = time_calls(lambda fwd=fwd: fwd(x, frames), 1, 0, dev)
+            if r >= ctx.warmup:
+                times[lay].append(t[0])
+            outs.setdefault(lay, y.float().cpu())
+    best = min(layouts, key=lambda lay: min(times[lay]))
+    default = default_layout(dev)
+    out = []
+    for lay in layouts:
+        entry = {
+            **_entry_base(ctx, "L", spec, FastPath(layout=lay)),
+            **_timing_fields(times[lay], n),
+        }
+        entry["timer"] = "cuda_events" if dev.type == "cuda" else "perf_counter"
+        entry.update(
+            input_size=[w, h],
+            output_size=[s * w, s * h],
+            frames_per_run=n,
+            clip_len=frames,
+            layout=lay.name,
+            interleaved=True,
+            rel_l2_vs_fp32=rel_l2(outs[lay], outs[Layout()]),
+            fastest=lay == best,
+            default=lay == default,
+        )
+        out.append(entry)
+        ctx.emit({"type": "result", "entry": entry})
+    del model, outs
+    _free(dev)
+    return out
+
+
 # ----------------------------------------------------------------------------- protocol B
 
 
@@ -754,9 +810,9 @@ def _generated_frames(n: int, h: int, w: int) -> list:
 
 
 def find_shared_file(relative: str, shared: str | os.PathLike | None = None) -> Path | None:
-    """A file of the shared folder: in ``shared``, ``$ADCVSR_SHARED``, ``.bench-data/`` of the
-    repository (a device session's copy) or ``../shared``; None when it is nowhere."""
-    roots = [shared, os.environ.get("ADCVSR_SHARED"), LOCAL_SHARED, DEFAULT_SHARED]
+    """A file of the shared folder (``--shared``, else ``$ADCVSR_SHARED``; the checkout's own
+    lookup lives in ``benchmarks/bench.py``); None when it is in neither."""
+    roots = [shared, os.environ.get("ADCVSR_SHARED")]
     for root in roots:
         if not root:
             continue
@@ -789,7 +845,7 @@ def prepare_clips(
         clips.append(Clip("generated", p, n, w, h, f"generated {w}x{h}, {n} frames"))
     if src is None:
         notes.append(
-            "005.mp4 not found (looked in --shared, $ADCVSR_SHARED, .bench-data/, ../shared): "
+            "005.mp4 not found (looked in --shared and $ADCVSR_SHARED): "
             "protocol C uses a generated 320x240 clip of 100 frames instead"
         )
         frames, rate = _generated_frames(100, 240, 320), 16
@@ -959,6 +1015,72 @@ def _flicker(src: Path, dst: Path, options: Any, tile: int) -> dict[str, Any]:
     }
 
 
+def _floor_sizes(text: str) -> list[tuple[int, int, int]]:
+    """``"854x480x4,1920x1080x2"`` -> [(4, 480, 854), (2, 1080, 1920)] (frames, H, W)."""
+    out = []
+    for item in text.split(","):
+        try:
+            w, h, n = (int(v) for v in item.strip().lower().split("x"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is not WIDTHxHEIGHTxFRAMES (e.g. 854x480x4)"
+            ) from None
+        if min(w, h, n) < 1:
+            raise argparse.ArgumentTypeError(f"{item!r}: every number must be >= 1")
+        out.append((n, h, w))
+    return out
+
+
+def _floor_networks(ctx: _Ctx) -> list[tuple[str, Any]]:
+    from .floor import NullNetwork
+
+    dims = tiny_dims(False)
+    small = materialize(dims, _random_state(dims, 0, ctx.device), ctx.device, torch.float32)
+    return [("null", NullNetwork(dims).to(ctx.device)), ("small", small)]
+
+
+def _protocol_c_floor(ctx: _Ctx, workdir: Path) -> list[dict]:
+    """The pipeline against the one-thread loop (:mod:`adcvsr_cli.floor`), file to file, for
+    the null and the small network, on generated clips of ``ctx.sizes.floor``: interleaved,
+    median of ``ctx.e2e_runs``."""
+    from .floor import ENCODER, time_floor
+    from .pipeline import Upscaler
+
+    out = []
+    for n, h, w in ctx.sizes.floor:
+        src = workdir / f"floor-{w}x{h}.mp4"
+        _write_clip(src, _generated_frames(n, h, w), 25)
+        for name, net in _floor_networks(ctx):
+            up = Upscaler(net, device=ctx.device, dtype=ctx.dtype, on_event=ctx.emit)
+            s = up.dims.scale
+            base = {
+                "protocol": "C",
+                "model": f"floor-{name}",
+                "model_kind": "image",
+                "weights": "none" if name == "null" else "random",
+                "variant": "pipeline",
+                "device": ctx.device_name,
+                "precision": ctx.precision,
+                "clip": f"{w}x{h}",
+                "input_size": [w, h],
+                "output_size": [s * w, s * h],
+                "frames_per_run": n,
+                "encoder": dict(ENCODER),
+                "threads": torch.get_num_threads(),
+            }
+            ctx.progress(f"C floor {name}: {w}x{h} -> {s * w}x{s * h}, {n} frames")
+            try:
+                run = time_floor(src, workdir, up, ctx.e2e_runs)
+                entry = {**base, **run.fields(), "timer": "wall", "interleaved": True}
+            except AdcvsrError as e:
+                entry = _variant_error(ctx, base, e, f"C floor {name} {w}x{h}")
+            out.append(entry)
+            ctx.emit({"type": "result", "entry": entry})
+            del up, net
+        _free(ctx.device)
+    return out
+
+
 def _network_frames(rep: Any, options: Any, temporal: bool, frames: int) -> int:
     """Frames the network ran for one file (temporal chunks overlap, so more than the file)."""
     if not temporal:
@@ -1066,57 +1188,6 @@ def parity_check(
     }
 
 
-# ----------------------------------------------------------------------------- targets
-
-
-def evaluate_targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets against the best variant of each protocol (full sizes on CUDA)."""
-    applicable = report["device"]["type"] == "cuda" and not report["small"]
-    res: dict[str, Any] = {"applicable": applicable}
-    prot = report["protocols"]
-
-    def ok(entries):
-        return [e for e in entries if "error" not in e]
-
-    for kind, limit in TARGET_A_MS.items():
-        es = [e for e in ok(prot.get("A", [])) if e["model_kind"] == kind]
-        if es:
-            best = min(es, key=lambda e: e["ms_median"])
-            res[f"A_{kind}"] = {
-                "target_ms": limit,
-                "best_ms": best["ms_median"],
-                "variant": best["variant"],
-                "pass": best["ms_median"] <= limit,
-            }
-    es = ok(prot.get("B", []))
-    if es:
-        fits = [e for e in es if e["peak_memory_bytes"] <= TARGET_B_PEAK_GIB * 2**30]
-        best = max(fits or es, key=lambda e: e["fps"])
-        res["B"] = {
-            "target_fps": TARGET_B_FPS,
-            "target_peak_gib": TARGET_B_PEAK_GIB,
-            "best_fps": best["fps"],
-            "peak_gib": round(best["peak_memory_bytes"] / 2**30, 3),
-            "variant": best["variant"],
-            "pass": best["fps"] >= TARGET_B_FPS
-            and best["peak_memory_bytes"] <= TARGET_B_PEAK_GIB * 2**30,
-        }
-    es = ok(prot.get("C", []))
-    if es:
-        worst_by_variant: dict[str, float] = {}
-        for e in es:
-            v = e["variant"]
-            worst_by_variant[v] = min(worst_by_variant.get(v, math.inf), e["e2e_vs_model"])
-        v, ratio = max(worst_by_variant.items(), key=lambda kv: kv[1])
-        res["C"] = {
-            "target_ratio": TARGET_C_RATIO,
-            "ratio_all_clips": round(ratio, 4),
-            "variant": v,
-            "pass": ratio >= TARGET_C_RATIO,
-        }
-    return res
-
-
 # ----------------------------------------------------------------------------- the benchmark
 
 
@@ -1130,7 +1201,7 @@ def default_variants(device: torch.device, compile: bool = False) -> list[str]:
 
 
 def run_benchmark(
-    protocols: Sequence[str] = PROTOCOLS,
+    protocols: Sequence[str] = ("A", "B", "C"),
     device: str = "auto",
     precision: str = "auto",
     weights: str | os.PathLike | None = None,
@@ -1155,6 +1226,8 @@ def run_benchmark(
     threads: int | None = None,
     precision_checks: bool = True,
     flicker: bool = False,
+    floor: bool = True,
+    floor_sizes: Sequence[tuple[int, int, int]] | None = None,
 ) -> dict[str, Any]:
     """Run the protocols and return the report (also written to ``out_json`` when given).
 
@@ -1205,6 +1278,8 @@ def _run_benchmark(
     seed: int,
     precision_checks: bool,
     flicker: bool,
+    floor: bool,
+    floor_sizes: Sequence[tuple[int, int, int]] | None,
 ) -> dict[str, Any]:
     from .pipeline import resolve_device, resolve_precision
 
@@ -1234,6 +1309,8 @@ def _run_benchmark(
         variants += ["compile"]
     fps = parse_variants(variants)
     sizes = SMALL_SIZES if small else FULL_SIZES
+    if floor_sizes:
+        sizes = replace(sizes, floor=tuple(tuple(int(v) for v in f) for f in floor_sizes))
     notes: list[str] = []
     if dims_mode == "tiny" and weights is None:
         notes.append(
@@ -1265,6 +1342,7 @@ def _run_benchmark(
         notes=notes,
         precision_checks=precision_checks,
         flicker=flicker,
+        floor=floor,
     )
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -1308,7 +1386,6 @@ def _run_benchmark(
 
         def save_partial() -> None:
             if out_json is not None:
-                report["targets"] = evaluate_targets(report)
                 report["seconds"] = round(time.perf_counter() - t_start, 2)
                 write_report(report, out_json)
 
@@ -1329,6 +1406,11 @@ def _run_benchmark(
                 report["protocols"]["A"] += _protocol_a(ctx, spec, state_of(spec))
                 if spec is not specs[0]:
                     states.pop(spec.name, None)
+                save_partial()
+        if "L" in protos:
+            report["protocols"]["L"] = []
+            for spec in specs:
+                report["protocols"]["L"] += _protocol_l(ctx, spec, state_of(spec))
                 save_partial()
         if "B" in protos:
             report["protocols"]["B"] = _protocol_b(ctx, specs[0], state_of(specs[0]))
@@ -1353,9 +1435,11 @@ def _run_benchmark(
                 report["protocols"]["C"] = _protocol_c(
                     ctx, specs[0], state_of(specs[0]), clips, work
                 )
+                if ctx.floor:
+                    report["protocols"]["C"] += _protocol_c_floor(ctx, work)
+                    save_partial()
         states.clear()
     report["partial"] = False
-    report["targets"] = evaluate_targets(report)
     report["seconds"] = round(time.perf_counter() - t_start, 2)
     if out_json is not None:
         write_report(report, out_json)
@@ -1413,6 +1497,14 @@ def format_report(report: dict[str, Any]) -> str:
             if "error" in e:
                 lines.append(f"  {label:<22}{e['variant']:<24}ERROR {e['error'][:80]}")
                 continue
+            if "pipeline_vs_loop" in e:
+                io = f"{e['input_size'][0]}x{e['input_size'][1]}->{e['output_size'][0]}x{e['output_size'][1]}"
+                lines.append(
+                    f"  {label:<22}{'pipeline vs loop':<24}{io:<20}{e['frames']:>6}  pipeline "
+                    f"{e['pipeline_s_median']:.2f} s, one-thread loop {e['loop_s_median']:.2f} s "
+                    f"(median of {len(e['loop_s_all'])}): {e['pipeline_vs_loop']:.3f}x the loop's rate"
+                )
+                continue
             io = f"{e['input_size'][0]}x{e['input_size'][1]}->{e['output_size'][0]}x{e['output_size'][1]}"
             frac = e.get("matmul_fraction")
             rel = e.get("rel_l2_vs_fp32")
@@ -1449,6 +1541,14 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(
                     f"  {'':22}compile fell back to eager: {info['compile_fallback'][:90]}"
                 )
+        if proto == "L":
+            for e in entries:
+                if e.get("fastest") or e.get("default"):
+                    tags = [t for t in ("fastest", "default") if e.get(t)]
+                    lines.append(
+                        f"  {e['model']}: {' and '.join(tags)} on this device: layout {e['layout']}"
+                        f" (min {e['ms_min']:.1f} ms, interleaved rounds)"
+                    )
         if proto == "A":
             seen = set()
             for e in entries:
@@ -1477,12 +1577,12 @@ def format_report(report: dict[str, Any]) -> str:
         )
     else:
         lines.append(f"parity fixture: skipped ({par.get('skipped', '')})")
-    tg = report.get("targets") or {}
+    tg = report.get("targets") or {}  # added by benchmarks/bench.py (the project's targets)
     if tg.get("applicable"):
         for k, v in tg.items():
             if isinstance(v, dict):
                 lines.append(f"target {k}: {'PASS' if v['pass'] else 'MISS'} {v}")
-    else:
+    elif tg:
         lines.append("targets: not applicable (they are for full sizes on an H100/H200)")
     for n in report.get("notes", []):
         lines.append(f"note: {n}")
@@ -1498,7 +1598,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m adcvsr_cli.bench",
         description="Benchmark the AdcVSR network and pipeline (protocols A, B, C of issue 7).",
     )
-    p.add_argument("--protocols", default="A,B,C", help="comma-separated subset of A,B,C")
+    p.add_argument(
+        "--protocols", default="A,B,C", help="comma-separated subset of A,B,C,L (L: layouts)"
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--weights", default=None, help="native checkpoint (default: random weights)")
@@ -1526,6 +1628,18 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="skip the bf16/fp16-vs-fp32 checks of protocol A (the variants' own error stays)",
     )
+    p.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="protocol C without the null/small-network runs against the one-thread loop",
+    )
+    p.add_argument(
+        "--floor-sizes",
+        type=_floor_sizes,
+        default=None,
+        help="clips of the floor runs, WxHxFRAMES joined by commas (e.g. 854x480x4,1920x1080x2)",
+    )
     p.add_argument("--json", dest="out_json", default=None, help="write the report here")
     p.add_argument(
         "--plot", default=None, help="draw the table as a PNG chart (needs 'adcvsr[plot]')"
@@ -1539,7 +1653,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None,
+    on_report: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
+    """The command line. ``on_report`` may add to the finished report before it is printed and
+    written again (``benchmarks/bench.py`` adds the project's targets)."""
     args = _parser().parse_args(argv)
     try:  # a missing extra is named before minutes of benchmarking, not after
         if args.plot:
@@ -1584,6 +1703,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             threads=args.threads,
             precision_checks=args.precision_checks,
             flicker=args.flicker,
+            floor=args.floor,
+            floor_sizes=args.floor_sizes,
         )
         if args.plot:
             from .plots import plot_bench
@@ -1595,6 +1716,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    if on_report is not None:
+        on_report(report)
+        if args.out_json:
+            write_report(report, args.out_json)
     print(format_report(report))
     if args.out_json:
         print(f"report written to {args.out_json}")

@@ -38,11 +38,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def small_report(tmp_path_factory):
+def small_report(tmp_path_factory, shared_dir):
     out = tmp_path_factory.mktemp("bench") / "report.json"
     events: list[dict] = []
     report = bench.run_benchmark(
-        protocols=("A", "B", "C"),
+        protocols=("A", "B", "C", "L"),
         device="cpu",
         runs=3,
         warmup=1,
@@ -53,6 +53,8 @@ def small_report(tmp_path_factory):
         threads=1,
         out_json=out,
         on_event=events.append,
+        floor_sizes=[(3, 32, 48)],
+        shared=shared_dir,
     )
     return report, out, events
 
@@ -75,10 +77,10 @@ def test_report_json_matches_and_has_every_protocol(small_report):
     assert report["schema"] == bench.SCHEMA
     assert report["device"]["type"] == "cpu" and report["device"]["name"]
     assert report["small"] is True and report["dims"] == "tiny"
-    assert set(report["protocols"]) == {"A", "B", "C"}
+    assert set(report["protocols"]) == {"A", "B", "C", "L"}
     assert report["variants"] == ["eager"]
     assert report["matmul"]["dtype"] == "fp32" and report["matmul"]["tflops"] > 0
-    assert report["targets"]["applicable"] is False
+    assert "targets" not in report  # the project's targets: benchmarks/bench.py adds them
     assert report["partial"] is False
     assert any(e["type"] == "result" for e in events)
     assert report["parity"].get("skipped")
@@ -124,9 +126,71 @@ def test_protocol_b_forced_tiles(small_report):
         assert e["gflop_per_frame"] > one_frame
 
 
+def test_protocol_l_reports_every_layout(small_report):
+    from adcvsr_cli.fastpath import DEFAULT_LAYOUTS
+
+    report, _, _ = small_report
+    entries = report["protocols"]["L"]
+    image = [e for e in entries if e["model_kind"] == "image"]
+    assert [e["layout"] for e in image] == [lay.name for lay in Layout.all_options()]
+    assert sum(e["fastest"] for e in image) == 1
+    assert [e["layout"] for e in image if e["default"]] == [DEFAULT_LAYOUTS["cpu"].name]
+    for e in entries:
+        assert e["runs"] == 3 and e["interleaved"] and e["frames_per_run"] == 2
+        assert e["input_size"] == [64, 64] and e["output_size"] == [256, 256]
+        assert e["ms_min"] <= e["ms_median"]
+        assert e["rel_l2_vs_fp32"] < (1e-3 if Layout.parse(e["layout"]).unet else 1e-5)
+    assert "fastest on this device" in bench.format_report(report)
+
+
+def test_protocol_c_floor_runs_both_sides_on_the_same_work(small_report):
+    report, _, _ = small_report
+    floor = [e for e in report["protocols"]["C"] if e["model"].startswith("floor-")]
+    assert [e["model"] for e in floor] == ["floor-null", "floor-small"]
+    for e in floor:
+        assert "error" not in e, e.get("error")
+        assert e["input_size"] == [48, 32] and e["output_size"] == [192, 128]
+        assert e["frames"] == e["pipeline_frames"] == 3  # both wrote every frame
+        assert len(e["loop_s_all"]) == len(e["pipeline_s_all"]) == 1
+        assert e["pipeline_vs_loop"] == pytest.approx(
+            e["loop_s_median"] / e["pipeline_s_median"], rel=1e-2
+        )
+        assert e["encoder"] == {
+            "codec": "libx264",
+            "crf": 18,
+            "preset": "medium",
+            "pix_fmt": "yuv420p",
+        }
+    assert "the loop's rate" in bench.format_report(report)
+
+
+def test_floor_loop_output_matches_the_pipeline(tmp_path):
+    """The loop does the pipeline's work: the same network, colour fix and encoder give the
+    same frames (within the encoder's rounding: both encode the same pictures)."""
+    import av
+    import numpy as np
+
+    from adcvsr_cli.floor import NullNetwork, time_floor
+    from adcvsr_cli.pipeline import Upscaler
+
+    src = tmp_path / "in.mp4"
+    bench._write_clip(src, bench._generated_frames(3, 32, 48), 25)
+    up = Upscaler(NullNetwork(bench.tiny_dims()), device=torch.device("cpu"), dtype=torch.float32)
+    run = time_floor(src, tmp_path, up, runs=1, warmup=0)
+    assert run.frames == run.pipeline_frames == 3
+
+    def frames(p):
+        with av.open(str(p)) as c:
+            return [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+
+    a, b = frames(tmp_path / "floor-loop.mp4"), frames(tmp_path / "floor-pipeline.mp4")
+    assert len(a) == len(b) == 3 and a[0].shape == (128, 192, 3)
+    assert max(float(np.abs(x - y).mean()) for x, y in zip(a, b, strict=True)) < 1.0
+
+
 def test_protocol_c_end_to_end_vs_model_only(small_report):
     report, _, _ = small_report
-    entries = report["protocols"]["C"]
+    entries = [e for e in report["protocols"]["C"] if not e["model"].startswith("floor-")]
     assert {e["clip"] for e in entries} == {c["label"] for c in report["clips"]}
     assert len(entries) == len(report["clips"]) == 2
     for e in entries:
@@ -424,6 +488,38 @@ def test_main_prints_the_table_and_the_wrapper_runs(tmp_path, capsys):
         timeout=120,
     )
     assert r.returncode == 0 and "--variants" in r.stdout
+    # The checkout's wrapper adds the project's targets to the report.
+    out2 = tmp_path / "b.json"
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench.py"),
+            "--device",
+            "cpu",
+            "--protocols",
+            "A",
+            "--no-temporal",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+            "--variants",
+            "eager",
+            "--threads",
+            "1",
+            "--no-precision-checks",
+            "--json",
+            str(out2),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    targets = json.loads(out2.read_text())["targets"]
+    assert targets["applicable"] is False and targets["A_image"]["target_ms"] == 65.0
+    assert "targets: not applicable" in r.stdout
 
 
 @pytest.mark.cuda
