@@ -121,7 +121,7 @@ def time_floor(
     time. The pipeline is :func:`~adcvsr_cli.pipeline.upscale` with the same encoder settings
     and colour fix, and otherwise the CLI's defaults."""
     from .pipeline import UpscaleOptions, upscale
-    from .video import EncodeOptions
+    from .media import EncodeOptions
 
     encode = EncodeOptions(
         codec=ENCODER["codec"],

@@ -347,17 +347,23 @@ def test_configure_applies_precision_layout_and_default():
     assert 1e-5 < bench.rel_l2(again(x, 2), ref) < 0.5
 
 
+def _configured(model: AdcVSR, spec: str, **kwargs):
+    """``model`` (a copy) configured on the CPU in fp32 for variant ``spec``."""
+    return configure(
+        model,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        fastpath=FastPath.parse(spec),
+        copy_model=True,
+        **kwargs,
+    )
+
+
 def test_cudnn_setting_is_restored_after_each_call():
     model = _tiny_model()
     old = torch.backends.cudnn.benchmark
     seen = []
-    ff = configure(
-        model,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        fastpath=FastPath.parse("cudnn_benchmark"),
-        copy_model=True,
-    )
+    ff = _configured(model, "cudnn_benchmark")
     real = ff.model.forward
     ff.model.forward = lambda *a: (seen.append(torch.backends.cudnn.benchmark), real(*a))[1]
     torch.backends.cudnn.benchmark = False
@@ -380,14 +386,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     events: list[dict] = []
-    ff = configure(
-        model,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        fastpath=FastPath.parse("compile"),
-        on_event=events.append,
-        copy_model=True,
-    )
+    ff = _configured(model, "compile", on_event=events.append)
     y = ff(x, 2)
     with torch.inference_mode():
         assert bench.rel_l2(y, model(x, 2)) < 1e-5
@@ -407,15 +406,7 @@ def test_compile_counts_graphs_and_reports_the_recompile_limit(monkeypatch):
     monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
     model = _tiny_model()
     events: list[dict] = []
-    ff = configure(
-        model,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        fastpath=FastPath.parse("compile"),
-        compile_backend="eager",
-        on_event=events.append,
-        copy_model=True,
-    )
+    ff = _configured(model, "compile", compile_backend="eager", on_event=events.append)
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     ff(x, 2)
     ff(x, 2)
