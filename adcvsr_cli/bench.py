@@ -642,7 +642,7 @@ def _protocol_l(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
     for r in range(ctx.warmup + ctx.runs):
         for lay in layouts:
             fwd = configure(model, device=dev, dtype=ctx.dtype, fastpath=FastPath(layout=lay))
-            t, y = time_calls(lambda fwd=fwd: fwd(x, frames), 1, 0, dev)
+            t, y = time_calls(functools.partial(fwd, x, frames), 1, 0, dev)
             if r >= ctx.warmup:
                 times[lay].append(t[0])
             outs.setdefault(lay, y.float().cpu())
@@ -1310,7 +1310,7 @@ def _run_benchmark(
     fps = parse_variants(variants)
     sizes = SMALL_SIZES if small else FULL_SIZES
     if floor_sizes:
-        sizes = replace(sizes, floor=tuple(tuple(int(v) for v in f) for f in floor_sizes))
+        sizes = replace(sizes, floor=tuple((int(n), int(h), int(w)) for n, h, w in floor_sizes))
     notes: list[str] = []
     if dims_mode == "tiny" and weights is None:
         notes.append(
@@ -1480,7 +1480,7 @@ def format_report(report: dict[str, Any]) -> str:
     fr = report["flops_reference"]
     lines.append(
         f"FLOPs per 512x512 output frame, AdcSR dims: {fr['gflop_per_frame_conv_linear']:.1f} "
-        f"GFLOP conv+linear (docs: {fr['docs_gflop_conv_linear']:.0f}), "
+        f"GFLOP conv+linear (published: {fr['docs_gflop_conv_linear']:.0f}), "
         f"{fr['gflop_per_frame']:.1f} with the attention products"
     )
     head = (
@@ -1596,7 +1596,7 @@ def format_report(report: dict[str, Any]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m adcvsr_cli.bench",
-        description="Benchmark the AdcVSR network and pipeline (protocols A, B, C of issue 7).",
+        description="Benchmark the AdcVSR network and pipeline (protocols A, B, C, L).",
     )
     p.add_argument(
         "--protocols", default="A,B,C", help="comma-separated subset of A,B,C,L (L: layouts)"

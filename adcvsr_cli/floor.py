@@ -27,7 +27,7 @@ from torch import nn
 from .model import AdcVSRDims, Layout
 
 # The encoder settings of both sides (the CLI's defaults for an .mp4 of 8-bit input).
-ENCODER = {"codec": "libx264", "crf": 18, "preset": "medium", "pix_fmt": "yuv420p"}
+ENCODER: dict[str, Any] = {"codec": "libx264", "crf": 18, "preset": "medium", "pix_fmt": "yuv420p"}
 
 
 class NullNetwork(nn.Module):
@@ -120,8 +120,8 @@ def time_floor(
     """Both sides on ``src``, alternating (loop, pipeline) ``warmup`` + ``runs`` times, wall
     time. The pipeline is :func:`~adcvsr_cli.pipeline.upscale` with the same encoder settings
     and colour fix, and otherwise the CLI's defaults."""
-    from .pipeline import UpscaleOptions, upscale
     from .media import EncodeOptions
+    from .pipeline import UpscaleOptions, upscale
 
     encode = EncodeOptions(
         codec=ENCODER["codec"],

@@ -100,8 +100,7 @@ class Upscaler:
             fastpath=FastPath.parse(spec) if spec else FastPath(),
             decode_group=CPU_DECODE_BATCH if device.type == "cpu" else None,
             on_event=self.emit,
-        )
-        self.model = self.network.model
+        )  # configures self.model in place (the same module as self.network.model)
 
     @property
     def compiled(self) -> bool:
