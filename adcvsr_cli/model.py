@@ -249,40 +249,15 @@ def adcvsr_dims(padding_mode: str = "replicate") -> AdcVSRDims:
 # ----------------------------------------------------------------------------- building blocks
 
 
-class Conv3x3(nn.Conv2d):
-    """A 3x3 convolution, stride 1, padding 1 (checkpoint names as ``nn.Conv2d``).
-
-    On the CPU, with few output positions (the UNet's deepest levels: 4x4 and 8x8 for a 64 px
-    input), it runs as one matrix product over unfolded patches: there the direct kernels spend
-    more time re-laying the large weight (960x1920x3x3) out on each call than computing, and the
-    product is 1.5-3x faster (measured at 2 threads). The same sums, in another order.
-    """
-
-    GEMM_MAX_POSITIONS = 128  # batch x H x W
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(cin, cout, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        if x.device.type != "cpu" or n * h * w > self.GEMM_MAX_POSITIONS or not x.is_contiguous():
-            return super().forward(x)
-        cols = F.unfold(x, 3, padding=1)  # (N, Cin*9, H*W)
-        y = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)  # (N, Cout, H*W)
-        if self.bias is not None:
-            y = y + self.bias[:, None]
-        return y.view(n, self.out_channels, h, w)
-
-
 class ResBlock(nn.Module):
     """GroupNorm-SiLU-Conv twice, plus a (1x1-projected when widths differ) shortcut."""
 
     def __init__(self, cin: int, cout: int, eps: float, max_groups: int = 32) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(group_count(cin, max_groups), cin, eps=eps)
-        self.conv1 = Conv3x3(cin, cout)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.norm2 = nn.GroupNorm(group_count(cout, max_groups), cout, eps=eps)
-        self.conv2 = Conv3x3(cout, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -425,7 +400,7 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv3x3(channels, channels)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
