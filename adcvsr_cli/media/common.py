@@ -11,6 +11,12 @@ from typing import Any
 import av
 import av.error
 
+# av.open's metadata_errors= exists up to PyAV 18 ("replace" keeps a file with badly encoded tag
+# bytes readable); PyAV 19 removed it and always decodes tags as UTF-8 with surrogateescape.
+OPEN_OPTIONS: dict[str, str] = (
+    {"metadata_errors": "replace"} if int(av.__version__.split(".")[0]) < 19 else {}
+)
+
 
 def _display(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):

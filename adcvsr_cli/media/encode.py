@@ -28,7 +28,7 @@ from .codecs import (
     _parse_bitrate,
     quiet_encoder_logs,
 )
-from .common import _err_text
+from .common import OPEN_OPTIONS, _err_text
 from .hdr import HdrMetadata, hdr_options
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
 from .sides import (
@@ -279,7 +279,7 @@ class ContainerSink:
             return []
         if os.path.getsize(self.target) == 0:
             raise VideoError(f"{self.name}: verification failed: the written file is empty")
-        with av.open(self.target, metadata_errors="replace") as c:
+        with av.open(self.target, **OPEN_OPTIONS) as c:
             vs = c.streams.video[0]
             counts: dict[int, int] = collections.Counter()
             vpts: list[int] = []

@@ -11,7 +11,7 @@ import av
 import av.error
 
 from ..errors import VideoError
-from .common import _display, _err_text
+from .common import OPEN_OPTIONS, _display, _err_text
 
 # Demuxers we accept. Playlists (hls), concat and dash are left out on purpose: they make
 # FFmpeg open other files named inside the input (reliability.md F28).
@@ -151,7 +151,7 @@ def _check_input_path(path: str) -> None:
 def _open_input(src: Any) -> tuple[Any, str, Any]:
     """Open ``src`` (path, ``"-"`` or binary file object). Returns (container, name, raw)."""
     name = _display(src)
-    kwargs: dict[str, Any] = {"metadata_errors": "replace", "container_options": _INPUT_OPTIONS}
+    kwargs: dict[str, Any] = {**OPEN_OPTIONS, "container_options": _INPUT_OPTIONS}
     if isinstance(src, (str, os.PathLike)) and os.fspath(src) != "-":
         path = os.path.abspath(os.fspath(src))
         _check_input_path(path)
