@@ -1,7 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# One torch thread for the whole suite, set before anything imports torch and inherited by every
+# subprocess and Ray worker: outputs compared across processes (a Ray actor, which Ray starts with
+# one thread, against this process; a CLI subprocess against a library call) then sum in the same
+# order, and a 2-core CI machine is not oversubscribed. A user's runs keep torch's default.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 
