@@ -29,7 +29,7 @@ import av
 import numpy as np
 import pytest
 from media import frame_times, make_image, make_video, packets
-from tiny import tiny_dims
+from tiny import cli_env, write_tiny_weights
 from typer.testing import CliRunner
 
 from adcvsr_cli.cli import app
@@ -55,28 +55,12 @@ def adcvsr_bin() -> str:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import save_native
-
-    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    dims = tiny_dims()
-    model = AdcVSR(dims)
-    init_random_(model, 0)
-    save_native(model.state_dict(), dims, path, source="test")
-    return path
+    return write_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",  # nothing may be downloaded
-        ADCVSR_CACHE=str(tmp_path_factory.mktemp("cache")),
-        PYTHONUNBUFFERED="1",
-    )
-    e.pop("COLUMNS", None)
-    return e
+    return cli_env(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture(scope="module")

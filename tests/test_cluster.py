@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from test_segmented import LOSSLESS, OPTS, assert_same, make_shots
-from tiny import tiny_dims
+from tiny import write_tiny_weights
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'adcvsr[ray]')")
 
@@ -18,14 +18,8 @@ from adcvsr_cli.segmented import upscale_long  # noqa: E402
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import save_native
-
     path = tmp_path_factory.mktemp("weights") / "tiny-vsr.safetensors"
-    model = AdcVSR(tiny_dims(temporal=True))
-    init_random_(model, 0)
-    save_native(model.state_dict(), tiny_dims(temporal=True), path, source="test")
-    return path
+    return write_tiny_weights(path, temporal=True)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ that is not the tool's own.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,9 +19,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from media import copy_cut, make_image, make_video  # noqa: E402
+from tiny import cli_env, write_tiny_weights  # noqa: E402
 
-from adcvsr_cli.model import AdcVSR, AdcVSRDims, DecoderDims, UNetDims, init_random_  # noqa: E402
-from adcvsr_cli.weights import save_native  # noqa: E402
+from adcvsr_cli.model import AdcVSRDims, DecoderDims, UNetDims  # noqa: E402
 
 # Lines that are not the tool's own: libav's "[mov @ 0x...]" log, encoder banners (x264, x265,
 # SVT-AV1), Python warnings, tracebacks.
@@ -43,24 +42,13 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
         unet=UNetDims(widths=(16, 64, 64, 64), head_dim=8, out_channels=16),
         decoder=DecoderDims(latent_channels=16, widths=(16, 16, 8, 8), layers_per_block=2),
     )
-    model = AdcVSR(dims)
-    init_random_(model, 0)
-    path = tmp_path_factory.mktemp("weights") / "small.safetensors"
-    save_native(model.state_dict(), dims, path, source="test")
-    return path
+    return write_tiny_weights(tmp_path_factory.mktemp("weights") / "small.safetensors", dims)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    e = dict(os.environ)
-    e.update(
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        ADCVSR_CACHE=str(tmp_path_factory.mktemp("cache")),
-        PYTHONWARNINGS="default",  # a warning anywhere must show, and fail the stderr check
-    )
-    e.pop("COLUMNS", None)
-    return e
+    # a warning anywhere must show, and fail the stderr check
+    return cli_env(tmp_path_factory.mktemp("cache"), PYTHONWARNINGS="default")
 
 
 def upscale(

@@ -7,7 +7,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from tiny import tiny_dims
+from tiny import tiny_dims, write_tiny_weights
 
 from adcvsr_cli.engine.colorfix import adain
 from adcvsr_cli.engine.frames import to_array, to_tensor
@@ -22,7 +22,6 @@ from adcvsr_cli.pipeline import (
     resolve_precision,
     upscale,
 )
-from adcvsr_cli.weights import save_native
 
 
 def tiny_upscaler(temporal=False, seed=0):
@@ -205,12 +204,9 @@ def test_cli_convert_and_upscale_reproduce_the_reference(released_files, tmp_pat
 def test_model_weights_from_a_native_path(tmp_path):
     from adcvsr_cli.pipeline import load_model
 
-    m = AdcVSR(tiny_dims()).eval()
-    init_random_(m)
-    p = tmp_path / "tiny.safetensors"
-    save_native(m.state_dict(), m.dims, p, source="tiny")
+    p = write_tiny_weights(tmp_path / "tiny.safetensors", source="tiny")
     up = load_model(str(p), device="cpu")
-    assert up.dims == m.dims and up.device.type == "cpu"
+    assert up.dims == tiny_dims() and up.device.type == "cpu"
     assert os.path.exists(p)
 
 

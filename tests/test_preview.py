@@ -10,7 +10,7 @@ import pytest
 import torch
 from media import make_video
 from PIL import Image
-from tiny import tiny_dims
+from tiny import tiny_dims, write_tiny_weights
 
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.media import OutputExists, read_image
@@ -117,14 +117,9 @@ def test_cli_preview_through_the_installed_script(tmp_path, clip):
     import shutil
     import subprocess
 
-    from adcvsr_cli.weights import save_native
-
     exe = shutil.which("adcvsr")
     assert exe is not None, "the adcvsr console script is not installed (pip install -e .)"
-    m = AdcVSR(tiny_dims()).eval()
-    init_random_(m, seed=1)
-    w = tmp_path / "tiny.safetensors"
-    save_native(m.state_dict(), m.dims, w, source="test")
+    w = write_tiny_weights(tmp_path / "tiny.safetensors", seed=1)
     out = tmp_path / "p.png"
     cmd = [exe, "preview", str(clip), "-o", str(out), "--weights", str(w), "--device", "cpu"]
     cmd += ["--count", "2", "--crop", "32", "--thumb", "96"]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from media import make_video, nearest4
-from tiny import tiny_dims
+from tiny import tiny_dims, write_tiny_weights
 
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.frames import frame_pts, read_frames
@@ -158,12 +158,8 @@ def test_cli_range_messages(tmp_path):
     import subprocess
     import sys
 
-    from adcvsr_cli.weights import save_native
-
     src = make_video(tmp_path / "in.mp4", frames=10)
-    m = AdcVSR(tiny_dims()).eval()
-    init_random_(m, seed=0)
-    save_native(m.state_dict(), m.dims, tmp_path / "w.safetensors", source="test")
+    write_tiny_weights(tmp_path / "w.safetensors")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     env["ADCVSR_WEIGHTS"] = str(tmp_path / "w.safetensors")
 

@@ -12,7 +12,6 @@ runs for minutes on a CPU.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import struct
@@ -23,7 +22,7 @@ from pathlib import Path
 import av
 import pytest
 from media import make_image, make_video
-from tiny import tiny_dims
+from tiny import cli_env, write_tiny_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -49,21 +48,8 @@ def ci_commands() -> list[str]:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import save_native
-
-    weights = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
-    model = AdcVSR(tiny_dims())
-    init_random_(model, 0)
-    save_native(model.state_dict(), tiny_dims(), weights, source="test")
-    e = dict(os.environ)
-    e.update(
-        OMP_NUM_THREADS="1",
-        HF_HUB_OFFLINE="1",
-        ADCVSR_CACHE=str(tmp_path_factory.mktemp("cache")),
-        ADCVSR_WEIGHTS=str(weights),
-    )
-    return e
+    weights = write_tiny_weights(tmp_path_factory.mktemp("weights") / "tiny.safetensors")
+    return cli_env(tmp_path_factory.mktemp("cache"), ADCVSR_WEIGHTS=str(weights))
 
 
 def sh(line: str, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:

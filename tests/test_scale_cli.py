@@ -11,27 +11,18 @@ from pathlib import Path
 
 import pytest
 from test_segmented import assert_same, make_shots
-from tiny import tiny_dims
+from tiny import cli_env, write_tiny_weights
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import save_native
-
     path = tmp_path_factory.mktemp("weights") / "tiny-vsr.safetensors"
-    dims = tiny_dims(temporal=True)
-    model = AdcVSR(dims)
-    init_random_(model, 0)
-    save_native(model.state_dict(), dims, path, source="test")
-    return path
+    return write_tiny_weights(path, temporal=True)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    e = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1")
-    e["ADCVSR_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    return e
+    return cli_env(tmp_path_factory.mktemp("cache"))
 
 
 def adcvsr(*args: object, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:

@@ -8,10 +8,7 @@ import sys
 import av
 import numpy as np
 import pytest
-from tiny import tiny_dims
-
-from adcvsr_cli.model import AdcVSR, init_random_
-from adcvsr_cli.weights import save_native
+from tiny import write_tiny_weights
 
 PROBE = r"""
 import json, resource, sys
@@ -40,10 +37,7 @@ def _clip(path, frames):
 @pytest.fixture(scope="module")
 def temporal_weights(tmp_path_factory):
     p = tmp_path_factory.mktemp("w") / "tiny_t.safetensors"
-    m = AdcVSR(tiny_dims(temporal=True))
-    init_random_(m)
-    save_native(m.state_dict(), m.dims, p, source="tiny")
-    return p
+    return write_tiny_weights(p, temporal=True, source="tiny")
 
 
 def _peak(weights, frames, tmp_path):
