@@ -94,6 +94,29 @@ def test_range_is_frame_exact(tmp_path, kind):
     assert out[0] == 0.0
 
 
+def test_one_seek_serves_segments_and_ranges(tmp_path):
+    """Segments (decode_range) and ranges (Source.seek) both land on the exact frame through
+    media.seek.seek_frame, on a B-frame input with a keyframe every 6 frames."""
+    from adcvsr_cli.media import EncodeOptions
+    from adcvsr_cli.media.parts import decode_range, scan
+    from adcvsr_cli.media.source import open_source
+
+    src = make_video(tmp_path / "in.mp4", frames=20, options=BFRAMES)
+    want = [f.rgb for f in read_frames(src)]
+    sc = scan(str(src), EncodeOptions())
+    for i in (0, 1, 5, 6, 7, 13, 19):
+        got = list(decode_range(str(src), sc, i, min(20, i + 2), EncodeOptions()))
+        np.testing.assert_array_equal(np.stack(got), np.stack(want[i : i + 2]))
+        source = open_source(src, deinterlace=True, strict=False)
+        try:
+            source.seek(sc.pts[i])
+            frame = next(source.frames(deep=False, want_alpha=False, warn=print))
+        finally:
+            source.close()
+        assert frame.pts == sc.pts[i]
+        np.testing.assert_array_equal(frame.array, want[i])
+
+
 def test_audio_is_cut_within_one_packet_and_chapters_follow(tmp_path):
     chapters = [
         {

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import bisect
 import collections
 import contextlib
 import os
@@ -32,6 +31,7 @@ from .encode import ContainerSink
 from .inputs import _open_input, _pick_video_stream
 from .outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
 from .probe import _info_from
+from .seek import seek_frame
 from .sides import (
     _DROP_CONTAINER_TAGS,
     _DROP_STREAM_TAGS,
@@ -113,40 +113,22 @@ def decode_range(
     src: str, scan_: Scan, start: int, end: int, opts: EncodeOptions
 ) -> Iterator[np.ndarray]:
     """RGB frames ``start .. end-1`` of ``src`` (indices of ``scan_``), decoded from the keyframe
-    before ``start``. Raises VideoError when the frames found are not the scanned ones."""
+    before ``start`` (:func:`.seek.seek_frame`). Raises VideoError when the frames found are not
+    the scanned ones."""
     deep = scan_.info.bit_depth > 8
-    k = bisect.bisect_right(scan_.keyframes, start) - 1
-    while True:
-        key = scan_.keyframes[max(0, k)]
-        frames = _decode_from(src, scan_, key, start, end, opts)
-        first = next(frames, None)
-        if first is not None or k <= 0:
-            break
-        k -= 1  # the seek landed after the frame we want: start one keyframe earlier
-    if first is None:
-        raise VideoError(f"{src}: frame {start} not found after seeking")
-    yield _to_rgb(first, deep, False)[0]
-    for frame in frames:
-        yield _to_rgb(frame, deep, False)[0]
-
-
-def _decode_from(
-    src: str, scan_: Scan, key: int, start: int, end: int, opts: EncodeOptions
-) -> Iterator[Any]:
-    """Frames ``start .. end-1`` after a seek to keyframe ``key``; nothing when it overshoots."""
     container, vstream, name = _open_video(src)
     try:
-        if key > 0:
-            container.seek(scan_.pts[key], stream=vstream, backward=True, any_frame=False)
-        want = scan_.pts[start]
-        i = None
-        for frame, pts in _decoder(container, vstream, name, opts).frames():
-            if i is None:
-                if pts is None or pts < want:
-                    continue
-                if pts > want:
-                    return  # overshot: the caller seeks further back
-                i = start
+        dec = seek_frame(
+            container,
+            vstream,
+            scan_.pts[start],
+            lambda: _decoder(container, vstream, name, opts),
+            first_pts=scan_.pts[0],
+            fresh=True,
+            name=name,
+        )
+        i = start
+        for frame, pts in dec.frames():
             if i >= end:
                 return
             if pts != scan_.pts[i]:
@@ -154,10 +136,10 @@ def _decode_from(
                     f"{name}: frame {i} has timestamp {pts} on this read, {scan_.pts[i]} when "
                     "the input was scanned; the file changed or decodes differently after a seek"
                 )
-            yield frame
+            yield _to_rgb(frame, deep, False)[0]
             i += 1
-        if i is None or i < end:
-            raise VideoError(f"{name}: the input ended at frame {i or start}, before {end}")
+        if i < end:
+            raise VideoError(f"{name}: the input ended at frame {i}, before {end}")
     finally:
         container.close()
 

@@ -17,6 +17,7 @@ the other streams' packets aside for the sink to mux.
 from __future__ import annotations
 
 import collections
+import math
 import os
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -29,6 +30,7 @@ from .common import _display, _err_text
 from .decode import _Decoder, _to_rgb
 from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_video_stream
 from .probe import _early_end_message, _info_from, _no_frame_message
+from .seek import seek_frame
 from .types import Frame, MediaInfo
 
 
@@ -100,41 +102,28 @@ class Source:
         )
 
     def seek(self, pts: int) -> None:
-        """Restart at the frame whose timestamp is ``pts``: seek to the keyframe at or before it
-        and decode and discard the frames before it. When a seek lands past the frame (a
-        container whose index points late), seek again further back. Raises VideoError when no
-        frame with that timestamp turns up."""
+        """Restart at the frame whose timestamp is ``pts`` (see :func:`.seek.seek_frame`); side
+        packets are collected again from the keyframe before it. Raises VideoError when no frame
+        with that timestamp turns up."""
         tb = self.vstream.time_base
-        back = 0
-        while True:
-            self.container.seek(pts - back, stream=self.vstream, backward=True, any_frame=False)
+        old = self.decoder
+
+        def new_decoder() -> _Decoder:
             self.side.clear()
-            dec = _Decoder(
+            return _Decoder(
                 self.container,
                 self.vstream,
-                self.decoder.side_streams,
-                deinterlace=self.decoder.deinterlace,
-                strict=self.decoder.strict,
+                old.side_streams,
+                deinterlace=old.deinterlace,
+                strict=old.strict,
                 name=self.name,
                 side=self.side,
             )
-            # first_frame() keeps the frame it decodes for frames(): drop those before pts.
-            found = None
-            while dec.first_frame() is not None:
-                fpts = dec._pending[-1][1]
-                if fpts is not None and fpts >= pts:
-                    found = fpts
-                    break
-                dec._pending.pop()
-            if found == pts:
-                self.decoder = dec
-                return
-            first = self.info.start_time or 0.0
-            if float((pts - back) * tb) <= first:
-                raise VideoError(f"{self.name}: no frame at timestamp {pts} after seeking")
-            back = (
-                2 * back if back else max(1, round(1 / tb))
-            )  # one second further back, then 2, 4...
+
+        first = math.floor((self.info.start_time or 0.0) / tb)
+        self.decoder = seek_frame(
+            self.container, self.vstream, pts, new_decoder, first_pts=first, name=self.name
+        )
 
     def stop(self) -> None:
         self.decoder.stop.set()

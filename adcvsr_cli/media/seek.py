@@ -1,0 +1,57 @@
+"""Seeking to one exact frame: the keyframe at or before it, then decode and drop up to it.
+
+Used by every partial read of a video: a ``--start`` range, a segment of a segmented run, the
+preview's frames and the scene scan around a range. A container's index may point a little late
+(B-frames, an index built from decode timestamps), so a seek that lands after the frame is
+retried from further back (one second, then two, four, ...) down to the first frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import VideoError
+from .decode import _Decoder
+
+
+def seek_frame(
+    container: Any,
+    vstream: Any,
+    pts: int,
+    new_decoder: Callable[[], _Decoder],
+    *,
+    first_pts: int,
+    fresh: bool = False,
+    name: str = "",
+) -> _Decoder:
+    """A decoder, made by ``new_decoder()`` after the seek, whose next frame has timestamp ``pts``.
+
+    ``first_pts``: the timestamp of the stream's first frame; a retry that reaches it decodes
+    from the start. ``fresh``: nothing was read from ``container`` yet, so decoding from the start
+    needs no seek (some inputs cannot seek to their start). The frames before ``pts`` are decoded
+    (they are the references of the frames after them) and dropped. Raises :class:`VideoError`
+    naming the file when no frame has that timestamp.
+    """
+    tb = vstream.time_base
+    back = 0
+    while True:
+        target = pts - back
+        at_start = target <= first_pts
+        if not (fresh and at_start):
+            container.seek(max(target, first_pts), stream=vstream, backward=True, any_frame=False)
+            fresh = False
+        dec = new_decoder()
+        found = None
+        # first_frame() keeps the frame it decodes for frames(): drop those before pts.
+        while dec.first_frame() is not None:
+            fpts = dec._pending[-1][1]
+            if fpts is not None and fpts >= pts:
+                found = fpts
+                break
+            dec._pending.pop()
+        if found == pts:
+            return dec
+        if at_start:
+            raise VideoError(f"{name}: no frame at timestamp {pts} after seeking")
+        back = 2 * back if back else max(1, round(1 / tb))  # 1 s further back, then 2, 4, ...
