@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 
@@ -46,7 +45,7 @@ def _parse_bitrate(text: str) -> int:
 def _codec_formats(codec: str) -> list[str]:
     try:
         c = av.Codec(codec, "w")
-    except Exception:
+    except ValueError:  # av.codec.codec.UnknownCodecError
         raise UsageError(f"unknown video encoder '{codec}'") from None
     if c.type != "video":
         raise UsageError(f"'{codec}' is not a video encoder")
@@ -56,7 +55,7 @@ def _codec_formats(codec: str) -> list[str]:
 def _chroma(fmt_name: str) -> str:
     try:
         f = av.VideoFormat(fmt_name, 16, 16)
-    except Exception:
+    except ValueError:  # a format name this FFmpeg does not know: encode as 4:2:0
         return "420"
     if f.is_rgb or len(f.components) < 3:
         return "420"
@@ -83,9 +82,12 @@ def _choose_pix_fmt(
             raise UsageError(
                 f"encoder {codec} cannot write pixel format {pix} (it can: {', '.join(formats)})"
             )
-        with contextlib.suppress(Exception):
-            if _bits(av.VideoFormat(pix)) < info.bit_depth:
-                warn(f"pixel format {pix} has fewer bits than the {info.bit_depth}-bit input")
+        try:
+            asked = av.VideoFormat(pix)
+        except ValueError:
+            raise UsageError(f"unknown pixel format '{pix}'") from None
+        if _bits(asked) < info.bit_depth:
+            warn(f"pixel format {pix} has fewer bits than the {info.bit_depth}-bit input")
     else:
         deep = info.bit_depth > 8
         chroma = _chroma(info.pix_fmt)
@@ -106,7 +108,7 @@ def _choose_pix_fmt(
             )
     try:
         fmt = av.VideoFormat(pix, 16, 16)
-    except Exception:
+    except ValueError:
         raise UsageError(f"unknown pixel format '{pix}'") from None
     # Odd sizes: 4:2:0 / 4:2:2 encoders refuse to open (reliability.md F17).
     if len(fmt.components) >= 3 and not fmt.is_rgb:

@@ -18,6 +18,17 @@ OPEN_OPTIONS: dict[str, str] = (
 )
 
 
+# What reading a damaged input can raise: FFmpeg's errors, and the Python ones PyAV raises on
+# some corrupt files (UnicodeDecodeError, IndexError: reliability.md F21). Caught at the
+# per-file boundary, where they become a VideoError naming the file.
+INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    av.error.FFmpegError,
+    OSError,
+    ValueError,
+    IndexError,
+)
+
+
 def _display(src: Any) -> str:
     if isinstance(src, (str, os.PathLike)):
         s = os.fspath(src)
@@ -59,17 +70,11 @@ def _os_errno(e: BaseException) -> int | None:
 
 
 def _bits(fmt: av.VideoFormat) -> int:
-    try:
-        return max(c.bits for c in fmt.components) if fmt.components else 8
-    except Exception:
-        return 8
+    return max(c.bits for c in fmt.components) if fmt.components else 8
 
 
 def _has_alpha(fmt: av.VideoFormat) -> bool:
-    try:
-        return any(c.is_alpha for c in fmt.components)
-    except Exception:
-        return False
+    return any(c.is_alpha for c in fmt.components)
 
 
 def _frac(x: Any) -> Fraction | None:

@@ -75,6 +75,7 @@ class _Decoder:
         self.max_pts: int | None = None
         self.last_step = 0  # pts step to the latest frame (the frame duration near the end)
         self.deinterlacing = False
+        self.deinterlace_error: str | None = None  # why bwdif could not be set up
         self.stop = threading.Event()
         self._gen = self._frames()
         self._pending: list[Any] = []
@@ -127,19 +128,14 @@ class _Decoder:
                 elif pkt.is_discard:
                     self.discarded += 1
                 yield from self._decode(pkt)
-        except VideoError:
-            raise
-        except Exception as e:
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError, IndexError) as e:
             # A read error in the middle of the file: keep what was decoded, then flush.
-            if isinstance(e, (av.error.FFmpegError, OSError, UnicodeDecodeError, IndexError)):
-                self.read_error = _err_text(e)
-                if self.strict:
-                    raise VideoError(
-                        f"{self.name}: read error after {self.frames_decoded} frames "
-                        f"({self.read_error}); --strict stops here"
-                    ) from e
-            else:
-                raise
+            self.read_error = _err_text(e)
+            if self.strict:
+                raise VideoError(
+                    f"{self.name}: read error after {self.frames_decoded} frames "
+                    f"({self.read_error}); --strict stops here"
+                ) from e
         if not flushed and not self.stop.is_set():
             yield from self._decode(None)
 
@@ -177,9 +173,11 @@ class _Decoder:
                 try:
                     self._setup_graph(frame)
                     self.deinterlacing = True
-                except Exception:
+                except (av.error.FFmpegError, ValueError) as e:
+                    # bwdif refuses this frame's format: the fields are kept (Source warns)
                     self._graph = None
                     self.deinterlace = False
+                    self.deinterlace_error = _err_text(e)
             if self._graph is not None:
                 fifo.append(frame.pts)
                 self._graph.push(frame)

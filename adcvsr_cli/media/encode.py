@@ -120,13 +120,13 @@ class ContainerSink:
         self.attached = self.muxer.attached  # covers written as Matroska attachments
         try:
             self.out.start_encoding()
-        except Exception as e:
-            if isinstance(e, (OSError,)) and not isinstance(e, av.error.FFmpegError):
-                raise _wrap_write_error(e, self.name) from e
+        except (av.error.FFmpegError, ValueError) as e:
             raise VideoError(
                 f"{self.name}: cannot start writing {self.fmt} with {codec} {pix} "
                 f"{self.out_w}x{self.out_h}: {_err_text(e)}"
             ) from e
+        except OSError as e:  # the pipe or file object the header goes to
+            raise _wrap_write_error(e, self.name) from e
 
     def _open_container(self) -> Any:
         container_options: dict[str, str] = {}
@@ -135,7 +135,7 @@ class ContainerSink:
         where = self.pipe if self.pipe is not None else self.target
         try:
             return av.open(where, "w", format=self.fmt, container_options=container_options)
-        except Exception as e:
+        except (av.error.FFmpegError, OSError, ValueError) as e:
             raise _wrap_write_error(e, self.name) from e
 
     def _copy_container_metadata(self) -> None:
@@ -146,7 +146,7 @@ class ContainerSink:
                 chapters = cut_chapters(chapters, self.cut.t_from, self.cut.t_to)
             if chapters:
                 self.out.set_chapters(chapters)
-        except Exception as e:
+        except (av.error.FFmpegError, ValueError, KeyError, TypeError) as e:
             self.warn(f"{self.name}: chapters not copied ({_err_text(e)})")
 
     def _add_video_stream(self, codec: str, pix: str) -> Any:
@@ -162,12 +162,13 @@ class ContainerSink:
             raise UsageError(
                 f"{self.name}: the {self.fmt} container cannot hold {codec} video ({e})"
             ) from e
-        except Exception as e:
+        except av.error.FFmpegError as e:
             raise UsageError(f"cannot use video encoder '{codec}': {_err_text(e)}") from e
         cc = ost.codec_context
         ost.width, ost.height, ost.pix_fmt = self.out_w, self.out_h, pix
         cc.time_base = self.tb
-        with contextlib.suppress(Exception):
+        # Refused, nothing is lost: the muxer picks its own time base and rescales the pts.
+        with contextlib.suppress(OverflowError, ValueError):
             ost.time_base = self.tb
         if opts.bitrate:
             cc.bit_rate = _parse_bitrate(opts.bitrate)
@@ -177,7 +178,7 @@ class ContainerSink:
         if info.rotation:
             try:
                 ost.set_display_rotation(info.rotation)
-            except Exception as e:
+            except (av.error.FFmpegError, ValueError, OverflowError) as e:
                 self.warn(f"{self.name}: rotation {info.rotation} not kept ({_err_text(e)})")
         _copy_tags(ost.metadata, dict(self.vstream.metadata or {}), _DROP_STREAM_TAGS)
         timecode = input_timecode(self.in_container)
@@ -206,19 +207,19 @@ class ContainerSink:
             ("colorspace", info.colorspace, 2),
         ):
             if val and val != unset:
-                with contextlib.suppress(Exception):
+                try:
                     setattr(cc, attr, val)
+                except (OverflowError, ValueError) as e:
+                    self.warn(f"{self.name}: colour tag {attr}={val} not kept ({e})")
         if av.VideoFormat(pix).is_rgb:
             return
         full_range = info.color_range == 2 or info.pix_fmt.startswith("yuvj")
         if full_range:
-            with contextlib.suppress(Exception):
-                cc.color_range = 2
+            cc.color_range = 2
             self.dst_range = 2
         else:
             if info.color_range == 1:
-                with contextlib.suppress(Exception):
-                    cc.color_range = 1
+                cc.color_range = 1
             self.dst_range = 1
         if info.colorspace in _SWS_COLORSPACES:
             self.dst_cs = info.colorspace
@@ -267,8 +268,9 @@ class ContainerSink:
         if out is not None:
             out.close()
         if self.pipe is not None:
-            with contextlib.suppress(Exception):
-                self.pipe.flush()
+            flush = getattr(self.pipe, "flush", None)
+            if flush is not None:
+                flush()  # an OSError here (a closed pipe, a full disk) fails the run, named
         elif self.target:
             with open(self.target, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -332,7 +334,9 @@ class ContainerSink:
     def abort(self) -> None:
         out, self.out = self.out, None
         if out is not None:
-            with contextlib.suppress(BaseException):
+            # Closing writes the trailer into a file that is deleted next: its errors (a
+            # full disk, a closed pipe) change nothing the user keeps.
+            with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 out.close()
 
 

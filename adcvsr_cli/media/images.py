@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import av.error
@@ -14,9 +15,9 @@ import numpy as np
 
 from ..errors import UsageError, VideoError
 from .common import _bits, _err_text, _has_alpha
-from .decode import _Decoder, _to_rgb
-from .inputs import _open_input, _pick_video_stream
+from .decode import _to_rgb
 from .outputs import _EXISTS_HINT, _fsync_dir, _write_atomic_bytes, sequence_name
+from .probe import with_first_frame
 from .types import Frame, OutputExists
 
 
@@ -26,20 +27,12 @@ def read_image(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | N
     Returns ``(rgb, alpha)``: ``rgb`` is ``(H, W, 3)`` uint8, or uint16 for 16-bit images;
     ``alpha`` is ``(H, W)`` of the same dtype, or ``None`` when the image has none.
     """
-    container, name, _ = _open_input(path)
-    try:
-        with container:
-            vstream = _pick_video_stream(container, name)
-            dec = _Decoder(container, vstream, [], deinterlace=False, strict=False, name=name)
-            frame = dec.first_frame()
-            if frame is None:
-                raise VideoError(f"{name}: no decodable image")
-            deep = _bits(frame.format) > 8
-            return _to_rgb(frame, deep, _has_alpha(frame.format))
-    except VideoError:
-        raise
-    except Exception as e:
-        raise VideoError(f"{name}: corrupt or unreadable image: {_err_text(e)}") from e
+
+    def pixels(container: Any, vstream: Any, frame: Any, name: str) -> Any:
+        return _to_rgb(frame, _bits(frame.format) > 8, _has_alpha(frame.format))
+
+    rgb, alpha = with_first_frame(path, pixels, "image")
+    return rgb, alpha
 
 
 def _encode_image_bytes(

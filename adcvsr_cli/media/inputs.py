@@ -11,7 +11,7 @@ import av
 import av.error
 
 from ..errors import VideoError
-from .common import OPEN_OPTIONS, _display, _err_text
+from .common import INPUT_ERRORS, OPEN_OPTIONS, _display, _err_text
 
 # Demuxers we accept. Playlists (hls), concat and dash are left out on purpose: they make
 # FFmpeg open other files named inside the input (reliability.md F28).
@@ -111,7 +111,7 @@ class _HeadRecorder:
     def seekable(self) -> bool:
         try:
             return bool(self._raw.seekable())
-        except Exception:
+        except (AttributeError, OSError, ValueError):  # no seekable(), or a closed file
             return False
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -172,7 +172,7 @@ def _open_input(src: Any) -> tuple[Any, str, Any]:
     rec = _HeadRecorder(raw)
     try:
         return av.open(rec, **kwargs), name, rec
-    except Exception as e:
+    except INPUT_ERRORS as e:
         if not rec.head:
             raise VideoError(f"{name}: input is empty") from e
         if rec.head[4:8] == b"ftyp" and not rec.seekable():

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import av
 import av.error
 
 from ..errors import VideoError
-from .common import _bits, _err_text, _frac, _has_alpha
+from .common import INPUT_ERRORS, _bits, _err_text, _frac, _has_alpha
 from .decode import _Decoder
 from .inputs import _IMAGE_DEMUXERS, _open_input, _pick_video_stream
 from .types import MediaInfo
@@ -25,11 +26,7 @@ def _tag_duration(stream: Any) -> float | None:
     holds the end time of the track (the largest pts plus that frame's duration), so it counts
     from 0, not from the stream's start time.
     """
-    try:
-        md = dict(stream.metadata or {})
-    except Exception:
-        return None
-    for key, value in md.items():
+    for key, value in dict(stream.metadata or {}).items():
         if key.lower() != "duration" or not isinstance(value, str):
             continue
         m = _TAG_DURATION_RE.match(value)
@@ -71,7 +68,7 @@ def _stream_dicts(container: Any) -> list[dict[str, Any]]:
         if codec is None:
             try:
                 codec = s.codec.name
-            except Exception:
+            except AttributeError:  # a data stream has no codec
                 codec = None
         entry = {
             "index": s.index,
@@ -171,6 +168,27 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
     a missing, empty, unreadable or truncated file, one without video, or one whose first
     frame cannot be decoded.
     """
+
+    def describe(container: Any, vstream: Any, first: Any, name: str) -> MediaInfo:
+        frames, exact, vfr = None, False, None
+        if count_frames:
+            frames, vfr = _count_packets(container, vstream)
+            exact = True
+        info = _info_from(container, vstream, first, name, frames, exact)
+        if count_frames:
+            info.vfr = vfr
+        return info
+
+    return with_first_frame(src, describe, "input")
+
+
+T = TypeVar("T")
+
+
+def with_first_frame(src: Any, use: Callable[[Any, Any, Any, str], T], what: str) -> T:
+    """Open ``src``, pick its main video stream, decode its first frame and return
+    ``use(container, vstream, first_frame, name)``; the input is closed after. Raises
+    :class:`VideoError` naming the file (and ``what`` it is) when any step fails."""
     container, name, _ = _open_input(src)
     try:
         with container:
@@ -179,18 +197,11 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
             first = dec.first_frame()
             if first is None:
                 raise VideoError(_no_frame_message(name, vstream, dec))
-            frames, exact, vfr = None, False, None
-            if count_frames:
-                frames, vfr = _count_packets(container, vstream)
-                exact = True
-            info = _info_from(container, vstream, first, name, frames, exact)
-            if count_frames:
-                info.vfr = vfr
-            return info
+            return use(container, vstream, first, name)
     except VideoError:
         raise
-    except Exception as e:
-        raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+    except INPUT_ERRORS as e:
+        raise VideoError(f"{name}: corrupt or unreadable {what}: {_err_text(e)}") from e
 
 
 def _no_frame_message(name: str, vstream: Any, dec: _Decoder) -> str:

@@ -49,7 +49,7 @@ def _stream_label(s: Any) -> str:
     md = s.metadata or {}
     codec = s.codec_context.name if s.codec_context is not None else None
     if codec is None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(AttributeError):  # a data stream has no codec
             codec = s.codec.name
     parts = [f"#{s.index} {s.type} ({codec or 'unknown codec'}"]
     if md.get("language") and md.get("language") != "und":
@@ -65,8 +65,7 @@ def _copy_tags(dst: Any, src: dict[str, str], drop: set[str]) -> None:
     for k, v in (src or {}).items():
         if k.lower() in drop or k.lower().startswith("_statistics"):
             continue
-        with contextlib.suppress(Exception):
-            dst[k] = v
+        dst[k] = v
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,11 +162,11 @@ def _container_refuses(fmt: str, stream: Any) -> BaseException | None:
             scratch.mux(pkt)
         out, scratch = scratch, None
         out.close()
-    except Exception as e:
+    except (av.error.FFmpegError, ValueError, OSError) as e:
         return e
     finally:
         if scratch is not None:
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(av.error.FFmpegError, OSError):
                 scratch.close()
     return None
 
@@ -314,7 +313,7 @@ class SideMuxer:
                 )
             else:
                 side.out = self.out.add_stream_from_template(s)
-        except Exception as e:
+        except (av.error.FFmpegError, ValueError) as e:
             if side.mode == "transcode":
                 raise UsageError(
                     f"{self.name}: cannot transcode {side.label} to "
@@ -322,7 +321,7 @@ class SideMuxer:
                 ) from e
             raise _cannot_hold(self.name, self.fmt, side, e) from e
         _copy_tags(side.out.metadata, dict(s.metadata or {}), _DROP_STREAM_TAGS)
-        with contextlib.suppress(Exception):
+        if s.disposition is not None:
             side.out.disposition = s.disposition
 
     def mux_upto(self, upto: float | None) -> None:

@@ -26,7 +26,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import VideoError
-from .common import _display, _err_text
+from .common import INPUT_ERRORS, _display, _err_text
 from .decode import _Decoder, _to_rgb
 from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_video_stream
 from .probe import _early_end_message, _info_from, _no_frame_message
@@ -70,8 +70,14 @@ class Source:
         tb = self.info.time_base
         step = max(1, round(1 / (rate * tb))) if tb else 1
         prev: int | None = None
-        warned = False
+        warned = told_fields = False
         for frame, pts in self.decoder.frames():
+            if self.decoder.deinterlace_error and not told_fields:
+                told_fields = True
+                warn(
+                    f"{self.name}: interlaced input kept as fields: the deinterlacer cannot "
+                    f"take it ({self.decoder.deinterlace_error})"
+                )
             arr, alpha = _to_rgb(frame, deep, want_alpha)
             if self.turns:
                 arr = np.ascontiguousarray(np.rot90(arr, self.turns))
@@ -160,9 +166,9 @@ def open_source(
                 raise VideoError(_MP4_PIPE_MESSAGE.format(name=name))
             raise VideoError(_no_frame_message(name, vstream, decoder))
         info = _info_from(container, vstream, first, name, None, False)
-    except BaseException as e:
+    except BaseException as e:  # closes the input, then re-raises (a VideoError naming it)
         container.close()
-        if isinstance(e, VideoError) or not isinstance(e, Exception):
-            raise
-        raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+        if isinstance(e, INPUT_ERRORS):
+            raise VideoError(f"{name}: corrupt or unreadable input: {_err_text(e)}") from e
+        raise
     return Source(container, vstream, decoder, info)
