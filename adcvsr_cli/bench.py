@@ -42,6 +42,7 @@ import resource
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -483,6 +484,13 @@ def _entry_base(ctx: _Ctx, protocol: str, spec: ModelSpec, fp: FastPath) -> dict
     }
 
 
+# What makes one variant fail while the others still run: RuntimeError (out of memory, a kernel
+# missing for the dtype on this device, a torch.compile backend failure), OSError (protocol C's
+# files), AdcvsrError (the pipeline's typed errors). Each is recorded in the variant's entry and
+# sent as a warning; anything else is a bug and stops the benchmark.
+VARIANT_ERRORS = (RuntimeError, OSError, AdcvsrError)
+
+
 def _variant_error(ctx: _Ctx, base: dict[str, Any], e: BaseException, what: str) -> dict[str, Any]:
     msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     ctx.emit({"type": "warning", "message": f"{what} failed: {msg}"})
@@ -605,9 +613,7 @@ def _protocol_a(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 fastpath=_clean_info(info),
             )
             del y, fwd, up
-        except Exception as e:
-            if isinstance(e, KeyboardInterrupt):
-                raise
+        except VARIANT_ERRORS as e:
             entry = _variant_error(ctx, base, e, f"A {spec.name} {fp.name}")
         _free(dev)
         out.append(entry)
@@ -743,9 +749,7 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
                 fastpath=_clean_info(info),
             )
             del y, up
-        except Exception as e:
-            if isinstance(e, KeyboardInterrupt):
-                raise
+        except VARIANT_ERRORS as e:
             entry = _variant_error(ctx, base, e, f"B {spec.name} {fp.name}")
         _free(dev)
         out.append(entry)
@@ -898,9 +902,7 @@ def _protocol_c(
     for fp in ctx.variants:
         try:
             up, info = _make_upscaler(ctx, spec, state, fp)
-        except Exception as e:
-            if isinstance(e, KeyboardInterrupt):
-                raise
+        except VARIANT_ERRORS as e:
             out.append(_variant_error(ctx, _entry_base(ctx, "C", spec, fp), e, f"C {fp.name}"))
             continue
         model_only_cache: dict[tuple[int, int, int], tuple[list[float], Any]] = {}
@@ -982,9 +984,7 @@ def _protocol_c(
                 )
                 if ctx.flicker:
                     entry["flicker"] = _flicker(clip.path, dst, options, runner.plan.tile)
-            except Exception as e:
-                if isinstance(e, KeyboardInterrupt):
-                    raise
+            except VARIANT_ERRORS as e:
                 entry = _variant_error(ctx, base, e, f"C {fp.name} {clip.label}")
             out.append(entry)
             ctx.emit({"type": "result", "entry": entry})
@@ -1398,7 +1398,7 @@ def _run_benchmark(
                 emit,
             )
         else:
-            report["parity"] = {"skipped": "not asked (use --parity)"}
+            report["parity"] = {"skipped": "not asked"}
         save_partial()
         if "A" in protos:
             report["protocols"]["A"] = []
@@ -1467,125 +1467,178 @@ def _fmt_mem(b: int | None) -> str:
     return f"{b / 2**30:.2f}G" if b >= 2**30 else f"{b / 2**20:.0f}M"
 
 
+WIDTH = 80  # every printed line fits a terminal of 80 columns
+_NUM_HEAD = f"{'frames':>7}{'median ms':>11}{'min ms':>10}{'fps':>9}"
+
+
+def _wrap(text: str, indent: int = 4) -> list[str]:
+    pad = " " * indent
+    return textwrap.wrap(text, WIDTH, initial_indent=pad, subsequent_indent=pad + "  ") or [pad]
+
+
+def _io(e: dict[str, Any]) -> str:
+    (w, h), (ow, oh) = e["input_size"], e["output_size"]
+    return f"{w}x{h} -> {ow}x{oh}"
+
+
+def _label(e: dict[str, Any]) -> str:
+    return e["model"] + (f"/{e['clip']}" if "clip" in e else "")
+
+
+def _numbers(e: dict[str, Any]) -> str:
+    if "pipeline_vs_loop" in e:
+        return f"{e['frames']:>7}"
+    return f"{e['frames_per_run']:>7}{e['ms_median']:>11.1f}{e['ms_min']:>10.1f}{e['fps']:>9.2f}"
+
+
+def _rate(e: dict[str, Any]) -> str:
+    frac = e.get("matmul_fraction")
+    text = (
+        f"{e.get('gflop_per_frame', 0):.1f} GFLOP/frame, {e.get('tflops_achieved', 0):.3f} TFLOP/s"
+    )
+    return text + (f" ({100 * frac:.1f}% of the matmul rate)" if frac is not None else "")
+
+
+def _details(proto: str, e: dict[str, Any]) -> list[str]:
+    """What does not fit the row, as short sentences (wrapped at :data:`WIDTH`)."""
+    if "error" in e:
+        return [f"failed: {e['error'][:300]}"]
+    if "pipeline_vs_loop" in e:
+        return [
+            f"{_io(e)}: pipeline {e['pipeline_s_median']:.2f} s, one-thread loop "
+            f"{e['loop_s_median']:.2f} s (median of {len(e['loop_s_all'])}): "
+            f"{e['pipeline_vs_loop']:.3f}x the loop's rate"
+        ]
+    rel, peak = e.get("rel_l2_vs_fp32"), _fmt_mem(e.get("peak_memory_bytes"))
+    if proto == "L":
+        return [f"{_io(e)}, layout {e['layout']}, relative L2 vs contiguous {rel:.1e}"]
+    out = [f"{_io(e)}, peak memory {peak}, {_rate(e)}"]
+    if rel is not None:
+        out[0] += f", relative L2 vs fp32 {rel:.1e}"
+    if proto == "B":
+        out.append(
+            f"tile {e['tile'] or 'off'} ({e['tiling']}), {e['tiles']} tile(s)"
+            + (
+                f"; plan changes: {'; '.join(map(str, e['plan_changes']))}"
+                if e["plan_changes"]
+                else ""
+            )
+        )
+    if proto == "C":
+        mo = e["model_only"]
+        out.append(
+            f"end to end {e['fps']:.2f} fps = {100 * e['e2e_vs_model']:.1f}% of the network "
+            f"alone ({e['model_only_fps']:.2f} fps on {mo['frames_per_run']} frames, tile "
+            f"{mo['tile'] or 'off'}); {e['network_frames']} network frames for "
+            f"{e['frames_out']} written"
+        )
+        fl = e.get("flicker")
+        if fl:
+            out.append(f"flicker E*warp {fl['ewarp']} x10^-3 (bicubic {fl['ewarp_bicubic']})")
+    fallback = (e.get("fastpath") or {}).get("compile_fallback")
+    if fallback:
+        out.append(f"compile fell back to eager: {fallback[:200]}")
+    return out
+
+
+def _protocol_table(proto: str, entries: list[dict[str, Any]]) -> list[str]:
+    """One protocol: a row per entry (names, frames, median and min ms, fps), then its details.
+    Names that would push the row past :data:`WIDTH` get a line of their own."""
+    w1 = max([len("model")] + [len(_label(e)) for e in entries]) + 2
+    w2 = max([len("variant")] + [len(e.get("variant", "")) for e in entries]) + 2
+    inline = 2 + w1 + w2 + len(_NUM_HEAD) <= WIDTH
+    lines = ["", f"Protocol {proto}"]
+    if inline:
+        lines.append(f"  {'model':<{w1}}{'variant':<{w2}}{_NUM_HEAD}")
+    else:
+        lines.append(f"  model, variant / {_NUM_HEAD.strip()}")
+    for e in entries:
+        variant = "pipeline vs loop" if "pipeline_vs_loop" in e else e.get("variant", "")
+        nums = "" if "error" in e else _numbers(e)
+        if inline:
+            lines.append(f"  {_label(e):<{w1}}{variant:<{w2}}{nums}".rstrip())
+        else:
+            lines.append(f"  {_label(e)}, {variant}")
+            if nums:
+                lines.append(f"  {'':<{WIDTH - 2 - len(_NUM_HEAD)}}{nums}")
+        for d in _details(proto, e):
+            lines += _wrap(d)
+    return lines + _protocol_summary(proto, entries)
+
+
+def _protocol_summary(proto: str, entries: list[dict[str, Any]]) -> list[str]:
+    lines: list[str] = []
+    if proto == "L":
+        for e in entries:
+            if e.get("fastest") or e.get("default"):
+                tags = " and ".join(t for t in ("fastest", "default") if e.get(t))
+                lines += _wrap(
+                    f"{e['model']}: {tags} on this device: layout {e['layout']} (min "
+                    f"{e['ms_min']:.1f} ms, interleaved rounds)",
+                    2,
+                )
+    if proto == "A":
+        seen = set()
+        for e in entries:
+            if e.get("precision_checks") and e["model"] not in seen:
+                seen.add(e["model"])
+                checks = ", ".join(
+                    f"{c['precision']} vs {c['reference']} {c['rel_l2']:.2e}"
+                    for c in e["precision_checks"]
+                )
+                lines += _wrap(f"precision {e['model']}: {checks}", 2)
+    return lines
+
+
+def _parity_line(par: dict[str, Any]) -> str:
+    if "results" not in par:
+        return f"parity fixture: skipped ({par.get('skipped', '')})"
+    parts = []
+    for r in par["results"]:
+        ref = "fp32" if "rel_l2_vs_fp32" in r else "fixture"
+        err = r["rel_l2_vs_fp32"] if "rel_l2_vs_fp32" in r else r["rel_l2_vs_fixture"]
+        parts.append(f"{r['precision']} vs {ref} {err:.2e} {'ok' if r.get('pass') else 'FAIL'}")
+    return "parity fixture: " + ", ".join(parts)
+
+
+def _target_lines(tg: dict[str, Any]) -> list[str]:
+    """The project's targets, when ``benchmarks/bench.py`` added them."""
+    if not tg:
+        return []
+    if not tg.get("applicable"):
+        return ["targets: not applicable (they are for full sizes on an H100/H200)"]
+    lines = []
+    for k, v in tg.items():
+        if isinstance(v, dict):
+            facts = ", ".join(f"{name} {val}" for name, val in v.items() if name != "pass")
+            lines += _wrap(f"target {k}: {'PASS' if v['pass'] else 'MISS'} ({facts})", 0)
+    return lines
+
+
 def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table of the report (what :func:`main` prints)."""
-    lines = [
+    """The report as plain text, every line at most :data:`WIDTH` columns (what :func:`main`
+    and ``adcvsr bench`` print)."""
+    lines = _wrap(
         f"adcvsr bench - {report['device']['name']} - {report['precision']} - "
         f"{'small' if report['small'] else 'full'} sizes, {report['dims']} dims - "
         f"torch {report['torch']}",
-    ]
+        0,
+    )
     mm = report.get("matmul")
     if mm:
         lines.append(f"matmul {mm['dtype']} {mm['n']}^3: {mm['tflops']:.3f} TFLOP/s (median)")
     fr = report["flops_reference"]
-    lines.append(
+    lines += _wrap(
         f"FLOPs per 512x512 output frame, AdcSR dims: {fr['gflop_per_frame_conv_linear']:.1f} "
-        f"GFLOP conv+linear (published: {fr['docs_gflop_conv_linear']:.0f}), "
-        f"{fr['gflop_per_frame']:.1f} with the attention products"
-    )
-    head = (
-        f"{'':2}{'model':<22}{'variant':<24}{'in -> out':<20}{'frames':>6}"
-        f"{'median ms':>11}{'min-max':>17}{'fps':>9}{'peak':>8}{'GF/frame':>9}"
-        f"{'TFLOP/s':>9}{'%mm':>7}{'relL2':>9}"
+        f"GFLOP conv+linear, {fr['gflop_per_frame']:.1f} with the attention products",
+        0,
     )
     for proto, entries in report["protocols"].items():
-        lines.append("")
-        lines.append(f"Protocol {proto}")
-        lines.append(head)
-        for e in entries:
-            label = e["model"] + (f"/{e['clip']}" if "clip" in e else "")
-            if "error" in e:
-                lines.append(f"  {label:<22}{e['variant']:<24}ERROR {e['error'][:80]}")
-                continue
-            if "pipeline_vs_loop" in e:
-                io = f"{e['input_size'][0]}x{e['input_size'][1]}->{e['output_size'][0]}x{e['output_size'][1]}"
-                lines.append(
-                    f"  {label:<22}{'pipeline vs loop':<24}{io:<20}{e['frames']:>6}  pipeline "
-                    f"{e['pipeline_s_median']:.2f} s, one-thread loop {e['loop_s_median']:.2f} s "
-                    f"(median of {len(e['loop_s_all'])}): {e['pipeline_vs_loop']:.3f}x the loop's rate"
-                )
-                continue
-            io = f"{e['input_size'][0]}x{e['input_size'][1]}->{e['output_size'][0]}x{e['output_size'][1]}"
-            frac = e.get("matmul_fraction")
-            rel = e.get("rel_l2_vs_fp32")
-            lines.append(
-                f"  {label:<22}{e['variant']:<24}{io:<20}{e['frames_per_run']:>6}"
-                f"{e['ms_median']:>11.2f}{e['ms_min']:>8.1f}-{e['ms_max']:<8.1f}{e['fps']:>9.2f}"
-                f"{_fmt_mem(e.get('peak_memory_bytes')):>8}{e.get('gflop_per_frame', 0):>9.1f}"
-                f"{e.get('tflops_achieved', 0):>9.3f}"
-                f"{(f'{100 * frac:.1f}' if frac is not None else '-'):>7}"
-                f"{(f'{rel:.1e}' if rel is not None else '-'):>9}"
-            )
-            if proto == "C":
-                mo = e["model_only"]
-                fl = e.get("flicker")
-                if fl:
-                    lines.append(
-                        f"  {'':22}{'':24}flicker E*warp {fl['ewarp']} x10^-3 "
-                        f"(bicubic {fl['ewarp_bicubic']})"
-                    )
-                lines.append(
-                    f"  {'':22}{'':24}model only {mo['frames_per_run']} frames "
-                    f"(tile {mo['tile'] or 'off'}): {e['model_only_fps']:.2f} fps; end to end "
-                    f"{e['fps']:.2f} fps = {100 * e['e2e_vs_model']:.1f}% ; network frames "
-                    f"{e['network_frames']} for {e['frames_out']}"
-                )
-            if proto == "B":
-                lines.append(
-                    f"  {'':22}{'':24}tiling {e['tiling']}: tile {e['tile'] or 'off'}, "
-                    f"{e['tiles']} tile(s)"
-                    + (f"; {e['plan_changes']}" if e["plan_changes"] else "")
-                )
-            info = e.get("fastpath") or {}
-            if info.get("compile_fallback"):
-                lines.append(
-                    f"  {'':22}compile fell back to eager: {info['compile_fallback'][:90]}"
-                )
-        if proto == "L":
-            for e in entries:
-                if e.get("fastest") or e.get("default"):
-                    tags = [t for t in ("fastest", "default") if e.get(t)]
-                    lines.append(
-                        f"  {e['model']}: {' and '.join(tags)} on this device: layout {e['layout']}"
-                        f" (min {e['ms_min']:.1f} ms, interleaved rounds)"
-                    )
-        if proto == "A":
-            seen = set()
-            for e in entries:
-                if e.get("precision_checks") and e["model"] not in seen:
-                    seen.add(e["model"])
-                    checks = ", ".join(
-                        f"{c['precision']} vs {c['reference']} {c['rel_l2']:.2e}"
-                        for c in e["precision_checks"]
-                    )
-                    lines.append(f"  precision {e['model']}: {checks}")
-    par = report.get("parity") or {}
-    lines.append("")
-    if "results" in par:
-        lines.append(
-            "parity fixture: "
-            + ", ".join(
-                f"{r['precision']} "
-                + (
-                    f"vs fp32 {r['rel_l2_vs_fp32']:.2e}"
-                    if "rel_l2_vs_fp32" in r
-                    else f"vs fixture {r['rel_l2_vs_fixture']:.2e}"
-                )
-                + (" ok" if r.get("pass") else " FAIL")
-                for r in par["results"]
-            )
-        )
-    else:
-        lines.append(f"parity fixture: skipped ({par.get('skipped', '')})")
-    tg = report.get("targets") or {}  # added by benchmarks/bench.py (the project's targets)
-    if tg.get("applicable"):
-        for k, v in tg.items():
-            if isinstance(v, dict):
-                lines.append(f"target {k}: {'PASS' if v['pass'] else 'MISS'} {v}")
-    elif tg:
-        lines.append("targets: not applicable (they are for full sizes on an H100/H200)")
+        lines += _protocol_table(proto, entries)
+    lines += ["", *_wrap(_parity_line(report.get("parity") or {}), 0)]
+    lines += _target_lines(report.get("targets") or {})
     for n in report.get("notes", []):
-        lines.append(f"note: {n}")
+        lines += _wrap(f"note: {n}", 0)
     lines.append(f"total {report['seconds']:.1f} s")
     return "\n".join(lines)
 

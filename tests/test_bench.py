@@ -431,6 +431,52 @@ def test_protocol_c_is_skipped_without_pyav(monkeypatch):
     assert any("PyAV" in n for n in report["notes"])
 
 
+def test_printed_table_fits_80_columns_and_names_nothing_internal(small_report):
+    report = json.loads(json.dumps(small_report[0]))
+    text = bench.format_report(report)
+    assert "Protocol A" in text and "Protocol L" in text and "the loop's rate" in text
+    # The worst case: long names, a failed variant, a compile fallback, the targets.
+    a = report["protocols"]["A"]
+    a.append({**a[0], "model": "adcvsr-dims-from-weights", "variant": "channels_last+compile"})
+    a[-1]["fastpath"] = {"compile_fallback": "recompile limit (8 input shapes) reached " * 4}
+    a.append({"model": "adcsr-tiny", "variant": "graphs", "error": "RuntimeError: " + "x " * 200})
+    report["targets"] = {"applicable": True, "A_image": {"target_ms": 65.0, "pass": False}}
+    wide = bench.format_report(report)
+    for t in (text, wide):
+        assert max(len(line) for line in t.splitlines()) <= bench.WIDTH, t
+        for internal in ("docs", "issue", "published", "fastpath", "()", "_s_"):
+            assert internal not in t, internal
+    assert "adcvsr-dims-from-weights, channels_last+compile" in wide  # names on their own line
+    assert "compile fell back to eager: recompile limit" in wide
+    assert "failed: RuntimeError: x x" in wide and "target A_image: MISS (target_ms 65.0)" in wide
+
+
+def test_a_failing_variant_is_recorded_and_the_others_run(monkeypatch):
+    real = bench._make_upscaler
+
+    def flaky(ctx, spec, state, fp):
+        if fp.name == "eager":
+            raise RuntimeError("out of memory")
+        return real(ctx, spec, state, fp)
+
+    monkeypatch.setattr(bench, "_make_upscaler", flaky)
+    events: list[dict] = []
+    kwargs = dict(protocols=["A"], device="cpu", runs=1, warmup=0, matmul=False)
+    kwargs.update(dims="tiny", temporal=False, precision_checks=False)
+    report = bench.run_benchmark(variants="pipeline,eager", on_event=events.append, **kwargs)
+    pipeline, eager = report["protocols"]["A"]
+    assert "error" not in pipeline and pipeline["ms_median"] > 0
+    assert eager["error"] == "RuntimeError: out of memory"
+    assert any(e["type"] == "warning" and "eager failed" in e["message"] for e in events)
+
+    def buggy(ctx, spec, state, fp):
+        raise KeyError("a bug, not a failing variant")
+
+    monkeypatch.setattr(bench, "_make_upscaler", buggy)
+    with pytest.raises(KeyError):
+        bench.run_benchmark(variants="eager", **kwargs)
+
+
 def test_bad_arguments_are_usage_errors():
     for kwargs in (
         {"protocols": ["D"]},
