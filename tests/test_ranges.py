@@ -154,6 +154,47 @@ def test_audio_is_cut_within_one_packet_and_chapters_follow(tmp_path):
     assert got == [("B", 0.0)]  # chapter A ended before the range; B starts at the new zero
 
 
+def _badly_interleaved(path, shift, seconds=3, rate=25):
+    """Matroska with AAC audio stored ``shift`` seconds after (negative: before) the video of its
+    time: packets written in that order, the muxer's interleaving turned off."""
+    with av.open(str(path), "w", format="matroska", options={"max_interleave_delta": "1"}) as out:
+        v = out.add_stream("libx264", rate=rate, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = out.add_stream("aac", rate=48000, layout="stereo")
+        rng = np.random.default_rng(0)
+        packets = []
+        for i in range(seconds * rate):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 7 % 255, np.uint8), "rgb24")
+            f.pts = i
+            packets += [(p, 0.0) for p in v.encode(f)]
+        packets += [(p, 0.0) for p in v.encode(None)]
+        for k in range(seconds * 48000 // 1024):
+            noise = (rng.random((2, 1024), dtype=np.float32) - 0.5) * 0.1
+            f = av.AudioFrame.from_ndarray(noise, format="fltp", layout="stereo")
+            f.sample_rate, f.pts = 48000, k * 1024
+            packets += [(p, shift) for p in a.encode(f)]
+        packets += [(p, shift) for p in a.encode(None)]
+        for p, _ in sorted(packets, key=lambda q: float(q[0].dts * q[0].time_base) + q[1]):
+            out.mux(p)
+    return path
+
+
+@pytest.mark.parametrize("shift", [1.5, -1.5])
+def test_audio_of_a_badly_interleaved_file_is_all_there(tmp_path, shift):
+    """Audio stored late (after video past the range end) or early (before the keyframe the
+    range seeks to) is still cut to the range: every packet that starts inside it."""
+    src = _badly_interleaved(tmp_path / "in.mkv", shift)
+    for start in (0.5, 1.3):
+        cut = _cut(src, RangeRequest(start=start, duration=0.6))
+        out = tmp_path / f"o{start}.mkv"
+        transcode(src, out, nearest4, out_size=(256, 192), cut=cut)
+        source = [t for t, _ in _packet_times(src, "audio") if cut.t_from <= t < cut.t_to]
+        assert len(source) > 20
+        got = [t for t, _ in _packet_times(out, "audio")]
+        assert len(got) == len(source)
+        np.testing.assert_allclose(got, [t - cut.t_from for t in source], atol=1e-3)
+
+
 def test_temporal_range_equals_the_full_run(tmp_path):
     m = AdcVSR(tiny_dims(temporal=True)).eval()
     init_random_(m, seed=2)

@@ -122,7 +122,7 @@ def decode_range(
             container,
             vstream,
             scan_.pts[start],
-            lambda: _decoder(container, vstream, name, opts),
+            lambda _sought: _decoder(container, vstream, name, opts),
             first_pts=scan_.pts[0],
             fresh=True,
             name=name,

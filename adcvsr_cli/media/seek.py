@@ -19,39 +19,50 @@ def seek_frame(
     container: Any,
     vstream: Any,
     pts: int,
-    new_decoder: Callable[[], _Decoder],
+    new_decoder: Callable[[bool], _Decoder],
     *,
     first_pts: int,
     fresh: bool = False,
+    lead: int = 0,
     name: str = "",
 ) -> _Decoder:
-    """A decoder, made by ``new_decoder()`` after the seek, whose next frame has timestamp ``pts``.
+    """A decoder, made by ``new_decoder(sought)`` after the seek, whose next frame has timestamp
+    ``pts``.
 
     ``first_pts``: the timestamp of the stream's first frame; a retry that reaches it decodes
-    from the start. ``fresh``: nothing was read from ``container`` yet, so decoding from the start
-    needs no seek (some inputs cannot seek to their start). The frames before ``pts`` are decoded
-    (they are the references of the frames after them) and dropped. Raises :class:`VideoError`
-    naming the file when no frame has that timestamp.
+    from the start. ``fresh``: ``container`` stands at its start (nothing read, or only the first
+    frame by a decoder ``new_decoder(False)`` may give back), so decoding from the start needs no
+    seek: some inputs cannot seek to their start, and a seek to the first keyframe skips the side
+    packets stored before it. ``lead``: the first seek goes that many ticks before ``pts``, so
+    that side packets stored early reach the caller. The frames before ``pts`` are decoded (they
+    are the references of the frames after them) and dropped. Raises :class:`VideoError` naming
+    the file when no frame has that timestamp.
     """
     tb = vstream.time_base
-    back = 0
+    back = max(0, lead)
     while True:
         target = pts - back
         at_start = target <= first_pts
-        if not (fresh and at_start):
+        sought = not (fresh and at_start)
+        if sought:
             container.seek(max(target, first_pts), stream=vstream, backward=True, any_frame=False)
             fresh = False
-        dec = new_decoder()
-        found = None
-        # first_frame() keeps the frame it decodes for frames(): drop those before pts.
-        while dec.first_frame() is not None:
-            fpts = dec._pending[-1][1]
-            if fpts is not None and fpts >= pts:
-                found = fpts
-                break
-            dec._pending.pop()
-        if found == pts:
+        dec = new_decoder(sought)
+        if _drop_before(dec, pts) == pts:
             return dec
         if at_start:
             raise VideoError(f"{name}: no frame at timestamp {pts} after seeking")
         back = 2 * back if back else max(1, round(1 / tb))  # 1 s further back, then 2, 4, ...
+
+
+def _drop_before(dec: _Decoder, pts: int) -> int | None:
+    """Drop the frames before ``pts``; the timestamp of the frame now next (None: none left).
+    ``first_frame()`` keeps the frame it decodes for ``frames()``, so they wait in ``_pending``."""
+    while True:
+        while dec._pending:
+            fpts = dec._pending[0][1]
+            if fpts is not None and fpts >= pts:
+                return int(fpts)
+            dec._pending.pop(0)
+        if dec.first_frame() is None:
+            return None

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import IO, Any
 
+import av.error
 import numpy as np
 
 from ..errors import VideoError
@@ -32,6 +33,11 @@ from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_vid
 from .probe import _early_end_message, _info_from, _no_frame_message
 from .seek import seek_frame
 from .types import Frame, MediaInfo
+
+# How far (seconds) side packets may be stored from the video frames of their time: a range reads
+# this much before its first frame, and waits this long past its end for a sparse stream
+# (subtitles). FFmpeg's muxers hold a packet back at most 10 s (max_interleave_delta).
+SIDE_SLACK = 10.0
 
 
 class Source:
@@ -107,14 +113,20 @@ class Source:
             self.name, self.info, self.container, self.vstream, dec, frames_in
         )
 
-    def seek(self, pts: int) -> None:
+    def seek(self, pts: int, lead: float = 0.0) -> None:
         """Restart at the frame whose timestamp is ``pts`` (see :func:`.seek.seek_frame`); side
-        packets are collected again from the keyframe before it. Raises VideoError when no frame
-        with that timestamp turns up."""
+        packets are collected again from the keyframe before it, or ``lead`` seconds before it
+        (a badly interleaved file stores audio early). Raises VideoError when no frame with that
+        timestamp turns up."""
         tb = self.vstream.time_base
         old = self.decoder
+        # Right after opening, the decoder stands at the start with the side packets read so
+        # far: a target at the start keeps it (a seek would skip audio stored before frame 0).
+        fresh = old.frames_decoded == 1 and len(old._pending) == 1
 
-        def new_decoder() -> _Decoder:
+        def new_decoder(sought: bool) -> _Decoder:
+            if not sought:
+                return old
             self.side.clear()
             return _Decoder(
                 self.container,
@@ -128,11 +140,52 @@ class Source:
 
         first = math.floor((self.info.start_time or 0.0) / tb)
         self.decoder = seek_frame(
-            self.container, self.vstream, pts, new_decoder, first_pts=first, name=self.name
+            self.container,
+            self.vstream,
+            pts,
+            new_decoder,
+            first_pts=first,
+            fresh=fresh,
+            lead=round(lead / tb),
+            name=self.name,
         )
 
     def stop(self) -> None:
         self.decoder.stop.set()
+
+    def drain_sides(self, until: float | None) -> str | None:
+        """After the last video frame a range needs: stop decoding, and demux on (packets only,
+        nothing decoded) so that side packets stored after that frame still reach the output.
+
+        A badly interleaved file stores audio late, after video frames past the range end.
+        Demuxing goes on until every audio stream has a packet at or after ``until`` seconds
+        (``None``: to the end of the file); other side streams (subtitles, data) are sparse and
+        may have no later packet, so they wait only until some stream is :data:`SIDE_SLACK`
+        seconds past ``until``, or until the file ends. Returns the read error that ended it
+        early, if one did (the side packets after it are lost).
+        """
+        self.stop()
+        streams = self.decoder.side_streams
+        waiting = {s.index for s in streams if s.type == "audio"}
+        sparse = bool({s.index for s in streams} - waiting)
+        if not streams:
+            return None
+        try:
+            for pkt in self.container.demux([self.vstream, *streams]):
+                if pkt.stream.index != self.vstream.index and pkt.size:
+                    self.side.append(pkt)
+                t = pkt.pts if pkt.pts is not None else pkt.dts
+                if until is None or t is None or not pkt.time_base:
+                    continue
+                sec = float(t * pkt.time_base)
+                if sec >= until:
+                    waiting.discard(pkt.stream.index)
+                sparse = sparse and sec < until + SIDE_SLACK
+                if not waiting and not sparse:
+                    return None
+        except (av.error.FFmpegError, OSError) as e:
+            return _err_text(e)
+        return None
 
     def close(self) -> None:
         self.container.close()

@@ -34,7 +34,7 @@ from .images import ImageSink, SequenceSink
 from .inputs import _check_input_path
 from .outputs import Target, _wrap_write_error, plan_target
 from .sides import Side, _plan_sides, _stream_label
-from .source import Source, open_source
+from .source import SIDE_SLACK, Source, open_source
 from .threads import (
     END,
     JOIN_TIMEOUT_S,
@@ -293,14 +293,20 @@ class Session:
 
     def cut_frames(self) -> Iterator[tuple[Frame, bool]]:
         """``(frame, written)``: with a cut (``--start`` and the like) the frames around the range
-        are context, decoded and processed but not written; decoding stops after them."""
+        are context, decoded and processed but not written; decoding stops after them, and
+        demuxing goes on until the side streams pass the range end (late-stored audio)."""
         cut = self.source.cut
         for frame in self.frames():
             if cut is None:
                 yield frame, True
                 continue
             if cut.stop_pts is not None and frame.pts is not None and frame.pts >= cut.stop_pts:
-                self.source.stop()
+                error = self.source.drain_sides(cut.t_to)
+                if error is not None:
+                    self.events.warn(
+                        f"{self.source.name}: read error after the range ({error}); side "
+                        "packets stored after it are not in the output"
+                    )
                 return
             yield frame, cut.keeps(frame.pts)
 
@@ -578,7 +584,7 @@ def transcode(
         target.open_pipe()
         source = open_source(src, deinterlace=opts.deinterlace, strict=opts.strict)
         if cut is not None:
-            source.seek(cut.seek_pts)
+            source.seek(cut.seek_pts, lead=SIDE_SLACK if source.decoder.side_streams else 0.0)
             source.cut = cut
             source.info.frames = cut.frames
         session = Session.open(target, source, out_size, opts, events)
