@@ -6,12 +6,13 @@ Exit codes: 0 all done, 1 error, 2 usage error, 3 some files of a batch failed, 
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
-from typer.core import TyperGroup
+from rich.markup import escape
+from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from ..errors import EXIT_INTERRUPTED, AdcvsrError
 from .logs import logger
@@ -25,20 +26,20 @@ EXIT_CODES_HELP = (
     "130 interrupted (143 on SIGTERM), 141 standard output closed by its reader."
 )
 
+HELP_OPTION_NAMES = ["-h", "--help"]
+
 
 class _Group(TyperGroup):
-    """Ctrl-C and SIGTERM in any command: one line and exit 130 or 143 (rather than click's
-    "Aborted!" and exit 1). ``upscale`` handles them itself, with its summary."""
+    """Every command's help drawn by rich (see ``tidy_help``), and Ctrl-C and SIGTERM in any
+    command: one line and exit 130 or 143 (rather than click's "Aborted!" and exit 1).
+    ``upscale`` handles them itself, with its summary."""
 
-    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        # Whole one-line summaries (click would cut them at about 45 characters with "...").
-        for name in self.list_commands(ctx):
-            cmd = self.get_command(ctx, name)
-            if cmd is not None and not cmd.short_help and cmd.help:
-                cmd.short_help = " ".join(cmd.help.split("\n\n", 1)[0].split())
-        super().format_commands(ctx, formatter)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for cmd in (self, *self.commands.values()):
+            tidy_help(cmd)
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -49,6 +50,35 @@ class _Group(TyperGroup):
             raise typer.Exit(EXIT_SIGTERM) from None
 
 
+def _tidy_text(text: str) -> str:
+    """``text`` as rich should draw it: a prose paragraph on one line (rich wraps it to the
+    terminal's width), an example block (a paragraph after a ``\\b`` line, or one with indented
+    lines) line by line, and no rich markup (``adcvsr[ray]`` is text, not a style)."""
+    paragraphs = []
+    for p in inspect.cleandoc(text).split("\n\n"):
+        p = p.removeprefix("\b\n")
+        if not any(line.startswith(" ") for line in p.splitlines()):
+            p = " ".join(p.split())
+        if p:
+            paragraphs.append(escape(p))
+    return "\n\n".join(paragraphs)
+
+
+def tidy_help(cmd: Any) -> None:
+    """Prepare ``cmd``'s help for rich's panels: texts tidied, no type shown for flags."""
+    if cmd.help:
+        first, *rest = _tidy_text(cmd.help).split("\n\n")
+        # Typer dedents the paragraphs after the first one as a block (inspect.cleandoc): an
+        # empty paragraph ahead of them keeps an example's indent when nothing else follows.
+        cmd.help = "\n\n".join([first, "", *rest] if rest else [first])
+    help_option = cmd.get_help_option(typer.Context(cmd, help_option_names=HELP_OPTION_NAMES))
+    for param in (*cmd.params, help_option):
+        if isinstance(param, TyperOption | TyperArgument) and param.help:
+            param.help = _tidy_text(param.help)
+        if isinstance(param, TyperOption) and (param.is_flag or param.count):
+            param.metavar = ""  # "<bool>" beside a flag says nothing
+
+
 app = typer.Typer(
     name="adcvsr",
     cls=_Group,
@@ -56,8 +86,8 @@ app = typer.Typer(
     "the input but its resolution.\n\n" + EXIT_CODES_HELP,
     add_completion=False,
     no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode=None,
+    context_settings={"help_option_names": HELP_OPTION_NAMES},
+    rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
 

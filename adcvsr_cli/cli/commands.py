@@ -21,7 +21,8 @@ The pickles are read through an allow-list: a file that asks for code is refused
 
 Example:
 
-  adcvsr convert --net-params net_params_200.pkl --half-decoder halfDecoder.ckpt -o adcsr-x4.safetensors
+  adcvsr convert --net-params net_params_200.pkl \\
+      --half-decoder halfDecoder.ckpt -o adcsr-x4.safetensors
 """
 )
 def convert(
@@ -30,7 +31,7 @@ def convert(
         Path, typer.Option("--half-decoder", help="weight/pretrained/halfDecoder.ckpt")
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output .safetensors file.")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     from ..weights import convert_adcsr
 
@@ -115,13 +116,19 @@ def _pin(r) -> str:
     help="Fetch, verify and convert registry models into the cache (default: adcsr-x4).\n\nExample:\n\n  adcvsr download adcsr-x4"
 )
 def download(
-    names: Annotated[list[str] | None, typer.Argument(help="Registry names.")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(metavar="NAME", help="Registry names.")
+    ] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Weights cache.")] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Fetch and convert again even if cached.")
     ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True)] = 0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars or notices.")
+    ] = False,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More detail (repeatable).")
+    ] = 0,
 ) -> None:
     from ..weights import download as fetch
 

@@ -125,7 +125,7 @@ def info_lines(file: str, d: dict[str, Any]) -> list[str]:
     "duration, rotation, colour tags.\n\nExample:\n\n  adcvsr info in.mp4 --json"
 )
 def info(
-    file: Annotated[str, typer.Argument(help="A video or image file.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A video or image file.")],
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON document with the raw values.")
     ] = False,

@@ -25,6 +25,7 @@ NETWORK = "Network: tiles, chunks, colour"
 ENCODE = "Video encoder"
 STREAMS = "Streams and containers"
 FILES = "Files and batches"
+EXISTING = "Existing outputs"
 MESSAGES = "Messages"
 RANGE = "Range (part of a video)"
 
@@ -230,6 +231,7 @@ class UpscaleArgs:
         typer.Option(
             "-e",
             "--encoder-option",
+            metavar="KEY=VALUE",
             help="Extra encoder option key=value (repeatable).",
             rich_help_panel=ENCODE,
         ),
@@ -284,7 +286,7 @@ class UpscaleArgs:
             "--overwrite",
             "-y",
             help="Replace existing outputs (only once the new one is complete).",
-            rich_help_panel=FILES,
+            rich_help_panel=EXISTING,
         ),
     ] = False
     segment: Annotated[
@@ -300,7 +302,7 @@ class UpscaleArgs:
         typer.Option(
             "--restart",
             help="Discard the unfinished run of an output (its work folder) and start over.",
-            rich_help_panel=FILES,
+            rich_help_panel=EXISTING,
         ),
     ] = False
     skip_existing: Annotated[
@@ -308,7 +310,7 @@ class UpscaleArgs:
         typer.Option(
             "--skip-existing/--no-skip-existing",
             help="Skip inputs whose output exists (default for folders).",
-            rich_help_panel=FILES,
+            rich_help_panel=EXISTING,
         ),
     ] = None
     recursive: Annotated[
@@ -323,13 +325,17 @@ class UpscaleArgs:
     glob: Annotated[
         list[str] | None,
         typer.Option(
-            "--glob", help="Only inputs matching this pattern (repeatable).", rich_help_panel=FILES
+            "--glob",
+            metavar="PATTERN",
+            help="Only inputs matching this pattern (repeatable).",
+            rich_help_panel=FILES,
         ),
     ] = None
     exclude: Annotated[
         list[str] | None,
         typer.Option(
             "--exclude",
+            metavar="PATTERN",
             help="Skip inputs matching this pattern (repeatable).",
             rich_help_panel=FILES,
         ),

@@ -64,7 +64,7 @@ def _shared_fields() -> list[tuple[str, Any, Any]]:
 PreviewArgs = dataclasses.make_dataclass(
     "PreviewArgs",
     [
-        ("input", Annotated[str, typer.Argument(help="A video (or image).")]),
+        ("input", Annotated[str, typer.Argument(metavar="INPUT", help="A video (or image).")]),
         (
             "out",
             Annotated[Path, typer.Option("-o", "--output", help="The sheet, a .png file.")],

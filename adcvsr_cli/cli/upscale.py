@@ -31,8 +31,8 @@ Examples:
 \b
   adcvsr upscale in.mp4 out.mp4
   adcvsr upscale clips/ upscaled/ --recursive --suffix _x4 --ext mkv
-  adcvsr upscale a.mp4 b.mov c.mkv upscaled/ --overwrite
-  adcvsr upscale clips/ upscaled/ -r --glob '*.mp4' --exclude 'raw/*' --json-file log.jsonl
+  adcvsr upscale a.mp4 b.mov c.mkv upscaled/ --overwrite --json-file log.jsonl
+  adcvsr upscale clips/ upscaled/ -r --glob '*.mp4' --exclude 'raw/*'
   cat in.mkv | adcvsr upscale - - --format matroska > out.mkv
   adcvsr upscale in.mp4 - --format mp4 --no-audio | other-program
   adcvsr upscale photo.png photo_x4.png --color-fix adain
