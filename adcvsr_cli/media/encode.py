@@ -224,17 +224,24 @@ class ContainerSink:
         if info.colorspace in _SWS_COLORSPACES:
             self.dst_cs = info.colorspace
 
+    def yuv_target(self) -> tuple[str, int | None, bool] | None:
+        """What frames given as planes must be: ``(pix_fmt, colour matrix or None for the
+        converter's default, full range)``; None when the encoder takes RGB."""
+        if self.dst_range is None:
+            return None
+        return self.pix_fmt, self.dst_cs, self.dst_range == 2
+
     # -- encoder thread ------------------------------------------------------------------
     def write(self, frame: Frame) -> None:
         arr = frame.array
-        fmt = "rgb48le" if arr.dtype == np.uint16 else "rgb24"
-        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
-        kw: dict[str, Any] = {"format": self.pix_fmt}
-        if self.dst_cs is not None:
-            kw["dst_colorspace"] = self.dst_cs
-        if self.dst_range is not None:
-            kw["dst_color_range"] = self.dst_range
-        vf = vf.reformat(**kw)
+        if isinstance(arr, tuple):  # planes already in the encoder's format (yuv_target)
+            vf = frame_from_planes(arr, self.pix_fmt, self.out_w, self.out_h)
+            if self.dst_cs is not None:
+                vf.colorspace = self.dst_cs
+            if self.dst_range is not None:
+                vf.color_range = self.dst_range
+        else:
+            vf = self._from_rgb(arr)
         pts = self._next_pts(frame.pts)
         vf.pts = pts
         vf.time_base = self.tb
@@ -243,6 +250,16 @@ class ContainerSink:
         self.frames += 1
         assert self.muxer is not None
         self.muxer.mux_upto(float(pts * self.tb))
+
+    def _from_rgb(self, arr: np.ndarray) -> Any:
+        fmt = "rgb48le" if arr.dtype == np.uint16 else "rgb24"
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
+        kw: dict[str, Any] = {"format": self.pix_fmt}
+        if self.dst_cs is not None:
+            kw["dst_colorspace"] = self.dst_cs
+        if self.dst_range is not None:
+            kw["dst_color_range"] = self.dst_range
+        return vf.reformat(**kw)
 
     def _next_pts(self, pts: int | None) -> int:
         if pts is None:
@@ -338,6 +355,27 @@ class ContainerSink:
             # full disk, a closed pipe) change nothing the user keeps.
             with contextlib.suppress(av.error.FFmpegError, OSError, ValueError):
                 out.close()
+
+
+def frame_from_planes(planes: tuple[np.ndarray, ...], pix_fmt: str, width: int, height: int) -> Any:
+    """A ``pix_fmt`` frame of ``width`` x ``height`` filled from its planes, each (h, w) uint8 or
+    (for more than 8 bits) little-endian uint16, copied row by row into the frame's padded lines."""
+    vf = av.VideoFrame(width, height, pix_fmt)
+    want = np.dtype("<u2") if vf.format.components[0].bits > 8 else np.dtype(np.uint8)
+    if len(planes) != len(vf.planes):
+        raise ValueError(f"{pix_fmt} has {len(vf.planes)} planes, got {len(planes)}")
+    for plane, src in zip(vf.planes, planes, strict=True):
+        if src.dtype != want:
+            raise ValueError(f"{pix_fmt} planes are {want}, got {src.dtype}")
+        if src.shape != (plane.height, plane.width):
+            raise ValueError(
+                f"{pix_fmt} {width}x{height}: a plane of {plane.width}x{plane.height} "
+                f"was given {src.shape[1::-1]}"
+            )
+        # line_size (bytes) covers the width plus the alignment padding of each line
+        dst = np.frombuffer(memoryview(plane), dtype=src.dtype).reshape(plane.height, -1)
+        dst[:, : plane.width] = src
+    return vf
 
 
 def cut_chapters(

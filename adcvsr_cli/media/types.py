@@ -39,8 +39,9 @@ class OutputExists(UsageError):
 @dataclass
 class Frame:
     """One picture on its way through the layer: RGB ``(H, W, 3)`` uint8 (uint16 for deeper
-    sources), its presentation timestamp in the input video stream's time base, and the alpha
-    plane ``(H, W)`` when the output keeps one."""
+    sources), or for a container sink with a ``yuv_target()`` its ``(Y, U, V)`` planes already
+    in that format; its presentation timestamp in the input video stream's time base, and the
+    alpha plane ``(H, W)`` when the output keeps one."""
 
     array: np.ndarray
     pts: int | None

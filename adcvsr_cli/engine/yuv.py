@@ -1,0 +1,178 @@
+"""RGB -> Y'CbCr planes on the device, a chunk at a time, so that the encoder thread only encodes.
+
+The conversion is the one the encoder's converter (FFmpeg's swscale, through PyAV's
+``reformat``) applies by default to the quantised RGB frames, so the planes agree with it within
+one level:
+
+- the matrix of the output's colour space (BT.709, BT.601, BT.2020, FCC, SMPTE 240M; swscale's
+  default, BT.601, when the output names none) and its range (limited: 16-235 / 16-240 scaled to
+  the bit depth; full: 0 .. 2**bits - 1 with chroma centred on 2**(bits - 1));
+- chroma sited in the centre of each 2x2 (4:2:0) or 1x2 (4:2:2) block: across, the two pixels of
+  a pair are averaged; down (4:2:0), rows are filtered by [1, 3, 3, 1] / 8 around each pair, the
+  edge rows repeated (swscale's bilinear downscale by two);
+- 16-bit RGB read as value / 65280 (swscale reads 16 bits as 8 bits shifted left by 8, so its
+  white is 256/255 of nominal; the same here keeps deep sources equal to what they were);
+- each plane rounded (half up) and clamped to the bit depth.
+
+:func:`layout_for` says whether an output can take planes from here; :func:`to_planes` converts
+a chunk into one contiguous tensor, all the frames' planes side by side, so that it crosses to the
+host in one copy; :func:`split_planes` gives each frame's planes back as views of the host copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+# Pixel formats converted here: name -> (bits, log2 chroma width, log2 chroma height).
+FORMATS: dict[str, tuple[int, int, int]] = {
+    "yuv420p": (8, 1, 1),
+    "yuv422p": (8, 1, 0),
+    "yuv444p": (8, 0, 0),
+    "yuv420p10le": (10, 1, 1),
+    "yuv422p10le": (10, 1, 0),
+    "yuv444p10le": (10, 0, 0),
+}
+
+# (Kr, Kb) by colour space, numbered as FFmpeg numbers them (AVCOL_SPC_*, which are also the
+# matrix numbers swscale accepts). None: no matrix named, swscale's default (BT.601).
+_LUMA: dict[int | None, tuple[float, float]] = {
+    None: (0.299, 0.114),
+    1: (0.2126, 0.0722),  # BT.709
+    4: (0.30, 0.11),  # FCC
+    5: (0.299, 0.114),  # BT.470 BG (BT.601 625)
+    6: (0.299, 0.114),  # SMPTE 170M (BT.601 525)
+    7: (0.212, 0.087),  # SMPTE 240M
+    9: (0.2627, 0.0593),  # BT.2020 non-constant luminance
+}
+
+# Below this height swscale's row filter for 4:2:0 chroma is not [1, 3, 3, 1] / 8 any more.
+_MIN_HEIGHT = 8
+
+# swscale's scale for 16-bit RGB input (see the module docstring).
+_DEEP_WHITE = 65280.0
+
+
+@dataclass(frozen=True)
+class YuvLayout:
+    """The planes one output frame is made of: pixel format, matrix, range and frame size."""
+
+    pix_fmt: str
+    colorspace: int | None
+    full_range: bool
+    width: int
+    height: int
+
+    @property
+    def bits(self) -> int:
+        return FORMATS[self.pix_fmt][0]
+
+    def plane_shapes(self) -> list[tuple[int, int]]:
+        """(height, width) of the Y, U and V planes."""
+        _, sw, sh = FORMATS[self.pix_fmt]
+        chroma = (self.height >> sh, self.width >> sw)
+        return [(self.height, self.width), chroma, chroma]
+
+    def frame_elements(self) -> int:
+        """Samples of one frame's three planes together."""
+        return sum(h * w for h, w in self.plane_shapes())
+
+
+def layout_for(
+    pix_fmt: str,
+    colorspace: int | None,
+    full_range: bool,
+    width: int,
+    height: int,
+    *,
+    deep_source: bool = False,
+) -> YuvLayout | None:
+    """The layout for an encoder's pixel format, or None when its frames must come as RGB: a
+    format not converted here, a matrix not known here (BT.2020 constant luminance), a size the
+    chroma blocks do not divide (or 4:2:0 under 8 rows), or 16-bit RGB (``deep_source``) written
+    as 8-bit full range, where swscale dithers and truncates chroma and rounding here would
+    differ by two levels."""
+    if pix_fmt not in FORMATS or colorspace not in _LUMA:
+        return None
+    bits, sw, sh = FORMATS[pix_fmt]
+    if width % (1 << sw) or height % (1 << sh) or (sh and height < _MIN_HEIGHT):
+        return None
+    if deep_source and bits == 8 and full_range:
+        return None
+    return YuvLayout(pix_fmt, colorspace, full_range, width, height)
+
+
+def _matrix(colorspace: int | None) -> Tensor:
+    """Rows E'y, E'pb, E'pr (E'y in 0..1, the others in -0.5..0.5) of R', G', B' in 0..1."""
+    kr, kb = _LUMA[colorspace]
+    kg = 1.0 - kr - kb
+    cb, cr = 2.0 * (1.0 - kb), 2.0 * (1.0 - kr)
+    return torch.tensor(
+        [
+            [kr, kg, kb],
+            [-kr / cb, -kg / cb, (1.0 - kb) / cb],
+            [(1.0 - kr) / cr, -kg / cr, -kb / cr],
+        ],
+        dtype=torch.float64,
+    )
+
+
+def _scales(bits: int, full_range: bool) -> tuple[float, float, float, float]:
+    """(luma offset, luma scale, chroma offset, chroma scale) in code values at ``bits``."""
+    s = float(1 << (bits - 8))
+    if full_range:
+        top = float((1 << bits) - 1)
+        return 0.0, top, 128.0 * s, top
+    return 16.0 * s, 219.0 * s, 128.0 * s, 224.0 * s
+
+
+def _pairs_across(x: Tensor) -> Tensor:
+    """(..., W) -> (..., W / 2): each chroma sample in the centre of its pair of pixels."""
+    return (x[..., 0::2] + x[..., 1::2]) * 0.5
+
+
+def _pairs_down(c: Tensor) -> Tensor:
+    """(N, 2, H, w) -> (N, 2, H / 2, w): rows filtered by [1, 3, 3, 1] / 8 around each pair
+    (centre sited), the edge rows repeated."""
+    p = torch.cat([c[:, :, :1], c, c[:, :, -1:]], dim=2)
+    return (p[:, :, 0:-2:2] + p[:, :, 3::2] + 3.0 * (p[:, :, 1:-1:2] + p[:, :, 2::2])) * 0.125
+
+
+def to_planes(q: Tensor, layout: YuvLayout) -> Tensor:
+    """Quantised RGB frames (N, H, W, 3) on the device (uint8, or 16-bit as int16 bits, as
+    :func:`~.frames.quantise` makes them) -> (N, Y + U + V samples) uint8 (8 bit) or int16
+    holding the 10-bit values, every frame's planes flattened one after the other."""
+    deep = q.dtype == torch.int16
+    x = (q.to(torch.int32) & 0xFFFF) if deep else q
+    x = x.permute(0, 3, 1, 2).to(torch.float32)
+    x = x * (1.0 / (_DEEP_WHITE if deep else 255.0))  # (N, 3, H, W), 0..1
+    m = _matrix(layout.colorspace).to(device=x.device, dtype=torch.float32)
+    y_off, y_scale, c_off, c_scale = _scales(layout.bits, layout.full_range)
+    top = float((1 << layout.bits) - 1)
+    y = torch.einsum("c,nchw->nhw", m[0] * y_scale, x) + y_off
+    _, sw, sh = FORMATS[layout.pix_fmt]
+    c = torch.einsum("kc,nchw->nkhw", m[1:] * c_scale, _pairs_across(x) if sw else x) + c_off
+    if sh:
+        # Clamped above (not below) before the rows are filtered, as swscale does: a 16-bit
+        # source's saturated colours overshoot (see _DEEP_WHITE) into their neighbours' rows.
+        c = _pairs_down(c.clamp_(max=top))
+    out = torch.cat([y.flatten(1), c.flatten(1)], dim=1).add_(0.5).floor_().clamp_(0.0, top)
+    return out.to(torch.uint8 if layout.bits == 8 else torch.int16)
+
+
+def split_planes(host: np.ndarray, layout: YuvLayout) -> list[tuple[np.ndarray, ...]]:
+    """A host copy of :func:`to_planes` (N, samples) -> per frame its (Y, U, V) planes as
+    (h, w) views, uint8 or little-endian uint16."""
+    if host.dtype == np.int16:
+        host = host.view("<u2")
+    frames = []
+    for row in host:
+        planes, at = [], 0
+        for h, w in layout.plane_shapes():
+            planes.append(row[at : at + h * w].reshape(h, w))
+            at += h * w
+        frames.append(tuple(planes))
+    return frames

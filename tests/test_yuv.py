@@ -1,0 +1,172 @@
+"""RGB -> YUV planes on the device (engine/yuv.py) against the encoder's own converter (PyAV's
+``reformat``, i.e. swscale, as the sink calls it), and frames built from planes (media/encode.py).
+
+``python tests/test_yuv.py`` prints the max and mean absolute differences per case.
+"""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from adcvsr_cli.engine.yuv import layout_for, split_planes, to_planes
+from adcvsr_cli.media.encode import frame_from_planes
+
+BT709, BT601, SMPTE170M, BT2020 = 1, 5, 6, 9
+FORMATS_8 = ("yuv420p", "yuv422p", "yuv444p")
+FORMATS_10 = ("yuv420p10le", "yuv422p10le", "yuv444p10le")
+# even sizes whose widths are not multiples of 16 (the frames' lines are padded)
+SIZES = ((34, 54), (18, 70))
+
+
+def rgb_frames(h: int, w: int, deep: bool, seed: int = 0) -> np.ndarray:
+    """Three frames: noise (every siting mistake shows), a smooth gradient, saturated colours."""
+    top = 65535 if deep else 255
+    rs = np.random.default_rng(seed)
+    noise = rs.integers(0, top + 1, (h, w, 3))
+    yy, xx = np.mgrid[0:h, 0:w]
+    ramp = np.stack([xx * top // (w - 1), yy * top // (h - 1), (xx + yy) * top // (w + h - 2)], -1)
+    colours = np.array([[top, 0, 0], [0, top, 0], [0, 0, top], [top] * 3, [0] * 3, [top, top, 0]])
+    blocks = colours[(xx // 6 + yy // 6) % len(colours)]
+    return np.stack([noise, ramp, blocks]).astype(np.uint16 if deep else np.uint8)
+
+
+def swscale_planes(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool) -> list[np.ndarray]:
+    """Today's path: the sink's reformat from rgb24 / rgb48le (one thread: with slice threads
+    swscale 9 writes wrong samples at slice borders now and then, see the note)."""
+    kw = {"format": pix_fmt, "dst_color_range": 2 if full else 1, "threads": 1}
+    if cs is not None:
+        kw["dst_colorspace"] = cs
+    src = "rgb48le" if rgb.dtype == np.uint16 else "rgb24"
+    vf = av.VideoFrame.from_ndarray(rgb, format=src).reformat(**kw)
+    dt = np.uint16 if "10" in pix_fmt else np.uint8
+    return [
+        np.frombuffer(p, dt).reshape(p.height, -1)[:, : p.width].astype(np.int64) for p in vf.planes
+    ]
+
+
+def device_planes(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool):
+    n, h, w, _ = rgb.shape
+    deep = rgb.dtype == np.uint16
+    layout = layout_for(pix_fmt, cs, full, w, h, deep_source=deep)
+    assert layout is not None
+    q = torch.from_numpy(rgb.view(np.int16) if deep else rgb)
+    host = to_planes(q, layout)
+    assert host.shape == (n, layout.frame_elements())
+    return split_planes(host.numpy(), layout)
+
+
+def differences(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool) -> tuple[int, float]:
+    """(max, mean) absolute difference over every plane of every frame."""
+    diffs = []
+    for frame, planes in zip(rgb, device_planes(rgb, pix_fmt, cs, full), strict=True):
+        for want, got in zip(swscale_planes(frame, pix_fmt, cs, full), planes, strict=True):
+            assert got.shape == want.shape
+            diffs.append(np.abs(got.astype(np.int64) - want).ravel())
+    d = np.concatenate(diffs)
+    return int(d.max()), float(d.mean())
+
+
+CASES = [
+    (pix, cs, full)
+    for pix in FORMATS_8 + FORMATS_10
+    for cs in (BT709, BT601, SMPTE170M, BT2020, None)
+    for full in (False, True)
+]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("pix_fmt,cs,full", CASES)
+def test_planes_agree_with_the_encoders_converter(pix_fmt, cs, full, size):
+    worst, mean = differences(rgb_frames(*size, deep=False), pix_fmt, cs, full)
+    assert worst <= 1
+    # full-range chroma: swscale truncates where this rounds, hence about half a level there
+    assert mean <= (0.45 if full else 0.1)
+
+
+@pytest.mark.parametrize("pix_fmt,cs,full", [c for c in CASES if c[0] in FORMATS_10 or not c[2]])
+def test_deep_sources_agree_with_the_encoders_converter(pix_fmt, cs, full):
+    worst, mean = differences(rgb_frames(34, 54, deep=True), pix_fmt, cs, full)
+    assert worst <= 1
+    assert mean <= 0.4
+
+
+def test_chroma_is_sited_in_the_centre_of_each_block():
+    """One red pixel on grey: across it weighs half in its pair only; down, [1, 3, 3, 1] / 8."""
+    rgb = np.full((1, 8, 8, 3), 128, np.uint8)
+    rgb[0, 4, 4] = (255, 128, 128)
+    _, _, v = device_planes(rgb, "yuv420p", BT601, False)[0]
+    d = v.astype(np.int64) - 128
+    # V of (255, 128, 128) - V of grey = 0.5 * (1 - 0.299) / (2 * (1 - 0.299)) * 127 * 224 / 255
+    full = 127 * 224 / 255 / 2
+    assert d[2, 2] == round(full * 3 / 8 / 2) and d[1, 2] == round(full / 8 / 2)
+    assert d[:, [0, 1, 3]].max() == 0 and d[3].max() == 0 and d[0].max() == 0
+
+
+def test_outputs_that_keep_rgb_frames():
+    assert layout_for("rgb24", None, False, 64, 32) is None
+    assert layout_for("yuv420p12le", BT709, False, 64, 32) is None
+    assert layout_for("yuv420p", BT709, False, 63, 32) is None  # odd sizes: today's path
+    assert layout_for("yuv420p", BT709, False, 64, 31) is None
+    assert layout_for("yuv422p", BT709, False, 64, 31) is not None
+    assert layout_for("yuv444p", BT709, False, 63, 31) is not None
+    assert layout_for("yuv420p", BT709, False, 64, 6) is None  # swscale filters rows otherwise
+    assert layout_for("yuv444p", BT709, False, 64, 6) is not None
+    assert layout_for("yuv420p", 10, False, 64, 32) is None  # BT.2020 constant luminance
+    assert layout_for("yuv420p", BT709, True, 64, 32, deep_source=True) is None
+    assert layout_for("yuv420p10le", BT709, True, 64, 32, deep_source=True) is not None
+
+
+def test_one_tensor_per_chunk_with_every_frames_planes():
+    rgb = rgb_frames(18, 70, deep=False)
+    layout = layout_for("yuv420p", BT709, False, 70, 18)
+    out = to_planes(torch.from_numpy(rgb), layout)
+    assert out.dtype == torch.uint8 and out.is_contiguous()
+    assert out.shape == (3, 18 * 70 + 2 * 9 * 35)
+    one = to_planes(torch.from_numpy(rgb[1:2]), layout)
+    assert torch.equal(out[1:2], one)  # frames of a batch are converted independently
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv420p", "yuv420p10le", "yuv444p10le"])
+def test_frame_from_planes_fills_the_padded_lines(pix_fmt):
+    h, w = 18, 70  # 70 is not a multiple of the frame's line alignment
+    rgb = rgb_frames(h, w, deep=False)[:1]
+    planes = device_planes(rgb, pix_fmt, BT709, False)[0]
+    vf = frame_from_planes(planes, pix_fmt, w, h)
+    assert vf.format.name == pix_fmt and (vf.width, vf.height) == (w, h)
+    assert any(p.line_size > p.width * planes[0].itemsize for p in vf.planes)
+    dt = planes[0].dtype
+    for plane, want in zip(vf.planes, planes, strict=True):
+        got = np.frombuffer(plane, dt).reshape(plane.height, -1)[:, : plane.width]
+        assert np.array_equal(got, want)
+
+
+def test_frame_from_planes_refuses_planes_of_another_format():
+    planes = device_planes(rgb_frames(18, 70, deep=False)[:1], "yuv420p", BT709, False)[0]
+    with pytest.raises(ValueError, match="planes are uint16"):
+        frame_from_planes(planes, "yuv420p10le", 70, 18)
+    with pytest.raises(ValueError, match="a plane of"):
+        frame_from_planes(planes, "yuv420p", 72, 18)
+
+
+def parity_table() -> list[str]:
+    """The max and mean absolute differences per case (8-bit and 16-bit RGB sources)."""
+    names = {BT709: "bt709", BT601: "bt470bg", SMPTE170M: "smpte170m", BT2020: "bt2020nc"}
+    rows = []
+    for deep in (False, True):
+        for pix, cs, full in CASES:
+            if deep and pix in FORMATS_8 and full:
+                continue
+            worst, mean = differences(rgb_frames(34, 54, deep=deep), pix, cs, full)
+            src = "rgb48" if deep else "rgb24"
+            rng = "full" if full else "limited"
+            rows.append(
+                f"{src} {pix} {names.get(cs, 'default')} {rng}: max {worst} mean {mean:.3f}"
+            )
+    return rows
+
+
+if __name__ == "__main__":
+    print("\n".join(parity_table()))
