@@ -338,16 +338,3 @@ def with_exif_orientation(
     app1 = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
     dst.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
     return dst
-
-
-def with_icc_profile(png: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
-    """``png`` with an iCCP (ICC colour profile) chunk after its header."""
-    import struct
-    import zlib
-
-    dst = Path(dst)
-    data = Path(png).read_bytes()
-    body = b"test profile\x00\x00" + zlib.compress(b"\x00\x00\x02\x0c" + bytes(512))
-    crc = struct.pack(">I", zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF)
-    dst.write_bytes(data[:33] + struct.pack(">I", len(body)) + b"iCCP" + body + crc + data[33:])
-    return dst

@@ -398,12 +398,61 @@ def test_exif_rotated_jpeg_is_written_as_shown(tmp_path, weights, env):
     assert np.abs(got.astype(int) - want).max() <= 1
 
 
-def test_image_with_icc_profile_runs_cleanly(tmp_path, weights, env):
-    """A PNG with an ICC profile into a video and an image: no crash (PyAV 18 crashes after
-    reading such side data, so only HDR inputs have theirs read)."""
-    from media import with_icc_profile
+def _icc_profile(pad: int = 0) -> bytes:
+    """A real ICC profile (Little CMS's sRGB, described "sRGB built-in"), padded to make a
+    large one (a JPEG then needs several APP2 segments for it)."""
+    from PIL import ImageCms
 
-    src = with_icc_profile(make_image(tmp_path / "p.png", 8, 6), tmp_path / "icc.png")
-    for name in ("out.mkv", "out.png"):
-        upscale(weights, env, src, tmp_path / name)
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes() + bytes(pad)
+
+
+def _image_icc(path: Path) -> bytes | None:
+    """The ICC profile Pillow reads from an image (it also checks PNG chunk CRCs)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        return im.info.get("icc_profile")
+
+
+@pytest.mark.parametrize(("src_ext", "pad"), [("png", 0), ("jpg", 70_000), ("webp", 0)])
+def test_an_image_keeps_its_icc_profile(tmp_path, weights, env, src_ext, pad):
+    """A PNG, JPEG or WebP with an ICC colour profile: PNG and JPEG outputs hold the same
+    profile bytes (read back by Pillow); a video output names the profile it cannot keep."""
+    from PIL import Image
+
+    profile = _icc_profile(pad)
+    src = tmp_path / f"in.{src_ext}"
+    pixels = np.asarray(Image.open(make_image(tmp_path / "plain.png", 8, 6)).convert("RGB"))
+    Image.fromarray(pixels).save(src, icc_profile=profile)
+    for name in ("out.png", "out.jpg"):
+        r = upscale(weights, env, src, tmp_path / name)
+        assert "ICC" not in r.stderr, r.stderr
+        assert _image_icc(tmp_path / name) == profile
         assert rgb_frames(tmp_path / name)[0].shape == (24, 32, 3)
+    r = upscale(weights, env, src, tmp_path / "out.mkv")
+    assert f"the ICC colour profile 'sRGB built-in' of {src} is not kept" in r.stderr, r.stderr
+    assert rgb_frames(tmp_path / "out.mkv")[0].shape == (24, 32, 3)
+
+
+def test_icc_profile_parsers_on_damaged_files(tmp_path):
+    """A profile split into mis-numbered JPEG segments, or a PNG iCCP chunk that is not zlib,
+    gives no profile (never a wrong one); a PNG output gets a valid iCCP chunk."""
+    import struct
+    import zlib
+
+    from adcvsr_cli.media.icc import IccProfile, embed_png, read_icc
+
+    png = make_image(tmp_path / "p.png", 2, 2).read_bytes()
+    profile = _icc_profile()
+    body = b"p\x00\x00" + b"not zlib"
+    bad = png[:33] + struct.pack(">I", len(body)) + b"iCCP" + body
+    bad += struct.pack(">I", zlib.crc32(b"iCCP" + body)) + png[33:]
+    assert read_icc(bad) is None
+    marker = b"ICC_PROFILE\x00"
+    seg = marker + bytes([2, 2]) + profile  # piece 2 of 2, piece 1 missing
+    jpeg = b"\xff\xd8\xff\xe2" + struct.pack(">H", len(seg) + 2) + seg + b"\xff\xda"
+    assert read_icc(jpeg) is None
+    out = embed_png(png, IccProfile(profile, "sRGB built-in"))
+    assert read_icc(out) == IccProfile(profile, "sRGB built-in")
+    assert out.index(b"iCCP") < out.index(b"IDAT")

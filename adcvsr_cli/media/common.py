@@ -13,7 +13,7 @@ import av.error
 
 # av.open's metadata_errors= exists up to PyAV 18 ("replace" keeps a file with badly encoded tag
 # bytes readable); PyAV 19 removed it and always decodes tags as UTF-8 with surrogateescape.
-OPEN_OPTIONS: dict[str, str] = (
+OPEN_OPTIONS: dict[str, Any] = (
     {"metadata_errors": "replace"} if int(av.__version__.split(".")[0]) < 19 else {}
 )
 

@@ -117,6 +117,12 @@ class ContainerSink:
         )
         self.sides = self.muxer.sides
         self.dropped = self.muxer.dropped
+        if self.info.icc is not None:
+            self.warn(
+                f"{self.name}: the ICC colour profile '{self.info.icc.name}' of "
+                f"{self.info.path} is not kept (a video output has no place for it); write "
+                "a .png or .jpg image to keep it"
+            )
         self.attached = self.muxer.attached  # covers written as Matroska attachments
         try:
             self.out.start_encoding()

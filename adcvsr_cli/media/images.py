@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import UsageError, VideoError
 from .common import _bits, _err_text, _has_alpha
 from .decode import _to_rgb
+from .icc import IccProfile, embed_jpeg, embed_png
 from .outputs import _EXISTS_HINT, _fsync_dir, _write_atomic_bytes, sequence_name
 from .probe import with_first_frame
 from .types import Frame, OutputExists
@@ -85,16 +86,29 @@ def _encode_image_bytes(
     return data, warnings
 
 
+def _with_icc(ext: str, data: bytes, icc: IccProfile | None) -> bytes:
+    """The encoded image with the ICC profile written into it (PNG iCCP, JPEG APP2)."""
+    if icc is None:
+        return data
+    return embed_png(data, icc) if ext == ".png" else embed_jpeg(data, icc)
+
+
 def write_image(
-    path: str | os.PathLike[str], rgb: np.ndarray, alpha: np.ndarray | None = None
+    path: str | os.PathLike[str],
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    icc: IccProfile | None = None,
 ) -> None:
-    """Write ``rgb`` (and ``alpha``) as PNG or JPEG, chosen by the extension, atomically.
+    """Write ``rgb`` (and ``alpha``) as PNG or JPEG, chosen by the extension, atomically,
+    with the ICC colour profile ``icc`` when given.
 
     16-bit arrays make 16-bit PNGs (JPEG is reduced to 8 bits). The file appears complete
     or not at all. Raises :class:`VideoError` when the folder is not writable.
     """
     p = os.fspath(path)
-    data, _ = _encode_image_bytes(Path(p).suffix.lower(), rgb, alpha, p)
+    ext = Path(p).suffix.lower()
+    data, _ = _encode_image_bytes(ext, rgb, alpha, p)
+    data = _with_icc(ext, data, icc)
     try:
         _write_atomic_bytes(p, data)
     except OSError as e:
@@ -134,8 +148,16 @@ class ImageSink:
     """One frame in, one still image out (PNG or JPEG)."""
 
     def __init__(
-        self, *, target: str, name: str, out_w: int, out_h: int, warn: Callable[[str], None]
+        self,
+        *,
+        target: str,
+        name: str,
+        out_w: int,
+        out_h: int,
+        warn: Callable[[str], None],
+        icc: IccProfile | None = None,
     ):
+        self.icc = icc  # the input's ICC profile, written into the image
         self.target = target
         self.name = name
         self.out_w, self.out_h = out_w, out_h
@@ -156,9 +178,11 @@ class ImageSink:
             raise VideoError(f"{self.name}: an image output takes one frame; the input has more")
         if alpha is not None:
             alpha = _resize_plane(alpha, self.out_h, self.out_w)
-        data, warns = _encode_image_bytes(Path(self.name).suffix.lower(), arr, alpha, self.name)
+        ext = Path(self.name).suffix.lower()
+        data, warns = _encode_image_bytes(ext, arr, alpha, self.name)
         for w in warns:
             self.warn(w)
+        data = _with_icc(ext, data, self.icc)
         with open(self.target, "wb") as fh:
             fh.write(data)
         self.frames = 1
@@ -192,7 +216,9 @@ class SequenceSink:
         out_w: int,
         out_h: int,
         warn: Callable[[str], None],
+        icc: IccProfile | None = None,
     ):
+        self.icc = icc  # the input's ICC profile, written into every file
         self.pattern = pattern
         self.tmpdir = tmpdir
         self.name = name
@@ -220,6 +246,7 @@ class SequenceSink:
         if self.frames == 0:
             for w in warns:
                 self.warn(w)
+        data = _with_icc(self.ext, data, self.icc)
         with open(os.path.join(self.tmpdir, self.file_name(self.frames + 1)), "wb") as fh:
             fh.write(data)
         self.frames += 1

@@ -95,17 +95,29 @@ _MP4_PIPE_MESSAGE = (
 )
 
 
+# How much of a piped input is kept: enough for an image's headers (its ICC profile) and to
+# word errors about pipes.
+_HEAD_BYTES = 4 << 20
+
+
 class _HeadRecorder:
-    """A read-only file wrapper that remembers the first bytes (to word errors about pipes)."""
+    """A read-only file wrapper that remembers the first bytes (the headers of a piped image,
+    the start of an MP4 to word errors about pipes)."""
 
     def __init__(self, raw: IO[bytes]):
         self._raw = raw
-        self.head = b""
+        self._head = bytearray()
+        self._pos = 0
+
+    @property
+    def head(self) -> bytes:
+        return bytes(self._head)
 
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
-        if len(self.head) < 64:
-            self.head += data[: 64 - len(self.head)]
+        if self._pos == len(self._head) and len(self._head) < _HEAD_BYTES:
+            self._head += data[: _HEAD_BYTES - len(self._head)]
+        self._pos += len(data)
         return data
 
     def seekable(self) -> bool:
@@ -115,7 +127,8 @@ class _HeadRecorder:
             return False
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._raw.seek(offset, whence)
+        self._pos = self._raw.seek(offset, whence)
+        return self._pos
 
     def tell(self) -> int:
         return self._raw.tell()

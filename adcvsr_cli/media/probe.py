@@ -13,6 +13,7 @@ import av.error
 from ..errors import VideoError
 from .common import INPUT_ERRORS, _bits, _err_text, _frac, _has_alpha
 from .decode import _Decoder
+from .icc import input_icc
 from .inputs import _IMAGE_DEMUXERS, _open_input, _pick_video_stream
 from .types import MediaInfo
 
@@ -177,6 +178,8 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
         info = _info_from(container, vstream, first, name, frames, exact)
         if count_frames:
             info.vfr = vfr
+        if info.is_image and os.fspath(src) != "-":
+            info.icc = input_icc(os.path.abspath(os.fspath(src)), None)
         return info
 
     return with_first_frame(src, describe, "input")

@@ -29,6 +29,7 @@ import numpy as np
 from ..errors import VideoError
 from .common import INPUT_ERRORS, _display, _err_text
 from .decode import _Decoder, _to_rgb
+from .icc import input_icc
 from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_video_stream
 from .probe import _early_end_message, _info_from, _no_frame_message
 from .seek import seek_frame
@@ -219,6 +220,8 @@ def open_source(
                 raise VideoError(_MP4_PIPE_MESSAGE.format(name=name))
             raise VideoError(_no_frame_message(name, vstream, decoder))
         info = _info_from(container, vstream, first, name, None, False)
+        if info.is_image:
+            info.icc = input_icc(src, rec.head if rec is not None else None)
     except BaseException as e:  # closes the input, then re-raises (a VideoError naming it)
         container.close()
         if isinstance(e, INPUT_ERRORS):

@@ -194,7 +194,12 @@ def open_sink(
     if target.kind == "image":
         assert target.tmp is not None
         return ImageSink(
-            target=target.tmp, name=target.name, out_w=out_w, out_h=out_h, warn=warn
+            target=target.tmp,
+            name=target.name,
+            out_w=out_w,
+            out_h=out_h,
+            warn=warn,
+            icc=source.info.icc,
         ), others
     assert target.tmpdir is not None and target.final is not None
     if others:
@@ -206,6 +211,7 @@ def open_sink(
         out_w=out_w,
         out_h=out_h,
         warn=warn,
+        icc=source.info.icc,
     )
     return sink, others
 

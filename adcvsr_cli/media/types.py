@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError, VideoError
+from .icc import IccProfile
 
 FrameProcessor = Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]
 """Turns decoded RGB frames into output frames, one for one and in order.
@@ -79,12 +80,15 @@ class MediaInfo:
     video_stream: int
     streams: list[dict[str, Any]] = field(default_factory=list)
     start_time: float | None = None
+    icc: IccProfile | None = field(default=None, repr=False)
+    """An image's ICC colour profile (PNG, JPEG and WebP inputs)."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         for k in ("time_base", "avg_rate", "sar"):
             if d[k] is not None:
                 d[k] = str(d[k])
+        d["icc"] = self.icc.to_dict() if self.icc is not None else None
         return d
 
 
