@@ -47,13 +47,17 @@ def swscale_planes(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool) ->
     ]
 
 
+def levels_of(rgb: np.ndarray) -> torch.Tensor:
+    """(N, H, W, 3) uint8/uint16 -> (N, 3, H, W) float code values, as the post stage has them."""
+    return torch.from_numpy(rgb.astype(np.float32)).permute(0, 3, 1, 2)
+
+
 def device_planes(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool):
     n, h, w, _ = rgb.shape
     deep = rgb.dtype == np.uint16
     layout = layout_for(pix_fmt, cs, full, w, h, deep_source=deep)
     assert layout is not None
-    q = torch.from_numpy(rgb.view(np.int16) if deep else rgb)
-    host = to_planes(q, layout)
+    host = to_planes(levels_of(rgb), layout, deep)
     assert host.shape == (n, layout.frame_elements())
     return split_planes(host.numpy(), layout)
 
@@ -122,10 +126,10 @@ def test_outputs_that_keep_rgb_frames():
 def test_one_tensor_per_chunk_with_every_frames_planes():
     rgb = rgb_frames(18, 70, deep=False)
     layout = layout_for("yuv420p", BT709, False, 70, 18)
-    out = to_planes(torch.from_numpy(rgb), layout)
+    out = to_planes(levels_of(rgb), layout, False)
     assert out.dtype == torch.uint8 and out.is_contiguous()
     assert out.shape == (3, 18 * 70 + 2 * 9 * 35)
-    one = to_planes(torch.from_numpy(rgb[1:2]), layout)
+    one = to_planes(levels_of(rgb[1:2]), layout, False)
     assert torch.equal(out[1:2], one)  # frames of a batch are converted independently
 
 

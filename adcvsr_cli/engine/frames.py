@@ -88,12 +88,17 @@ class HostCopy:
         return self._host
 
 
+def levels(sr: torch.Tensor, deep: bool) -> torch.Tensor:
+    """(N, 3, H, W) roughly in [-1, 1] -> the same frames' rounded code values, 0..255 (0..65535
+    when ``deep``), as float32 (N, 3, H, W) on the device."""
+    maxval = 65535.0 if deep else 255.0
+    return ((sr.float() + 1.0) * (maxval / 2.0)).clamp_(0.0, maxval).round_()
+
+
 def quantise(sr: torch.Tensor, deep: bool) -> torch.Tensor:
     """(N, 3, H, W) roughly in [-1, 1] -> rounded (N, H, W, 3) uint8, or the uint16 bits as int16
     when ``deep``, contiguous and still on the device."""
-    maxval = 65535.0 if deep else 255.0
-    q = ((sr.float() + 1.0) * (maxval / 2.0)).clamp_(0.0, maxval).round_()
-    q = q.permute(0, 2, 3, 1)
+    q = levels(sr, deep).permute(0, 2, 3, 1)
     # Through int32: values above 32767 wrap to the int16 with the same 16 bits.
     return (q.to(torch.int32).to(torch.int16) if deep else q.to(torch.uint8)).contiguous()
 
