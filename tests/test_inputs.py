@@ -233,6 +233,61 @@ def test_process_substitution_input_is_read_once(tmp_path, weights, env):
 
 
 # ------------------------------------------------------------------------------------------
+# Start times: the same in every output form, or the shift named
+# ------------------------------------------------------------------------------------------
+
+
+def first_times(path: Path) -> tuple[float, float]:
+    """When the first video frame and the first audio frame are shown (edit lists applied)."""
+    with av.open(str(path)) as c:
+        video = float(next(c.decode(video=0)).time)
+    with av.open(str(path)) as c:
+        audio = float(next(c.decode(audio=0)).time)
+    return video, audio
+
+
+def upscale_to_stdout(
+    weights: Path, env: dict[str, str], src: Path, out: Path, fmt: str
+) -> subprocess.CompletedProcess[str]:
+    """`adcvsr upscale SRC - --format FMT`, its standard output a pipe (through cat)."""
+    cmd = f"adcvsr upscale {src} - --format {fmt} --weights {weights} --device cpu | cat > {out}"
+    r = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert not foreign_lines(r.stderr), r.stderr
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_every_output_form_starts_the_same_or_names_the_shift(tmp_path, weights, env):
+    """An MP4 with AAC audio at 24 fps (the encoder's B-frames give the first frame a decode
+    time two frames, 83 ms, before it is shown): a fragmented MP4 on standard output starts
+    where the MP4 file starts, at the input's start, audio included. Matroska stores no times
+    below zero and moves both streams by the audio priming: file and pipe name the same shift,
+    and the output starts that much later."""
+    src = make_video(tmp_path / "in.mp4", frames=6, size=(16, 12), rate=24, audio="aac", fmt="mp4")
+    want = first_times(src)
+    assert want == (0.0, 0.0)
+    upscale(weights, env, src, tmp_path / "file.mp4")
+    upscale_to_stdout(weights, env, src, tmp_path / "pipe.mp4", "mp4")
+    for name in ("file.mp4", "pipe.mp4"):
+        got = first_times(tmp_path / name)
+        assert got == pytest.approx(want, abs=1e-3), (name, got)
+        assert len(shown_times(tmp_path / name)) == 6
+    shifts = []
+    for r, name in (
+        (upscale(weights, env, src, tmp_path / "file.mkv"), "file.mkv"),
+        (upscale_to_stdout(weights, env, src, tmp_path / "pipe.mkv", "matroska"), "pipe.mkv"),
+    ):
+        m = re.search(r"timestamps shifted by \+(\d+) ms by the matroska muxer", r.stderr)
+        assert m, r.stderr
+        shifts.append(int(m.group(1)))
+        video, _ = first_times(tmp_path / name)
+        assert abs(video * 1000 - shifts[-1]) <= 1, (name, video)
+    assert shifts[0] == shifts[1] == round(1024 / 48)  # one AAC frame of priming at 48 kHz
+
+
+# ------------------------------------------------------------------------------------------
 # Quiet means quiet: encoders' own log lines never reach stderr
 # ------------------------------------------------------------------------------------------
 

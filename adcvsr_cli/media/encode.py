@@ -251,10 +251,10 @@ class ContainerSink:
         pts = self._next_pts(frame.pts)
         vf.pts = pts
         vf.time_base = self.tb
-        for p in self.ostream.encode(vf):
-            self.out.mux(p)
-        self.frames += 1
         assert self.muxer is not None
+        for p in self.ostream.encode(vf):
+            self.muxer.put(p)
+        self.frames += 1
         self.muxer.mux_upto(float(pts * self.tb))
 
     def _from_rgb(self, arr: np.ndarray) -> Any:
@@ -280,9 +280,9 @@ class ContainerSink:
         return pts
 
     def finish(self) -> None:
-        for p in self.ostream.encode(None):
-            self.out.mux(p)
         assert self.muxer is not None
+        for p in self.ostream.encode(None):
+            self.muxer.put(p)
         self.muxer.finish()
 
     # -- main thread after the encoder thread ended ----------------------------------------
@@ -301,7 +301,7 @@ class ContainerSink:
     def verify(self, frames_in: int, first_pts: int | None, last_pts: int | None) -> list[str]:
         """Demux the written file and compare it with what was meant to be written."""
         if self.pipe is not None or not self.target:
-            return []
+            return self._pipe_shift(first_pts)
         if os.path.getsize(self.target) == 0:
             raise VideoError(f"{self.name}: verification failed: the written file is empty")
         with av.open(self.target, **OPEN_OPTIONS) as c:
@@ -339,9 +339,24 @@ class ContainerSink:
                 f"input spans {span_in:.3f} s"
             )
         shift = float(min(vpts) * otb) - float(first_pts * self.tb)
-        if abs(shift) > max(2 * tol, 0.001):
-            return [f"timestamps shifted by {shift:+.3f} s by the {self.fmt} muxer"]
-        return []
+        return self._shift_note(shift, max(2 * tol, 0.001))
+
+    def _shift_note(self, shift: float, tol: float) -> list[str]:
+        if abs(shift) <= tol:
+            return []
+        return [
+            f"timestamps shifted by {shift * 1000:+.0f} ms by the {self.fmt} muxer (it "
+            "stores no times before zero; audio and video stay in sync)"
+        ]
+
+    def _pipe_shift(self, first_pts: int | None) -> list[str]:
+        """What a pipe output cannot be read back for: Matroska and WebM store no times below
+        zero, so their muxer moves every stream later by the earliest packet time below zero
+        (an AAC priming packet). Fragmented MP4 keeps edit lists (delay_moov), as a file does."""
+        earliest = self.muxer.earliest if self.muxer is not None else None
+        if self.fmt not in ("matroska", "webm") or earliest is None or first_pts is None:
+            return []
+        return self._shift_note(max(0.0, -earliest), max(float(self.tb), 0.001))
 
     def _check_side_counts(self, counts: dict[int, int]) -> None:
         for side in self.sides:

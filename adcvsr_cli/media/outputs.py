@@ -46,7 +46,7 @@ _EXT_FORMAT = {
     ".3gp": "3gp",
 }
 _MP4_FAMILY = {"mp4", "mov", "3gp", "3g2", "ipod", "ismv"}
-_FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+_FRAGMENTED_MOVFLAGS = "frag_keyframe+empty_moov+delay_moov+default_base_moof"
 
 
 _EXISTS_HINT = "use --overwrite / -y to replace it"

@@ -84,6 +84,7 @@ class Side:
         )
         self.out: Any = None
         self.muxed = 0
+        self.undecodable = 0  # packets a transcoded side could not decode (gaps in its audio)
         self.label = _stream_label(stream)
 
 
@@ -249,6 +250,7 @@ class SideMuxer:
         self.warn = warn
         self.dropped: list[str] = []
         self.attached: list[str] = []
+        self.earliest: float | None = None  # the earliest packet time muxed, in seconds
         self.sides = [s for s in sides if not self._as_attachment(s) and self._keep(s)]
         for side in self.sides:
             self._add(side)
@@ -359,20 +361,30 @@ class SideMuxer:
             return
         if side.mode == "copy":
             pkt.stream = side.out
-            self.out.mux(pkt)
+            self.put(pkt)
             side.muxed += 1
             return
         try:
             frames = side.stream.codec_context.decode(pkt)
         except av.error.FFmpegError:
+            side.undecodable += 1  # named in a warning by finish()
             return
         self._encode(side, frames)
+
+    def put(self, pkt: Any) -> None:
+        """Mux one packet, noting the earliest time muxed (what a muxer that stores no
+        negative times shifts everything by)."""
+        if pkt.pts is not None and pkt.time_base:
+            t = float(pkt.pts * pkt.time_base)
+            if self.earliest is None or t < self.earliest:
+                self.earliest = t
+        self.out.mux(pkt)
 
     def _encode(self, side: Side, frames: Any) -> None:
         for f in frames:
             f.pts = None
             for p in side.out.encode(f):
-                self.out.mux(p)
+                self.put(p)
                 side.muxed += 1
 
     def finish(self) -> None:
@@ -384,5 +396,10 @@ class SideMuxer:
             with contextlib.suppress(av.error.FFmpegError):
                 self._encode(side, side.stream.codec_context.decode(None))
             for p in side.out.encode(None):
-                self.out.mux(p)
+                self.put(p)
                 side.muxed += 1
+            if side.undecodable:
+                self.warn(
+                    f"{self.name}: {side.undecodable} packet(s) of {side.label} could not be "
+                    f"decoded; the transcoded audio has gaps there"
+                )
