@@ -251,6 +251,7 @@ class FastForward:
         self.float_output = float_output
         self.clone_output = clone_output
         self.emit = on_event or (lambda _e: None)
+        self.compile_backend = compile_backend
         self.on_cuda = device.type == "cuda"
         self._graphs: dict[tuple, tuple[Any, torch.Tensor, torch.Tensor]] = {}
         self._pool: Any = None
@@ -279,6 +280,7 @@ class FastForward:
             dtype=dtype,
             fastpath=replace(self.fp, layout=self.layout),
             decode_group=self.decode_group,
+            compile_backend=self.compile_backend,
             copy_model=copy_model,
             on_event=self.emit,
         )
@@ -319,14 +321,19 @@ class FastForward:
             self._fallback(e)
             return None
 
-    def _fallback(self, e: BaseException) -> None:
-        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+    def _fallback(self, e: BaseException, reason: str | None = None) -> None:
+        """Stop compiling: record why in ``info`` and say so in a warning event tagged
+        ``fallback: "compile"`` (the CLI repeats such warnings in its final report)."""
+        if reason is None:
+            reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
         self.info["compile_fallback"] = reason[:500]
         self._compiled = None
         self.emit(
             {
                 "type": "warning",
-                "message": f"torch.compile stopped ({reason[:200]}); running eager from here",
+                "fallback": "compile",
+                "message": f"compilation (--compile) stopped: {reason[:200]}; the network runs "
+                "uncompiled from here",
             }
         )
 
@@ -372,7 +379,9 @@ class FastForward:
             self.emit(
                 {
                     "type": "warning",
-                    "message": f"CUDA graph capture failed ({reason[:200]}); running eager",
+                    "fallback": "graphs",
+                    "message": f"CUDA graph capture (--fastpath graphs) failed: {reason[:200]}; "
+                    "the network runs without graphs",
                 }
             )
             return None
@@ -427,6 +436,12 @@ class FastForward:
         from torch._dynamo.exc import FailOnRecompileLimitHit
 
         assert self._compiled is not None
+        if not (x.is_inference() and x.is_contiguous()):
+            # Dynamo guards on the input's strides and dispatch keys: a chunk stacked from
+            # decoded (H, W, C) frames, or made outside inference mode, and a padded one would
+            # build two graphs of one shape. A contiguous inference copy of the LR input (small
+            # next to the network, whose first step copies it anyway) keeps one graph a file.
+            x = x.clone(memory_format=torch.contiguous_format)
         try:
             with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
                 if self.fp.graphs and self.on_cuda:
@@ -438,10 +453,10 @@ class FastForward:
         except torch.OutOfMemoryError:
             raise
         except FailOnRecompileLimitHit as e:
-            self._fallback(e)
-            self.info["compile_fallback"] = (
-                f"recompile limit ({torch._dynamo.config.recompile_limit} input shapes) reached "
-                f"at input {tuple(x.shape)} x {frames}"
+            limit = torch._dynamo.config.recompile_limit
+            shape = "x".join(map(str, x.shape))
+            self._fallback(
+                e, f"recompile limit ({limit} input shapes) reached at input {shape} x {frames}"
             )
             return None
         except (RuntimeError, torch._dynamo.exc.TorchDynamoException) as e:

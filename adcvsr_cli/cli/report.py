@@ -53,6 +53,7 @@ class Reporter:
         self._last_json = 0.0
         self._last_done = -1
         self._index = self._files = 1
+        self.fallbacks: list[str] = []  # --compile / graphs that stopped: said again at the end
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
@@ -83,6 +84,8 @@ class Reporter:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop_bars()
+        for message in dict.fromkeys(self.fallbacks):  # the run's report ends with what fell back
+            self.logger.warning(f"this run: {message}")
         if self._json_stream is not None and self._json_stream is not sys.stderr:
             self._json_stream.close()
 
@@ -214,6 +217,8 @@ class Reporter:
                 )
         elif kind == "warning":
             self.warn(str(e.get("message")))
+            if e.get("fallback"):
+                self.fallbacks.append(str(e.get("message")))
         elif kind == "plan":
             self.json("plan", file=self.file, **{k: v for k, v in e.items() if k != "type"})
             self.log(
