@@ -201,7 +201,7 @@ def dry_run_plan(
         info.height, info.width, options, device=dev, dtype=dtype, temporal=temporal
     )
     group = options.chunk if temporal else choice.batch
-    frames = info.frames
+    frames = 1 if info.is_image else info.frames
     chunks = None
     if frames:
         step = max(1, group - (options.chunk_overlap if temporal else 0))
@@ -209,10 +209,13 @@ def dry_run_plan(
     plan.update(
         input_streams=info.streams,
         input_size=[info.width, info.height],
+        input_image=info.is_image,
+        input_bit_depth=info.bit_depth,
         frames=frames,
         output_size=[ow, oh],
         output_container=Path(str(dst)).suffix.lstrip(".") or "(folder)",
         chunk=group,
+        chunk_overlap=options.chunk_overlap if temporal else 0,
         chunks=chunks,
         tile_overlap=options.tile_overlap,
         color_fix=options.color_fix,

@@ -394,12 +394,11 @@ def test_missing_weights_file_stops_a_batch_once(clips: Path, tmp_path: Path) ->
 
 
 def test_dry_run_loads_no_model_and_writes_nothing(
-    adcvsr_bin: str, env: dict[str, str], clips: Path, tmp_path: Path
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
     log = tmp_path / "log.jsonl"
     before = {p: p.stat().st_mtime_ns for p in clips.rglob("*")}
-    # A weights path that does not exist: resolving it would fail, so nothing resolved it.
     r = run(
         adcvsr_bin,
         "upscale",
@@ -410,7 +409,7 @@ def test_dry_run_loads_no_model_and_writes_nothing(
         "--exclude",
         "bad.mp4",
         "--weights",
-        tmp_path / "missing.safetensors",
+        weights,
         "--device",
         "cpu",
         "--tile",
@@ -1274,33 +1273,82 @@ def test_dry_run_refuses_what_the_run_refuses_with_the_same_message(
     assert dry.stderr.decode() == real.stderr.decode()
 
 
+def test_dry_run_refuses_weights_the_run_refuses(
+    adcvsr_bin: str, env: dict[str, str], clips: Path, tmp_path: Path
+) -> None:
+    args = ["upscale", clips / "a.mp4", tmp_path / "o.mkv", "--device", "cpu"]
+    args += ["--weights", tmp_path / "missing.safetensors"]
+    dry = run(adcvsr_bin, *args, "--dry-run", env=env)
+    real = run(adcvsr_bin, *args, env=env)
+    assert dry.returncode == real.returncode == 1
+    assert "missing.safetensors: no such weights file" in dry.stderr.decode()
+    assert dry.stderr.decode() == real.stderr.decode() and dry.stdout == b""
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def temporal_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_weights(
+        tmp_path_factory.mktemp("weights") / "tiny-vsr.safetensors", temporal=True
+    )
+
+
 @pytest.mark.parametrize(
-    ("name", "extra"),
-    [("a.mp4", []), ("photo.png", []), ("big.mkv", ["--tile", "64"]), ("a.mp4", ["--batch", "3"])],
+    ("name", "extra", "model"),
+    [
+        ("a.mp4", [], "image"),
+        ("photo.png", [], "image"),
+        ("big.mkv", ["--tile", "64"], "image"),
+        ("a.mp4", ["--batch", "3"], "image"),
+        ("a.mp4", ["--chunk", "6", "--chunk-overlap", "2"], "temporal"),
+        ("photo.png", [], "temporal"),
+    ],
 )
 def test_dry_run_plan_is_the_runs_plan(
     adcvsr_bin: str,
     env: dict[str, str],
     weights: Path,
+    temporal_weights: Path,
     clips: Path,
     tmp_path: Path,
     name: str,
     extra: list[str],
+    model: str,
 ) -> None:
+    """Every field of the run's ``plan`` event is in the dry run's, with the same value; the
+    dry run knows a network's temporal blocks from its file's header, loading no tensor."""
     src = clips / name
     if name == "photo.png":
         src = make_image(tmp_path / "photo.png")
     elif name == "big.mkv":
         src = make_video(tmp_path / "big.mkv", frames=3, fmt="matroska", size=(160, 128))
     out = tmp_path / f"o{src.suffix}"
-    args = ["upscale", src, out, *extra, *tiny(weights), "--json"]
+    w = temporal_weights if model == "temporal" else weights
+    args = ["upscale", src, out, *extra, *tiny(w), "--json"]
     dry = [e for e in jsonl(run(adcvsr_bin, *args, "--dry-run", env=env).stderr.decode())]
     real = [e for e in jsonl(run(adcvsr_bin, *args, env=env).stderr.decode())]
     (planned,) = [e for e in dry if e["event"] == "plan"]
     (used,) = [e for e in real if e["event"] == "plan"]
-    keys = ("device", "precision", "tile", "batch", "tiles", "computed_overhead", "chunk")
-    assert {k: planned[k] for k in keys} == {k: used[k] for k in keys}
-    assert planned["estimated_peak_bytes"] == used["estimated_peak_bytes"]
+    fields = set(used) - {"event", "time"}
+    assert {"chunk", "batch", "tile", "temporal", "estimated_peak_bytes"} <= fields
+    assert {k: planned.get(k) for k in fields} == {k: used[k] for k in fields}
+    assert used["temporal"] is (model == "temporal")
+    (done,) = [e for e in real if e["event"] == "file_done"]
+    assert planned["frames"] == done["frames"]
+
+
+def test_dry_run_of_an_image_says_one_frame_its_size_and_depth(
+    adcvsr_bin: str, env: dict[str, str], temporal_weights: Path, tmp_path: Path
+) -> None:
+    src = make_image(tmp_path / "photo.png", 40, 30)
+    args = ["upscale", src, tmp_path / "o.png", *tiny(temporal_weights), "--dry-run"]
+    r = run(adcvsr_bin, *args, env=env)
+    assert r.returncode == 0, r.stderr.decode()
+    lines = r.stdout.decode().splitlines()
+    assert "  input   40x30, 1 frame (image, 8-bit), streams: video:png" in lines
+    assert any(ln.startswith("  plan    1 frame per network call, 1 chunk") for ln in lines), lines
+    assert any("(with temporal blocks)" in ln for ln in lines), lines
+    assert "?" not in r.stdout.decode()
 
 
 # ----------------------------------------------------------------------------- bench
@@ -1329,3 +1377,30 @@ def test_bench_is_a_command_like_the_others(tmp_path: Path) -> None:
     assert "Protocol A" in r.stdout and f"report written to {report}" in r.stderr
     entries = json.loads(report.read_text())["protocols"]["A"]
     assert {e["variant"] for e in entries} == {"pipeline"}
+
+
+def test_peek_dims_reads_headers_and_the_registry_only(
+    weights: Path, temporal_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``upscale --dry-run`` knows of the network: no tensor loaded, no request made."""
+    import adcvsr_cli.weights.native as native
+    from adcvsr_cli.errors import WeightsError
+    from adcvsr_cli.weights import load_registry, peek_dims, resolve_weights
+
+    monkeypatch.setattr(native, "load_native", NoModel())
+    assert peek_dims(str(temporal_weights)).has_temporal
+    assert peek_dims(temporal_weights).has_temporal
+    assert not peek_dims(str(weights)).has_temporal
+    reg = load_registry()
+    assert peek_dims(None) == reg.get(reg.default).dims
+    assert not peek_dims("adcsr-x4").has_temporal
+    assert peek_dims("hf://owner/repo@main/x.safetensors", cache_dir=tmp_path) is None
+    unreleased = [e for e in reg.models.values() if not e.available]
+    for entry in unreleased:  # the run refuses it, so does the dry run, with the same message
+        with pytest.raises(WeightsError) as peeked:
+            peek_dims(entry.name)
+        with pytest.raises(WeightsError) as resolved:
+            resolve_weights(entry.name, cache_dir=tmp_path, offline=True)
+        assert str(peeked.value) == str(resolved.value)
+    with pytest.raises(WeightsError, match="no such weights file"):
+        peek_dims(str(tmp_path / "missing.safetensors"))

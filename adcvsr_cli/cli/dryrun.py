@@ -15,20 +15,44 @@ from .jobs import named, preflight
 from .report import Reporter, plural
 
 
+def network_is_temporal(weights: str | None, cache_dir: Any) -> tuple[bool, str | None]:
+    """Whether the network ``--weights`` names has temporal blocks (they change the plan), read
+    without loading it: from the registry, or the file's header when it is local or cached.
+    Also a note when that cannot be known. Raises the WeightsError the run would raise."""
+    from ..weights import peek_dims
+
+    dims = peek_dims(weights, cache_dir=cache_dir)
+    if dims is None:
+        return False, (
+            f"{weights} is not cached: planned as a network without temporal blocks "
+            "(one with them plans by --chunk)"
+        )
+    return dims.has_temporal, None
+
+
 def plan_job(
-    job: Any, opts: Any, enc: Any, device: str, precision: str, weights: str | None, warn: Any
+    job: Any,
+    opts: Any,
+    enc: Any,
+    device: str,
+    precision: str,
+    weights: str | None,
+    temporal: bool,
+    warn: Any,
 ) -> dict[str, Any]:
     """The plan of one job (raises the AdcvsrError the run would raise before it starts)."""
     from ..media.transcoder import check_output_size
     from ..pipeline import dry_run_plan
 
     problem = preflight(job, enc)
-    p = dry_run_plan(job.src, job.dst, opts, device=device, precision=precision)
+    p = dry_run_plan(job.src, job.dst, opts, device=device, precision=precision, temporal=temporal)
     if "output_size" in p:
-        check_output_size(job.src, *p["output_size"], enc.force, warn)
+        out_w, out_h = p["output_size"]
+        check_output_size(job.src, out_w, out_h, enc.force, warn)
     if job.dst == "-":
         p["output_container"] = enc.format or "matroska"
     p["weights"] = weights or "adcsr-x4"
+    p["temporal"] = temporal
     p["skip"] = job.skip_reason
     p["problem"] = problem
     p["note"] = p.get("note") or getattr(job, "note", None)
@@ -41,14 +65,18 @@ def plan_lines(job: Any, p: dict[str, Any]) -> list[str]:
     head += f"  [skip: {job.skip_reason}]" if job.skip_reason else ""
     head += f"  [would fail: {p['problem']}]" if p["problem"] else ""
     lines = [head]
-    net = f"  network {p['device']} {p['precision']}, weights {p['weights']}"
+    blocks = "with temporal blocks" if p["temporal"] else "frame by frame"
+    net = f"  network {p['device']} {p['precision']}, weights {p['weights']} ({blocks})"
     if "input_size" not in p:
         lines += [f"  output  {p['output_container']}", net]
         return lines + ([f"  note    {p['note']}"] if p.get("note") else [])
     (iw, ih), (ow, oh) = p["input_size"], p["output_size"]
     streams = ", ".join(f"{s.get('type')}:{s.get('codec')}" for s in p["input_streams"])
-    frames = plural(p["frames"], "frame") if p["frames"] else "? frames"
-    chunks = plural(p["chunks"], "chunk") if p["chunks"] else "? chunks"
+    if p.get("input_image"):
+        frames = f"1 frame (image, {p['input_bit_depth']}-bit)"
+    else:
+        frames = plural(p["frames"], "frame") if p["frames"] else "frame count unknown"
+    chunks = plural(p["chunks"], "chunk") if p["chunks"] else "chunks: as many as it takes"
     tiles = (
         f"tiles {p['tile']} px ({p['tiles']} per frame, overlap {p['tile_overlap']})"
         if p["tile"]
@@ -58,7 +86,8 @@ def plan_lines(job: Any, p: dict[str, Any]) -> list[str]:
         f"  input   {iw}x{ih}, {frames}, streams: {streams}",
         f"  output  {ow}x{oh} {p['output_container']}",
         f"{net}, colour fix {p['color_fix']}",
-        f"  plan    {plural(p['chunk'], 'frame')} per network call, {chunks}, {tiles}",
+        f"  plan    {plural(min(p['chunk'], p['frames'] or p['chunk']), 'frame')} per network "
+        f"call, {chunks}, {tiles}",
         f"  memory  about {p['estimated_peak_bytes'] / 2**30:.2f} GiB peak for activations",
     ]
     return lines + ([f"  note    {p['note']}"] if p.get("note") else [])
@@ -71,15 +100,25 @@ def dry_run(
     device: str,
     precision: str,
     weights: str | None,
+    cache_dir: Any,
     reporter: Reporter,
 ) -> int:
     """Print (or emit as JSON) the plan of every job; load no model, write no file."""
     # The plan is text for a person: on standard output, unless that is where the video goes.
     out = sys.stderr if any(j.dst == "-" for j in plan.jobs) else sys.stdout
+    temporal, note = False, None
+    if any(not j.skip_reason for j in plan.jobs):
+        try:
+            temporal, note = network_is_temporal(weights, cache_dir)
+        except AdcvsrError as e:
+            reporter.error(str(e), exit_code=e.exit_code)
+            return e.exit_code
+    if note:
+        reporter.log(note)
     failures = would_run = skipped = 0
     for job in plan.jobs:
         try:
-            p = plan_job(job, opts, enc, device, precision, weights, reporter.warn)
+            p = plan_job(job, opts, enc, device, precision, weights, temporal, reporter.warn)
         except AdcvsrError as e:
             failures += 1
             msg = named(job, e)

@@ -111,7 +111,7 @@ def _watchable() -> set[int]:
         or threading.current_thread() is not threading.main_thread()
     ):
         return set()
-    sigs = {signal.SIGTERM}
+    sigs: set[int] = {signal.SIGTERM}
     # Not SIGINT when it is ignored (a shell starts background jobs so): it stays ignored.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         sigs.add(signal.SIGINT)

@@ -103,7 +103,16 @@ def upscale(args: UpscaleArgs) -> None:
         raise fail(reporter, e) from None
     if args.dry_run:
         raise typer.Exit(
-            dry_run(plan, opts, enc, args.device, args.precision, args.weights, reporter)
+            dry_run(
+                plan,
+                opts,
+                enc,
+                args.device,
+                args.precision,
+                args.weights,
+                args.cache_dir,
+                reporter,
+            )
         )
     with reporter:
         code = run_jobs(

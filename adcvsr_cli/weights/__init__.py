@@ -36,6 +36,7 @@ from .resolve import (
     ResolvedWeights,
     download,
     list_models,
+    peek_dims,
     resolve_weights,
 )
 
@@ -64,6 +65,7 @@ __all__ = [
     "load_registry",
     "map_state",
     "parse_hub_ref",
+    "peek_dims",
     "read_native_header",
     "resolve_weights",
     "safe_load",

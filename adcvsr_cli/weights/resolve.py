@@ -412,6 +412,15 @@ def _looks_like_path(spec: str) -> bool:
 
 
 def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
+    path, dims = _local_dims(path)
+    sha = sha256_file(path, ctx.emit, {"model": None, "file": str(path)})
+    full = path.resolve()
+    return ResolvedWeights(full, None, dims, sha, "local", str(full), True, {str(full): sha})
+
+
+def _local_dims(path: Path) -> tuple[Path, AdcVSRDims]:
+    """A local weights file (``~`` expanded) and its dims, from its header; refuses what is not
+    a native checkpoint."""
     path = path.expanduser()
     if not path.exists():
         raise WeightsError(f"{path}: no such weights file")
@@ -428,10 +437,7 @@ def _resolve_local(ctx: _Ctx, path: Path) -> ResolvedWeights:
             f"{path}: a pickled PyTorch checkpoint; adcvsr never unpickles at run time. Convert the "
             "released AdcSR files once with `adcvsr convert`, or use --weights adcsr-x4"
         )
-    dims = _header(path).dims
-    sha = sha256_file(path, ctx.emit, {"model": None, "file": str(path)})
-    full = path.resolve()
-    return ResolvedWeights(full, None, dims, sha, "local", str(full), True, {str(full): sha})
+    return path, _header(path).dims
 
 
 def resolve_weights(
@@ -466,6 +472,33 @@ def resolve_weights(
     if spec not in reg.models and Path(spec).is_file():
         return _resolve_local(ctx, Path(spec))
     return _resolve_entry(ctx, reg.get(spec))
+
+
+def peek_dims(
+    spec: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    registry: Registry | str | os.PathLike | None = None,
+) -> AdcVSRDims | None:
+    """The dims of the network ``spec`` names (as :func:`resolve_weights` reads ``spec``),
+    without loading a tensor or touching the network: a registry entry's, a local file's header,
+    a cached ``hf://`` file's. None for an ``hf://`` file that is not cached. Raises
+    WeightsError as :func:`resolve_weights` would for a missing or foreign local file."""
+    if isinstance(spec, str) and spec.startswith(HUB_PREFIX):
+        try:
+            return resolve_weights(spec, cache_dir=cache_dir, offline=True).dims
+        except WeightsError:
+            return None
+    if isinstance(spec, os.PathLike) or (spec and _looks_like_path(spec)):
+        return _local_dims(Path(spec))[1]
+    reg = as_registry(registry)
+    name = spec or reg.default
+    if name not in reg.models and Path(name).is_file():
+        return _local_dims(Path(name))[1]
+    entry = reg.get(name)
+    if not entry.available:
+        raise _unreleased(entry)
+    return entry.dims
 
 
 # ----------------------------------------------------------------------------- commands
