@@ -8,7 +8,7 @@ frame here is the frame the upscaler saw.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -20,6 +20,7 @@ from .media.common import _bits, _err_text
 from .media.decode import _Decoder, _to_rgb
 from .media.inputs import _open_input, _pick_video_stream
 from .media.probe import _no_frame_message
+from .media.seek import seek_frame
 
 
 @dataclass(frozen=True)
@@ -32,9 +33,15 @@ class DecodedFrame:
 
 
 def read_frames(
-    path: str | os.PathLike[str], *, deinterlace: bool = True
+    path: str | os.PathLike[str],
+    *,
+    deinterlace: bool = True,
+    start: int = 0,
+    pts: Sequence[int] | None = None,
 ) -> Iterator[DecodedFrame]:
-    """Every video frame of ``path`` in presentation order, as (H, W, 3) uint8 or uint16 RGB.
+    """The video frames of ``path`` in presentation order, as (H, W, 3) uint8 or uint16 RGB,
+    from frame ``start`` on (a seek to the keyframe before it: give ``pts``, the frame
+    timestamps of :func:`frame_pts`, when ``start`` > 0).
 
     Raises :class:`VideoError` naming the file when it cannot be opened or has no decodable
     video frame.
@@ -44,15 +51,26 @@ def read_frames(
         try:
             vstream = _pick_video_stream(container, name)
             vstream.thread_type = "SLICE"
-            dec = _Decoder(container, vstream, [], deinterlace=deinterlace, strict=False, name=name)
+
+            def new_decoder(_sought: bool = False) -> _Decoder:
+                return _Decoder(
+                    container, vstream, [], deinterlace=deinterlace, strict=False, name=name
+                )
+
+            dec = new_decoder()
             first = dec.first_frame()
             if first is None:
                 raise VideoError(_no_frame_message(name, vstream, dec))
             deep = _bits(first.format) > 8
+            if start > 0:
+                assert pts is not None, "read_frames(start=...) needs the frame timestamps"
+                dec = seek_frame(
+                    container, vstream, pts[start], new_decoder, first_pts=pts[0], name=name
+                )
             tb = vstream.time_base
-            for i, (frame, pts) in enumerate(dec.frames()):
+            for i, (frame, t_pts) in enumerate(dec.frames(), start):
                 rgb, _ = _to_rgb(frame, deep, False)
-                t = float(pts * tb) if pts is not None and tb is not None else None
+                t = float(t_pts * tb) if t_pts is not None and tb is not None else None
                 yield DecodedFrame(i, t, rgb)
         except VideoError:
             raise

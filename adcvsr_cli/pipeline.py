@@ -128,7 +128,14 @@ def upscale(
     def size_for_frames(w: int, h: int) -> tuple[int, int]:
         return sizes[-1] if sizes else options.output_size(w, h)
 
-    process = upscaler.processor(options, size_for_frames, emit, stats, cancel)
+    cut = None
+    if options.range is not None:
+        from .ranges import cut_for
+
+        cut = cut_for(src, upscaler, options)
+    # A range runs with the full run's scene cuts around it (None: detected as the frames come).
+    cuts = cut.scene_cuts if cut is not None else None
+    process = upscaler.processor(options, size_for_frames, emit, stats, cancel, cuts)
     media_size: Any = size_for_media
     if options.compare:
         from .compare import ab_processor, short_name
@@ -136,11 +143,6 @@ def upscale(
         process, media_size = ab_processor(
             process, options.compare, size_for_media, short_name(upscaler.source)
         )
-    cut = None
-    if options.range is not None:
-        from .ranges import cut_for
-
-        cut = cut_for(src, upscaler, options)
     report = transcode(
         src,
         dst,
@@ -165,7 +167,8 @@ def upscale(
         out_width=report.out_width,
         out_height=report.out_height,
         chunks=stats.chunks,
-        scene_cuts=stats.cuts,
+        # In input frame numbers (a range's run counts from its first decoded frame).
+        scene_cuts=[c + (cut.first_decoded if cut else 0) for c in stats.cuts],
         plan_changes=stats.changes,
         media=report.to_dict(),
     )

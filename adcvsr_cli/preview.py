@@ -5,10 +5,11 @@ bicubic beside the network's output, as whole frames (scaled to fit) and as 1:1 
 detailed region, labelled with the time, the model and the plan.
 
 The frames go through the very frame processor ``adcvsr upscale`` uses (same plan, tiles, colour
-fix, output size), each with the frames a full run would process with it (its batch for an image
-model, its chunks for a temporal one; see :func:`adcvsr_cli.ranges.context_window`), so a crop
-on the sheet is the corresponding pixels of the full run. Only those frames are run; the rest of
-the video is only decoded.
+fix, output size), each with the frames a full run would process with it: its batch for an
+image model, its chunks for a temporal one, with the full run's scene cuts, and under
+``adain-temporal`` the frames of its shot before it (see :mod:`adcvsr_cli.shots`). So a crop on
+the sheet is the corresponding pixels of the full run. Only those frames are upscaled; the
+stretches around them scanned for scene cuts are only decoded, and the rest is not read.
 
 Pillow (the ``preview`` extra) draws the labels and writes the PNG, imported only here.
 """
@@ -26,10 +27,11 @@ import numpy as np
 
 from .compare import short_name
 from .errors import UsageError, VideoError
-from .frames import frame_times, read_frames
-from .ranges import context_window, index_at
+from .frames import frame_pts, read_frames
+from .ranges import index_at
 from .reference import bicubic
 from .segments import Rules
+from .shots import CutMap, Window, windows_for
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
@@ -130,39 +132,31 @@ def crop_for(lr: np.ndarray, out_hw: tuple[int, int], crop: int) -> Box:
 # ----------------------------------------------------------------------------- running
 
 
-def _windows(indices: list[int], n: int, rules: Rules) -> list[tuple[int, int, list[int]]]:
-    """(decode_start, decode_end, picked indices) per context window, windows merged when equal."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i in indices:
-        seg = context_window(i, i + 1, n, rules)
-        groups.setdefault((seg.decode_start, seg.decode_end), []).append(i)
-    return [(a, b, idx) for (a, b), idx in sorted(groups.items())]
-
-
 def run_windows(
     src: str,
-    windows: list[tuple[int, int, list[int]]],
-    process: Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]],
+    pts: list[int],
+    windows: list[tuple[Window, list[int]]],
+    processor_for: Callable[[Window], Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]],
 ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """Decode ``src`` once; run each window's frames through ``process``; keep the picked ones.
-
-    Returns ``{index: (input frame, output frame)}``.
-    """
+    """Run each window's frames (decoded from the keyframe before it) through its processor;
+    keep the picked frames' input and output. Returns ``{index: (input frame, output frame)}``."""
     out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    buffers: dict[int, list[np.ndarray]] = {k: [] for k in range(len(windows))}
-    last = max(b for _, b, _ in windows)
-    for f in read_frames(src):
-        for k, (a, b, picked) in enumerate(windows):
-            if a <= f.index < b:
-                buffers[k].append(f.rgb)
-                if f.index == b - 1:
-                    results = list(process(iter(buffers[k])))
-                    for i in picked:
-                        out[i] = (buffers[k][i - a], results[i - a])
-                    buffers[k] = []
-        if f.index >= last - 1:
-            break
-    missing = sorted({i for _, _, p in windows for i in p} - set(out))
+    for w, picked in windows:
+        lr: dict[int, np.ndarray] = {}
+        want = set(picked)
+
+        def feed(w: Window = w, want: set[int] = want, lr: dict = lr) -> Iterator[np.ndarray]:
+            for f in read_frames(src, start=w.decode_start, pts=pts):
+                if f.index >= w.decode_end:
+                    return
+                if f.index in want:
+                    lr[f.index] = f.rgb
+                yield f.rgb
+
+        for i, sr in enumerate(processor_for(w)(feed()), w.decode_start):
+            if i in want:
+                out[i] = (lr[i], sr)
+    missing = sorted({i for _, p in windows for i in p} - set(out))
     if missing:
         raise VideoError(f"{src}: frame {missing[0]} did not decode (the file ends early)")
     return out
@@ -199,23 +193,28 @@ def make_preview(
     options.validate()
     src = os.fspath(src)
     info = probe(src)
-    times = frame_times(src)
+    pts, tb = frame_pts(src)
+    if not pts:
+        raise VideoError(f"{src}: no video frame with a timestamp")
+    times = [float((p - pts[0]) * tb) for p in pts]
     indices = pick_indices(times, count, at)
     size = options.output_size(info.width, info.height, even=not info.is_image)
     plan = upscaler.initial_plan(info.height, info.width, options)
-    if options.color_fix == "adain-temporal":
-        emit(
-            {
-                "type": "warning",
-                "message": "--color-fix adain-temporal smooths colour over a "
-                "whole shot: the preview runs only the frames around each picture, so its colour "
-                "may differ slightly from a full run",
-            }
-        )
-    rules = Rules(upscaler.temporal, options.chunk, options.chunk_overlap, plan.batch, False)
+    rules = Rules(
+        upscaler.temporal,
+        options.chunk,
+        options.chunk_overlap,
+        plan.batch,
+        options.color_fix == "adain-temporal",
+    )
+    # The full run's scene cuts around each picked frame, and the frames it is run with.
+    windows = windows_for(CutMap(src, pts, options.scene_split), indices, rules)
     stats = ChunkStats()
-    process = upscaler.processor(options, lambda w, h: size, emit, stats)
-    got = run_windows(src, _windows(indices, len(times), rules), process)
+
+    def processor_for(w: Window) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
+        return upscaler.processor(options, lambda _w, _h: size, emit, stats, cuts=w.cuts)
+
+    got = run_windows(src, pts, windows, processor_for)
     frames = []
     for i in indices:
         lr, sr = got[i]

@@ -120,6 +120,11 @@ class Cut:
     first_frame: int
     frames: int
     context_frames: int
+    # Shot starts among the decoded frames (indices from the first decoded one), as the full run
+    # finds them; None: the run detects them itself (they change no pixel then).
+    scene_cuts: tuple[int, ...] | None = None
+    scanned_frames: int = 0  # decoded (not upscaled) to find the scene cuts around the range
+    first_decoded: int = 0  # the frame index ``seek_pts`` is the timestamp of
 
     @property
     def t_from(self) -> float:
@@ -141,6 +146,7 @@ class Cut:
             "start": round(self.t_from, 6),
             "end": None if self.t_to is None else round(self.t_to, 6),
             "context_frames": self.context_frames,
+            "scanned_frames": self.scanned_frames,
         }
 
 
@@ -168,34 +174,48 @@ def range_indices(times: Sequence[float], req: RangeRequest) -> tuple[int, int]:
     return s, e
 
 
-def plan_cut(pts: Sequence[int], time_base: Fraction, req: RangeRequest, rules: Rules) -> Cut:
+def plan_cut(
+    pts: Sequence[int], time_base: Fraction, req: RangeRequest, rules: Rules, cmap: Any = None
+) -> Cut:
     """The :class:`Cut` of a request over a stream whose frames have timestamps ``pts``
-    (sorted, presentation order), with the context ``rules`` ask for around it."""
+    (sorted, presentation order), with the context ``rules`` ask for around it. ``cmap``: a
+    :class:`~adcvsr_cli.shots.CutMap` of the input, to run the range with the full run's scene
+    cuts (None: as if the video had none)."""
+    from .shots import Window, part_window
+
     req.validate()
     if not pts:
         raise UsageError("the video has no frame with a timestamp to cut at")
     times = [float((p - pts[0]) * time_base) for p in pts]
     s, e = range_indices(times, req)
     n = len(pts)
-    seg = context_window(s, e, n, rules)
+    if cmap is None:
+        seg = context_window(s, e, n, rules)
+        w = Window(s, e, seg.decode_start, seg.decode_end, None)
+    else:
+        w = part_window(cmap, s, e, rules)
     return Cut(
-        seek_pts=pts[seg.decode_start],
+        seek_pts=pts[w.decode_start],
         keep_from=pts[s],
         keep_to=pts[e] if e < n else None,
-        stop_pts=pts[seg.decode_end] if seg.decode_end < n else None,
+        stop_pts=pts[w.decode_end] if w.decode_end < n else None,
         time_base=time_base,
         first_frame=s,
         frames=e - s,
-        context_frames=(s - seg.decode_start) + (seg.decode_end - e),
+        context_frames=w.context_frames,
+        scene_cuts=w.cuts,
+        scanned_frames=cmap.scanned if cmap is not None else 0,
+        first_decoded=w.decode_start,
     )
 
 
 def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
     """The cut of ``options.range`` for ``src`` and this network: frame timestamps from a demux
-    pass (no decoding), context from the plan (batch for an image model, chunks for a temporal
-    one). Scene cuts are not known before decoding, so the context ignores them."""
+    pass, context from the plan (batch for an image model, chunks for a temporal one) and from
+    the scene cuts around the range, found by decoding only there (:mod:`adcvsr_cli.shots`)."""
     from .frames import frame_pts
     from .media import probe
+    from .shots import CutMap
 
     if not isinstance(src, (str, os.PathLike)) or os.fspath(src) == "-":
         raise UsageError("--start, --end, --duration and --frames need an input file to seek in")
@@ -204,5 +224,11 @@ def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
         raise UsageError(f"{src}: --start, --end, --duration and --frames need a video")
     pts, tb = frame_pts(src)
     plan = upscaler.initial_plan(info.height, info.width, options)
-    rules = Rules(upscaler.temporal, options.chunk, options.chunk_overlap, plan.batch, False)
-    return plan_cut(pts, tb, options.range, rules)
+    rules = Rules(
+        upscaler.temporal,
+        options.chunk,
+        options.chunk_overlap,
+        plan.batch,
+        options.color_fix == "adain-temporal",
+    )
+    return plan_cut(pts, tb, options.range, rules, CutMap(src, pts, options.scene_split))

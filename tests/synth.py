@@ -1,4 +1,5 @@
-"""Synthetic videos with known motion for the flicker meter (generated with PyAV, lossless)."""
+"""Synthetic videos with known motion for the flicker meter (generated with PyAV, lossless), and
+clips with scene cuts for ranges and previews."""
 
 from __future__ import annotations
 
@@ -87,3 +88,24 @@ def make_pair(
     src = write_lossless(os.path.join(folder, f"{name}_in.mkv"), lr)
     dst = write_lossless(os.path.join(folder, f"{name}_out.mkv"), flickered(lr, amplitude))
     return src, dst
+
+
+def shots_clip(path, lengths, size=32, seed=0):
+    """Shots of different block textures, each moving 1 px a frame (B-frames, keyint 8): the
+    scene detector finds a cut at every shot start but the first."""
+    rng = np.random.default_rng(seed)
+    x264 = {"preset": "medium", "x264-params": "keyint=8:min-keyint=8:bframes=2:scenecut=0"}
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options=x264)
+        v.width = v.height = size
+        v.pix_fmt = "yuv420p"
+        i = 0
+        for length in lengths:
+            tex = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+            tex = tex.repeat(8, 0).repeat(8, 1)
+            for k in range(length):
+                f = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(tex, k, 1)), "rgb24")
+                f.pts, i = i, i + 1
+                out.mux(v.encode(f))
+        out.mux(v.encode(None))
+    return path

@@ -10,6 +10,7 @@ import pytest
 import torch
 from media import make_video
 from PIL import Image
+from synth import shots_clip
 from tiny import tiny_dims, write_tiny_weights
 
 from adcvsr_cli.errors import UsageError
@@ -54,6 +55,28 @@ def test_crops_equal_a_full_run_and_the_sheet_reads_back(tmp_path, clip, tempora
         cx, cy, cw, ch = f.cells["network 1:1"]
         assert (cw, ch) == (w, h)
         np.testing.assert_array_equal(sheet[cy : cy + ch, cx : cx + cw], full[y : y + h, x : x + w])
+
+
+@pytest.mark.parametrize("color_fix", ["adain", "adain-temporal"])
+def test_preview_frames_follow_the_full_runs_scene_cuts(tmp_path, color_fix):
+    """Cuts at 9, 23 and 31: the picked frames of a temporal model (chunks of 5 overlapping by
+    1) equal a full run's, also under adain-temporal (colour history from the shot start), and
+    no warning says otherwise."""
+    src = shots_clip(tmp_path / "shots.mp4", [9, 14, 8, 9])
+    up = tiny_upscaler(True)
+    options = UpscaleOptions(chunk=5, chunk_overlap=1, tile=0, color_fix=color_fix)
+    events = []
+    result = make_preview(
+        src, up, options, at=[0.44, 1.04, 1.52], crop=32, thumb=64, on_event=events.append
+    )
+    assert [f.index for f in result.frames] == [11, 26, 38]
+    assert not [e for e in events if e.get("type") == "warning"]
+    (tmp_path / "full").mkdir()
+    rep = upscale(src, tmp_path / "full" / "%03d.png", up, options)
+    assert rep.scene_cuts == [9, 23, 31]
+    for f in result.frames:
+        full, _ = read_image(tmp_path / "full" / f"{f.index + 1:03d}.png")
+        np.testing.assert_array_equal(f.network, full, err_msg=f"frame {f.index}")
 
 
 def test_sheet_geometry_and_labels(tmp_path, clip):

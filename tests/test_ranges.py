@@ -4,6 +4,7 @@ timestamps from zero, audio within one packet of the range, chapters cut, tempor
 from __future__ import annotations
 
 import os
+import re
 from fractions import Fraction
 
 import av
@@ -11,8 +12,11 @@ import numpy as np
 import pytest
 import torch
 from media import make_video, nearest4
+from synth import shots_clip
 from tiny import tiny_dims, write_tiny_weights
 
+import adcvsr_cli.shots as shots_mod
+from adcvsr_cli.engine.scenes import detect_cuts
 from adcvsr_cli.errors import UsageError
 from adcvsr_cli.frames import frame_pts, read_frames
 from adcvsr_cli.media import read_image, transcode
@@ -20,6 +24,7 @@ from adcvsr_cli.model import AdcVSR, init_random_
 from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
 from adcvsr_cli.ranges import RangeRequest, parse_time, plan_cut, range_indices
 from adcvsr_cli.segments import Rules
+from adcvsr_cli.shots import CutMap
 
 IMAGE_RULES = Rules(temporal=False, chunk=25, overlap=4, batch=2, temporal_color=False)
 BFRAMES = {"preset": "medium", "x264-params": "keyint=6:min-keyint=6:bframes=3:scenecut=0"}
@@ -218,6 +223,73 @@ def test_temporal_range_equals_the_full_run(tmp_path):
         np.testing.assert_array_equal(part, full)
 
 
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    src = shots_clip(tmp_path_factory.mktemp("shots") / "in.mp4", [9, 14, 8, 9])
+    assert detect_cuts(f.rgb for f in read_frames(src)) == [9, 23, 31]
+    return src
+
+
+def test_cut_map_finds_the_full_runs_cuts_from_anywhere(shots, monkeypatch):
+    """Scanning back from any frame (blocks of 4, doubling) finds the shot start a detector
+    run over the whole clip finds, and decodes only part of the clip when a cut is near."""
+    monkeypatch.setattr(shots_mod, "FIRST_BLOCK", 4)
+    pts, _ = frame_pts(shots)
+    starts = [0] * 9 + [9] * 14 + [23] * 8 + [31] * 9
+    for i in range(40):
+        cmap = CutMap(shots, pts)
+        assert cmap.shot_start(i) == starts[i]
+        cmap.ensure(i, min(40, i + 10))
+        assert cmap.cuts_in(starts[i], min(40, i + 10)) == [
+            c for c in (9, 23, 31) if starts[i] <= c < i + 10
+        ]
+        if i >= 26:  # the scan stopped at the cut before the frame: frame 0 was not reached
+            assert cmap.known[0][0] > 0
+    assert CutMap(shots, pts, detect=False).shot_start(30) == 0
+
+
+def _upscaler(temporal):
+    m = AdcVSR(tiny_dims(temporal=temporal)).eval()
+    init_random_(m, seed=2)
+    return Upscaler(m, device=torch.device("cpu"), dtype=torch.float32, source="tiny")
+
+
+@pytest.mark.parametrize(
+    "temporal,color_fix,ranges",
+    [
+        (True, "adain", [(26, 4), (20, 7), (12, 3), (0, 3), (36, 4)]),
+        (True, "adain-temporal", [(16, 3), (24, 3)]),
+        (False, "adain-temporal", [(27, 2), (14, 1)]),
+    ],
+    ids=["temporal", "temporal-adain-temporal", "image-adain-temporal"],
+)
+def test_ranges_with_scene_cuts_equal_the_full_run(tmp_path, shots, temporal, color_fix, ranges):
+    """Cuts at 9, 23 and 31; chunks of 5 overlapping by 1: a range inside a shot, one across a
+    cut, ranges at both ends, and adain-temporal's colour history from the shot start."""
+    up = _upscaler(temporal)
+    opts = dict(tile=0, chunk=5, chunk_overlap=1, color_fix=color_fix, batch=2)
+    (tmp_path / "full").mkdir()
+    rep = upscale(shots, tmp_path / "full" / "%03d.png", up, UpscaleOptions(**opts))
+    assert rep.scene_cuts == [9, 23, 31]
+    full = [read_image(tmp_path / "full" / f"{i + 1:03d}.png")[0] for i in range(40)]
+    for first, count in ranges:
+        out = tmp_path / f"part{first}"
+        out.mkdir()
+        req = RangeRequest(start=first / 25 - 0.001, frames=count)
+        rep = upscale(shots, out / "%03d.png", up, UpscaleOptions(**opts, range=req))
+        cut = rep.media["cut"]
+        assert (cut["first_frame"], rep.frames_out) == (first, count)
+        assert cut["scanned_frames"] > 0
+        assert set(rep.scene_cuts) <= {9, 23, 31}  # in input frame numbers
+        if temporal and first < 23 < first + count:
+            assert 23 in rep.scene_cuts
+        for k in range(count):
+            part, _ = read_image(out / f"{k + 1:03d}.png")
+            np.testing.assert_array_equal(part, full[first + k], err_msg=f"frame {first + k}")
+    if color_fix == "adain-temporal":  # the last range ran from its shot's start (23)
+        assert cut["context_frames"] >= first - 23
+
+
 def test_cli_range_messages(tmp_path):
     import subprocess
     import sys
@@ -242,6 +314,15 @@ def test_cli_range_messages(tmp_path):
     r = run("--start", "0.2", "--frames", "3")
     assert r.returncode == 0, r.stderr
     assert "cut to frames 5..7 (0.200 s to 0.320 s of the input" in r.stderr
+    # adain-temporal's colour history starts at the shot's start (frame 0): the frames before
+    # the range are upscaled as context, and scanned for scene cuts first.
+    r = run("--start", "0.2", "--frames", "3", "--color-fix", "adain-temporal", "-y")
+    assert r.returncode == 0, r.stderr
+    said = re.search(
+        r"(\d+) frames around it upscaled as context and (\d+) frames decoded", r.stderr
+    )
+    assert said is not None, r.stderr
+    assert int(said[1]) >= 5 and int(said[2]) >= 8  # frames 0..4 at least, scanned up to 7
 
 
 def test_a_part_of_a_long_video_is_not_segmented(tmp_path):

@@ -283,6 +283,7 @@ class JobRunner:
                 f"{job.src}: cut to frames {cut['first_frame']}..{cut['first_frame'] + cut['frames'] - 1}"
                 f" ({cut['start']:.3f} s to {end} of the input; audio, subtitles and chapters "
                 f"cut to the same span, timestamps from zero)"
+                f"{_cut_context(cut)}"
             )
         return True
 
@@ -449,3 +450,13 @@ def _summary_table(reporter: Reporter, run: _Run, ignored: int, seconds: float) 
         f"{run.frames} frames in {seconds:.1f} s",
         soft_wrap=True,
     )
+
+
+def _cut_context(cut: dict[str, Any]) -> str:
+    """What a partial run decoded beyond its frames, so that they equal the full run's."""
+    parts = []
+    if cut.get("context_frames"):
+        parts.append(f"{plural(cut['context_frames'], 'frame')} around it upscaled as context")
+    if cut.get("scanned_frames"):
+        parts.append(f"{plural(cut['scanned_frames'], 'frame')} decoded to find its scene cuts")
+    return f"; {' and '.join(parts)}" if parts else ""
