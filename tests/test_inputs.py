@@ -404,6 +404,26 @@ def test_hdr10_metadata_is_kept_or_named(tmp_path, weights, env):
     assert "mastering-display" in r.stderr and "--codec libx265" in r.stderr, r.stderr
 
 
+def test_hdr10_metadata_is_kept_by_a_segmented_run(tmp_path, weights, env):
+    """A segmented run (`--segment 3`) of HDR10 input: every segment's encoder gets the
+    metadata, so the joined output's frames carry it; libx264 names it once."""
+    from media import make_hdr10
+
+    from adcvsr_cli.media.hdr import hdr_metadata
+
+    src = make_hdr10(tmp_path / "hdr.mkv", frames=7)
+    out = tmp_path / "seg.mkv"
+    r = upscale(weights, env, src, out, "--codec", "libx265", "--segment", "3")
+    assert "mastering-display" not in r.stderr, r.stderr
+    with av.open(str(out)) as c:
+        frames = list(c.decode(c.streams.video[0]))
+        got = [hdr_metadata(f) for f in frames if f.key_frame]
+    assert len(frames) == 7 and len(got) >= 3  # one keyframe per segment at least
+    assert all(g is not None and g.max_cll == 1000 and g.luminance[1] == 1000 for g in got)
+    r = upscale(weights, env, src, tmp_path / "x264.mkv", "--codec", "libx264", "--segment", "3")
+    assert r.stderr.count("mastering-display") == 1, r.stderr
+
+
 def test_mov_timecode_track_is_kept(tmp_path, weights, env):
     """A MOV with a timecode (tmcd) track: .mov and .mp4 outputs get a tmcd track with the
     same start timecode, Matroska keeps it as the video's tag; nothing is refused."""

@@ -29,7 +29,7 @@ from .codecs import (
     quiet_encoder_logs,
 )
 from .common import OPEN_OPTIONS, _err_text
-from .hdr import HdrMetadata, hdr_options
+from .hdr import HdrMetadata, hdr_lost, hdr_options
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
 from .sides import (
     _DROP_CONTAINER_TAGS,
@@ -69,7 +69,9 @@ class ContainerSink:
         hdr: HdrMetadata | None = None,
     ):
         self.cut = cut  # a ranges.Cut: side streams and chapters are cut to its span
-        self.hdr = hdr
+        self.hdr = hdr if hdr is not None else info.hdr
+        # A segment's sink leaves the warning to the join, which names the output once.
+        self.name_hdr_loss = True
         self.target = target  # path of the temp file, or "" for a pipe
         self.pipe = pipe
         self.fmt = fmt
@@ -198,10 +200,8 @@ class ContainerSink:
         kept = hdr_options(codec, self.hdr, options)
         if kept is not None:
             return kept
-        self.warn(
-            f"{self.name}: the input's HDR10 mastering-display and content-light metadata are "
-            f"not kept by {codec}; use --codec libx265 (or libsvtav1) to keep them"
-        )
+        if self.name_hdr_loss:
+            self.warn(hdr_lost(self.name, codec))
         return options
 
     def _set_colour(self, cc: Any, pix: str) -> None:

@@ -28,6 +28,20 @@ class HdrMetadata:
     max_cll: int | None = None
     max_fall: int | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: chromaticities and luminances as floats."""
+
+        def xy(p: tuple[Fraction, Fraction] | None) -> list[float] | None:
+            return None if p is None else [float(p[0]), float(p[1])]
+
+        return {
+            "primaries": None if self.primaries is None else [xy(p) for p in self.primaries],
+            "white_point": xy(self.white_point),
+            "luminance": xy(self.luminance),
+            "max_cll": self.max_cll,
+            "max_fall": self.max_fall,
+        }
+
     def x265_params(self) -> list[str]:
         """x265's ``master-display`` (0.00002 and 0.0001 cd/m2 units) and ``max-cll``."""
         out = []
@@ -74,6 +88,12 @@ def _rational(num: int, den: int) -> Fraction:
     return Fraction(num, den) if den else Fraction(0)
 
 
+def reads_hdr(color_trc: int) -> bool:
+    """Whether an input's frame side data is read for HDR10 metadata: a PQ or HLG transfer
+    only (PyAV 18 crashes at exit after reading some other kinds, an image's ICC profile)."""
+    return color_trc in (16, 18)
+
+
 def hdr_metadata(frame: Any) -> HdrMetadata | None:
     """The HDR10 static metadata a decoded frame carries, or ``None``."""
     fields: dict[str, Any] = {}
@@ -95,6 +115,14 @@ def hdr_metadata(frame: Any) -> HdrMetadata | None:
         elif kind == "CONTENT_LIGHT_LEVEL" and len(data) >= _CLL.size:
             fields["max_cll"], fields["max_fall"] = _CLL.unpack_from(data)
     return HdrMetadata(**fields) if fields else None
+
+
+def hdr_lost(name: str, codec: str) -> str:
+    """The warning for an output whose encoder cannot write HDR10 static metadata."""
+    return (
+        f"{name}: the input's HDR10 mastering-display and content-light metadata are "
+        f"not kept by {codec}; use --codec libx265 (or libsvtav1) to keep them"
+    )
 
 
 _PARAMS = {"libx265": "x265-params", "hevc": "x265-params", "libsvtav1": "svtav1-params"}

@@ -28,6 +28,7 @@ from ..errors import VideoError
 from ..workdir import temp_name
 from .decode import _Decoder, _to_rgb
 from .encode import ContainerSink
+from .hdr import hdr_lost, hdr_options
 from .inputs import _open_input, _pick_video_stream
 from .outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
 from .probe import _info_from
@@ -173,6 +174,7 @@ def encode_segment(
         side_queue=collections.deque(),
         warn=warn,
     )
+    sink.name_hdr_loss = False  # join() names it once, for the output
     try:
         sink.open()
         for arr, pts in frames:
@@ -327,6 +329,8 @@ def join(
             warn=warn,
         )
         sink.open()
+        if info.hdr is not None and hdr_options(sink.codec, info.hdr, {}) is None:
+            warn(hdr_lost(dst, sink.codec))
         assert sink.muxer is not None
         sink.muxer.queue = _Feed(_side_packets(container, vstream, sink.sides))  # type: ignore[assignment]
         extradata = bytes(firsts[0].streams.video[0].codec_context.extradata or b"")

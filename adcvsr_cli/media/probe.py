@@ -13,6 +13,7 @@ import av.error
 from ..errors import VideoError
 from .common import INPUT_ERRORS, _bits, _err_text, _frac, _has_alpha
 from .decode import _Decoder
+from .hdr import hdr_metadata, reads_hdr
 from .icc import input_icc
 from .inputs import _IMAGE_DEMUXERS, _open_input, _pick_video_stream
 from .types import MediaInfo
@@ -158,6 +159,7 @@ def _info_from(
         video_stream=vstream.index,
         streams=_stream_dicts(container),
         start_time=start,
+        hdr=hdr_metadata(first) if first is not None and reads_hdr(src.color_trc) else None,
     )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError, VideoError
+from .hdr import HdrMetadata
 from .icc import IccProfile
 
 FrameProcessor = Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]
@@ -82,6 +83,8 @@ class MediaInfo:
     start_time: float | None = None
     icc: IccProfile | None = field(default=None, repr=False)
     """An image's ICC colour profile (PNG, JPEG and WebP inputs)."""
+    hdr: HdrMetadata | None = None
+    """HDR10 mastering-display and content-light metadata of a PQ or HLG input."""
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -89,6 +92,7 @@ class MediaInfo:
             if d[k] is not None:
                 d[k] = str(d[k])
         d["icc"] = self.icc.to_dict() if self.icc is not None else None
+        d["hdr"] = self.hdr.to_dict() if self.hdr is not None else None
         return d
 
 
