@@ -30,8 +30,7 @@ from .errors import UsageError, VideoError
 from .frames import frame_pts, read_frames
 from .ranges import index_at
 from .reference import bicubic
-from .segments import Rules
-from .shots import CutMap, Window, windows_for
+from .shots import CutMap, Window, rules_for, windows_for
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
@@ -200,13 +199,7 @@ def make_preview(
     indices = pick_indices(times, count, at)
     size = options.output_size(info.width, info.height, even=not info.is_image)
     plan = upscaler.initial_plan(info.height, info.width, options)
-    rules = Rules(
-        upscaler.temporal,
-        options.chunk,
-        options.chunk_overlap,
-        plan.batch,
-        options.color_fix == "adain-temporal",
-    )
+    rules = rules_for(upscaler, options, info.height, info.width)
     # The full run's scene cuts around each picked frame, and the frames it is run with.
     windows = windows_for(CutMap(src, pts, options.scene_split), indices, rules)
     stats = ChunkStats()

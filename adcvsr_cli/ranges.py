@@ -215,7 +215,7 @@ def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
     the scene cuts around the range, found by decoding only there (:mod:`adcvsr_cli.shots`)."""
     from .frames import frame_pts
     from .media import probe
-    from .shots import CutMap
+    from .shots import CutMap, rules_for
 
     if not isinstance(src, (str, os.PathLike)) or os.fspath(src) == "-":
         raise UsageError("--start, --end, --duration and --frames need an input file to seek in")
@@ -223,12 +223,5 @@ def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
     if info.is_image:
         raise UsageError(f"{src}: --start, --end, --duration and --frames need a video")
     pts, tb = frame_pts(src)
-    plan = upscaler.initial_plan(info.height, info.width, options)
-    rules = Rules(
-        upscaler.temporal,
-        options.chunk,
-        options.chunk_overlap,
-        plan.batch,
-        options.color_fix == "adain-temporal",
-    )
+    rules = rules_for(upscaler, options, info.height, info.width)
     return plan_cut(pts, tb, options.range, rules, CutMap(src, pts, options.scene_split))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from .engine.scenes import DEFAULT_WINDOW, SceneDetector
 from .errors import VideoError
@@ -134,6 +135,19 @@ class Window:
         return (self.start - self.decode_start) + (self.decode_end - self.end)
 
 
+def rules_for(upscaler: Any, options: Any, height: int, width: int) -> Rules:
+    """What shapes a frame in a run of ``upscaler`` with ``options`` on ``height`` x ``width``
+    frames: the model's kind, the chunks, the plan's batch, and ``adain-temporal``."""
+    plan = upscaler.initial_plan(height, width, options)
+    return Rules(
+        upscaler.temporal,
+        options.chunk,
+        options.chunk_overlap,
+        plan.batch,
+        options.color_fix == "adain-temporal",
+    )
+
+
 def part_window(cmap: CutMap, start: int, end: int, rules: Rules) -> Window:
     """The frames to decode and upscale so that frames ``start .. end-1`` equal the full run's.
 
@@ -172,4 +186,4 @@ def windows_for(
     return [(k, idx) for k, idx in sorted(groups.items(), key=lambda kv: kv[0].decode_start)]
 
 
-__all__ = ["WARMUP", "CutMap", "Window", "part_window", "windows_for"]
+__all__ = ["WARMUP", "CutMap", "Window", "part_window", "rules_for", "windows_for"]
