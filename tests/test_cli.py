@@ -1404,3 +1404,54 @@ def test_peek_dims_reads_headers_and_the_registry_only(
         assert str(peeked.value) == str(resolved.value)
     with pytest.raises(WeightsError, match="no such weights file"):
         peek_dims(str(tmp_path / "missing.safetensors"))
+
+
+def test_huggingface_hub_messages_are_shown_as_ours_while_a_command_runs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """huggingface_hub's log records (its retries, resumed downloads) go through the command's
+    handler: ``warning: huggingface_hub: ...``, a JSON line with --json-file, hidden by -q; its
+    logger is as it was before and after the command."""
+    import logging
+
+    import huggingface_hub.utils.logging  # noqa: F401 (installs the library's stderr handler)
+
+    from adcvsr_cli.cli.report import Reporter
+
+    hub = logging.getLogger("huggingface_hub")
+    child = logging.getLogger("huggingface_hub.file_download")
+    assert hub.handlers  # the library's own, which would print a bare line
+    before = (list(hub.handlers), [list(h.filters) for h in hub.handlers], hub.propagate)
+    log = tmp_path / "log.jsonl"
+    with Reporter(json_file=log):
+        assert hub.propagate is False
+        child.warning("Download was cut off, resuming at byte %d", 42)
+        child.info("not shown without -v")
+    assert (list(hub.handlers), [list(h.filters) for h in hub.handlers], hub.propagate) == before
+    err = capsys.readouterr().err
+    assert err == "warning: huggingface_hub: Download was cut off, resuming at byte 42\n"
+    (event,) = [e for e in jsonl(log.read_text()) if e["event"] == "warning"]
+    assert event["message"] == "huggingface_hub: Download was cut off, resuming at byte 42"
+    with Reporter(quiet=True):
+        child.warning("hidden by -q")
+    assert capsys.readouterr().err == ""
+
+
+def test_a_cut_off_download_warns_through_our_handler(
+    adcvsr_bin: str, weights: Path, tmp_path: Path
+) -> None:
+    """A real huggingface_hub warning (the body cut off, then resumed), from the fake Hub."""
+    from hubserver import FakeHub
+
+    src = make_video(tmp_path / "in.mp4", frames=3)
+    with FakeHub() as hub:
+        hub.add_file("test/native", "model.safetensors", weights.read_bytes())
+        hub.file("test/native", "model.safetensors").plan = ["cut"]
+        e = cli_env(tmp_path / "cache", HF_ENDPOINT=hub.url, HF_HOME=str(tmp_path / "hf"))
+        e.update(HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_OFFLINE="0")
+        args = ["upscale", src, tmp_path / "o.mkv", "--device", "cpu"]
+        r = run(adcvsr_bin, *args, "--weights", "hf://test/native@main/model.safetensors", env=e)
+    err = r.stderr.decode()
+    assert r.returncode == 0, err
+    lines = [ln for ln in err.splitlines() if "Error while downloading" in ln]
+    assert lines and all(ln.startswith("warning: huggingface_hub: ") for ln in lines), err

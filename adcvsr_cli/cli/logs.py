@@ -9,7 +9,10 @@ below them.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -17,6 +20,9 @@ from rich.text import Text
 
 NAME = "adcvsr"
 VERBOSE = 15  # between DEBUG and INFO: what -v adds
+# Whose log records a command shows as its own: logger name -> the module whose import installs
+# the library's stderr handler (imported first, so that handler is there to be muted).
+LIBRARIES = {"huggingface_hub": "huggingface_hub.utils.logging"}
 
 _PREFIX = {logging.WARNING: "warning: ", logging.ERROR: "adcvsr: error: "}
 _STYLE = {logging.WARNING: "yellow", logging.ERROR: "red"}
@@ -73,3 +79,46 @@ def logger() -> logging.Logger:
     if not any(isinstance(h, _Handler) for h in log.handlers):
         setup()
     return log
+
+
+class _Relay(logging.Handler):
+    """Hands each record of a library's logger to a function of the command's."""
+
+    def __init__(self, on_record: Callable[[logging.LogRecord], None]) -> None:
+        super().__init__()
+        self.on_record = on_record
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.on_record(record)
+
+
+def _muted(record: logging.LogRecord) -> bool:
+    return False
+
+
+@contextmanager
+def library_logs(on_record: Callable[[logging.LogRecord], None]) -> Iterator[None]:
+    """While a command runs, the records of the libraries it drives (huggingface_hub's retries
+    and resumed downloads) go to ``on_record`` only: not to the bare stderr handler such a library
+    installs on its logger (which knows nothing of -q, --json or the progress bars), nor up to
+    the root logger. A relay handler of ours is added, ``propagate`` turned off and the handlers
+    already there muted by a filter, on those loggers alone; all three are undone afterwards, so
+    the libraries' handlers stay the same objects, with their levels and formats."""
+    relay = _Relay(on_record)
+    saved = []
+    for name, module in LIBRARIES.items():
+        importlib.import_module(module)
+        lib = logging.getLogger(name)
+        saved.append((lib, lib.propagate, list(lib.handlers)))
+        for h in lib.handlers:
+            h.addFilter(_muted)
+        lib.addHandler(relay)
+        lib.propagate = False
+    try:
+        yield
+    finally:
+        for lib, propagate, handlers in saved:
+            lib.removeHandler(relay)
+            for h in handlers:
+                h.removeFilter(_muted)
+            lib.propagate = propagate

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,11 @@ class Reporter:
         self._last_done = -1
         self._index = self._files = 1
         self.fallbacks: list[str] = []  # --compile / graphs that stopped: said again at the end
+        self._libraries = ExitStack()  # while the command runs: the libraries' log records
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
+        self._libraries.enter_context(logs.library_logs(self.library_record))
         if self.bars:
             from rich.progress import (
                 BarColumn,
@@ -83,6 +86,7 @@ class Reporter:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._libraries.close()
         self.stop_bars()
         for message in dict.fromkeys(self.fallbacks):  # the run's report ends with what fell back
             self.logger.warning(f"this run: {message}")
@@ -122,6 +126,16 @@ class Reporter:
     def warn(self, message: str) -> None:
         self.json("warning", file=self.file, message=message)
         self.logger.warning(message)
+
+    def library_record(self, record: logging.LogRecord) -> None:
+        """A record of a library's logger (see ``logs.library_logs``), shown as ours and named
+        after the library: its warnings and errors as warnings (a JSON ``warning`` line with
+        --json); what its logger's level lets through below that with -v (info) or -vv."""
+        message = f"{record.name.split('.')[0]}: {record.getMessage()}"
+        if record.levelno >= logging.WARNING:
+            self.warn(message)
+        else:
+            self.log(message, level=1 if record.levelno >= logging.INFO else 2)
 
     # -- batch ----------------------------------------------------------------------------------
     def start_batch(self, n: int) -> None:
