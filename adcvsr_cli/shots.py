@@ -162,8 +162,9 @@ def part_window(cmap: CutMap, start: int, end: int, rules: Rules) -> Window:
     if not cmap.detect or not (rules.temporal or rules.temporal_color):
         seg = context_window(start, end, n, grid)
         return Window(start, end, seg.decode_start, seg.decode_end, () if not cmap.detect else None)
-    shot = cmap.shot_start(start)
     reach = min(n, end + 2 * rules.chunk) if rules.temporal else end
+    cmap.ensure(start - FIRST_BLOCK, reach)  # one scan when a cut is near (a warmup per scan)
+    shot = cmap.shot_start(start)
     cmap.ensure(shot, reach)
     cuts = cmap.cuts_in(shot, reach)
     seg = context_window(start, end, n, grid, cuts if rules.temporal else ())
