@@ -159,6 +159,27 @@ def test_audio_is_cut_within_one_packet_and_chapters_follow(tmp_path):
     assert got == [("B", 0.0)]  # chapter A ended before the range; B starts at the new zero
 
 
+def test_a_deinterlaced_range_starting_on_a_keyframe_equals_the_full_decode(tmp_path):
+    """bwdif looks at the frame before: a seek that lands on the range's first frame (a keyframe)
+    goes back further, for ranges and for the preview's and the scene scan's reads."""
+    opts = {"x264-params": "interlaced=1:tff=1:keyint=6:min-keyint=6:scenecut=0"}
+    src = make_video(
+        tmp_path / "in.mp4", frames=20, interlaced=True, noise_frames=True, options=opts
+    )
+    want = [f.rgb for f in read_frames(src)]
+    pts, tb = frame_pts(src)
+    for s in (6, 12):
+        got = [f.rgb for f in read_frames(src, start=s, pts=pts)][:3]
+        np.testing.assert_array_equal(np.stack(got), np.stack(want[s : s + 3]))
+    cut = _cut(src, RangeRequest(start=float((pts[6] - pts[0]) * tb), frames=2))
+    assert cut.seek_pts == pts[6]  # a batch of 2 starts there: no context frame before it
+    (tmp_path / "seq").mkdir()
+    transcode(src, tmp_path / "seq" / "%03d.png", nearest4, out_size=(256, 192), cut=cut)
+    for i in range(2):
+        arr, _ = read_image(tmp_path / "seq" / f"{i + 1:03d}.png")
+        np.testing.assert_array_equal(arr, want[6 + i].repeat(4, 0).repeat(4, 1))
+
+
 def _badly_interleaved(path, shift, seconds=3, rate=25):
     """Matroska with AAC audio stored ``shift`` seconds after (negative: before) the video of its
     time: packets written in that order, the muxer's interleaving turned off."""
