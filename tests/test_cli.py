@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -1123,6 +1124,9 @@ def test_info_for_people(tmp_path: Path) -> None:
     assert (raw["color_trc"], raw["color_range"]) == (16, 1)  # --json keeps the raw values
     img = runner.invoke(app, ["info", str(make_image(tmp_path / "p.png"))]).stdout.splitlines()
     assert img[1] == "  image     png 40x30 rgb24, 8-bit" and not any("frames" in x for x in img)
+    ntsc = make_video(tmp_path / "ntsc.mp4", frames=3, rate=Fraction(24000, 1001))
+    lines = runner.invoke(app, ["info", str(ntsc), "--count-frames"]).stdout.splitlines()
+    assert lines[2] == "  timing    23.976 fps (24000/1001), 3 frames, 0.125 s", lines
 
 
 # ----------------------------------------------------------------------------- examples
@@ -1455,3 +1459,19 @@ def test_a_cut_off_download_warns_through_our_handler(
     assert r.returncode == 0, err
     lines = [ln for ln in err.splitlines() if "Error while downloading" in ln]
     assert lines and all(ln.startswith("warning: huggingface_hub: ") for ln in lines), err
+
+
+def test_the_eta_waits_until_it_means_something() -> None:
+    """No ETA in the first ten seconds or before a frame is done (one chunk's estimate jumps
+    about); then the remaining time from rich's rate, which is taken over the last minute."""
+    from types import SimpleNamespace
+
+    from adcvsr_cli.cli.report import _EtaColumn
+
+    def eta(elapsed: float, completed: int, remaining: float | None) -> str:
+        task = SimpleNamespace(elapsed=elapsed, completed=completed, time_remaining=remaining)
+        return _EtaColumn().render(task).plain
+
+    assert eta(9.9, 5, 125.0) == "" and eta(30.0, 0, None) == "" and eta(30.0, 5, None) == ""
+    assert eta(10.0, 5, 125.4) == "ETA 2:05"
+    assert eta(60.0, 50, 3 * 3600 + 61) == "ETA 3:01:01"

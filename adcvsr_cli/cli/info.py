@@ -64,12 +64,22 @@ RANGES = {1: "limited", 2: "full"}
 def seconds(value: float | None) -> str:
     """A duration rounded for reading: ``1.960 s``, ``2 min 5.000 s``."""
     if value is None:
-        return "? s"
+        return "duration unknown"
     if value < 60:
         return f"{value:.3f} s"
     minutes, rest = divmod(value, 60)
     hours, minutes = divmod(int(minutes), 60)
     return (f"{hours} h " if hours else "") + f"{minutes} min {rest:.3f} s"
+
+
+def frame_rate(rate: str | None) -> str:
+    """``25 fps``; ``23.976 fps (24000/1001)`` for a fraction."""
+    if not rate:
+        return "frame rate unknown"
+    if "/" not in rate:
+        return f"{rate} fps"
+    num, den = (int(x) for x in rate.split("/"))
+    return f"{num / den:.3f} fps ({rate})"
 
 
 def colour_line(d: dict[str, Any]) -> str:
@@ -107,9 +117,8 @@ def info_lines(file: str, d: dict[str, Any]) -> list[str]:
     size = f"{d['width']}x{d['height']} {d['pix_fmt']}, {d['bit_depth']}-bit{alpha}"
     lines = [f"{file}: {kind} ({d['format']})", f"  {kind:<10}{d['codec']} {size}"]
     if not d["is_image"]:
-        frames = plural(d["frames"], "frame") if d["frames"] is not None else "? frames"
-        rate = f"{d['avg_rate']} fps" if d.get("avg_rate") else "? fps"
-        rate += ", variable" if d["vfr"] else ""
+        frames = plural(d["frames"], "frame") if d["frames"] is not None else "frames unknown"
+        rate = frame_rate(d.get("avg_rate")) + (", variable" if d["vfr"] else "")
         estimate = "" if d["frames_exact"] else " (estimate; --count-frames counts them)"
         lines.append(f"  timing    {rate}, {frames}{estimate}, {seconds(d['duration'])}")
         sar = d["sar"] or "1"

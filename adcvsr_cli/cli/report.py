@@ -206,9 +206,10 @@ class Reporter:
             )
             if self.progress is not None and self.task is not None:
                 self.progress.update(self.task, total=e.get("frames"))
+            frames = plural(e["frames"], "frame") if e.get("frames") else "frame count unknown"
             self.log(
                 f"{self.file}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
-                f"{e.get('frames') or '?'} frames",
+                + frames,
                 level=1,
             )
         elif kind == "progress":
