@@ -1,10 +1,10 @@
 """The upscaling pipeline: a file in, the network over chunks and tiles, a file out.
 
 :func:`load_model` resolves ``--weights`` and puts the network on a device once;
-:func:`upscale` runs one file (video or image) through it with the media layer of
-:mod:`adcvsr_cli.media`. Decoding, inference and encoding overlap (the media layer decodes and
-encodes in worker threads); the engine (:mod:`adcvsr_cli.engine`) is the frame processor in the
-middle. :func:`dry_run_plan` says what :func:`upscale` would do without loading anything.
+:func:`upscale` runs one file (video or image) through it, the data flow in one place:
+decode (:mod:`adcvsr_cli.media`, a worker thread) -> plan -> infer (chunks, tiles) -> post
+(colour fix, resize, quantise; :mod:`adcvsr_cli.engine`, :class:`FileStages`) -> encode (a
+worker thread). :func:`dry_run_plan` says what :func:`upscale` would do without loading anything.
 
 Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
 """
@@ -15,9 +15,12 @@ import math
 import os
 import threading
 import time
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .engine.device import (
     PRECISIONS,
@@ -27,6 +30,8 @@ from .engine.device import (
 )
 from .engine.options import UpscaleOptions
 from .engine.plan import plan_for_file
+from .engine.post import Post
+from .engine.stages import Infer, RunPlan, one_behind
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler, noop
 from .weights import load_native
 
@@ -90,6 +95,45 @@ class UpscaleReport:
         return asdict(self)
 
 
+class FileStages:
+    """The engine's stages for one file: :meth:`open` plans it once the input is open; calling
+    it runs the decoded frames through inference and post-processing, chunk by chunk.
+    ``cuts``: where shots start (frame indices of the input given), when already known."""
+
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        options: UpscaleOptions,
+        emit: OnEvent,
+        cancel: threading.Event | None,
+        image_out: bool,
+        cuts: Collection[int] | None = None,
+    ) -> None:
+        self.up, self.options, self.emit, self.cancel = upscaler, options, emit, cancel
+        self.image_out, self.cuts = image_out, cuts
+        self.stats = ChunkStats()
+        self.infer: Infer | None = None
+        self.post: Post | None = None
+
+    def size(self, info: Any) -> tuple[int, int]:
+        """The output size for the probed input (video encoders want even sides)."""
+        even = not (info.is_image or self.image_out)
+        return self.options.output_size(info.width, info.height, even=even)
+
+    def open(self, info: Any, deep: bool) -> None:
+        """Plan: batch x tile for this frame size and device, the chunks, the post stage."""
+        plan = RunPlan.choose(self.up, self.options, info.height, info.width, self.emit)
+        self.infer = Infer(self.up, self.options, plan, self.stats, self.cancel, self.cuts)
+        self.post = Post(self.options.color_fix, self.size(info), deep)
+
+    def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        infer, post = self.infer, self.post
+        assert infer is not None and post is not None, "open() first"
+        chunks = infer.chunks(frames)  # infer: scene cuts, chunks, tiles, the network
+        copies = (post(c.sr, c.lr, c.cuts) for c in chunks)  # post: colour, resize, quantise
+        return one_behind(post, copies)  # the host frames, one chunk behind the device
+
+
 def upscale(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -102,32 +146,19 @@ def upscale(
 ) -> UpscaleReport:
     """Upscale one video or image ``src`` into ``dst`` (``"-"``: standard input/output).
 
+    decode (a worker thread) -> plan -> infer (chunks, tiles) -> post (colour fix, resize,
+    quantise) -> encode (a worker thread), the threads joined by bounded queues.
+
     ``encode`` is a :class:`~adcvsr_cli.media.EncodeOptions`. Raises the typed errors of
     :mod:`adcvsr_cli.errors`; on any failure ``dst`` is left as it was.
     """
-    from .media import EncodeOptions, is_image_path, transcode
+    from .media import EncodeOptions, Events, is_image_path, open_session
 
     options = options or UpscaleOptions()
     options.validate()
     encode = encode or EncodeOptions()
     emit = on_event or noop
-    stats = ChunkStats()
-    t0 = time.perf_counter()
-    image_out = str(dst) != "-" and is_image_path(dst)
-
-    # The media layer asks for the size once it has probed the input (video encoders want even
-    # sides; images do not); the processor then resizes every frame to that same size.
-    sizes: list[tuple[int, int]] = []
-
-    def size_for_media(info: Any) -> tuple[int, int]:
-        sizes.append(
-            options.output_size(info.width, info.height, even=not (info.is_image or image_out))
-        )
-        return sizes[-1]
-
-    def size_for_frames(w: int, h: int) -> tuple[int, int]:
-        return sizes[-1] if sizes else options.output_size(w, h)
-
+    t0, t_start = time.perf_counter(), time.monotonic()
     cut = None
     if options.range is not None:
         from .ranges import cut_for
@@ -135,42 +166,49 @@ def upscale(
         cut = cut_for(src, upscaler, options)
     # A range runs with the full run's scene cuts around it (None: detected as the frames come).
     cuts = cut.scene_cuts if cut is not None else None
-    process = upscaler.processor(options, size_for_frames, emit, stats, cancel, cuts)
-    media_size: Any = size_for_media
+    image_out = str(dst) != "-" and is_image_path(dst)
+    stages = FileStages(upscaler, options, emit, cancel, image_out, cuts)
+    process: Any = stages
+    media_size: Any = stages.size
     if options.compare:
         from .compare import ab_processor, short_name
 
         process, media_size = ab_processor(
-            process, options.compare, size_for_media, short_name(upscaler.source)
+            stages, options.compare, stages.size, short_name(upscaler.source)
         )
-    report = transcode(
-        src,
-        dst,
-        process,
-        out_size=media_size,
-        options=encode,
-        on_event=emit,
-        cancel=cancel,
-        cut=cut,
-    )
+    events = Events(emit)
+    with open_session(src, dst, out_size=media_size, options=encode, events=events, cut=cut) as s:
+        stages.open(s.source.info, s.deep)  # plan
+        run = s.start(cancel)  # decode and encode, each in its worker thread
+        for arr in process(run.decoded()):  # infer, post
+            run.put(arr)  # encode
+        report = s.commit(run.end(), t_start)  # verify, publish
+    first = cut.first_decoded if cut is not None else 0
+    return _report(src, report, upscaler, stages.stats, time.perf_counter() - t0, first)
+
+
+def _report(
+    src: Any, media: Any, upscaler: Upscaler, stats: ChunkStats, seconds: float, first: int
+) -> UpscaleReport:
+    """The file's report; ``first``: the input frame number of the first frame decoded."""
     return UpscaleReport(
         input=str(src),
-        output=str(report.output),
-        frames_in=report.frames_in,
-        frames_out=report.frames_out,
-        seconds=time.perf_counter() - t0,
+        output=str(media.output),
+        frames_in=media.frames_in,
+        frames_out=media.frames_out,
+        seconds=seconds,
         seconds_network=stats.seconds_network,
         plan=stats.plan,
         device=str(upscaler.device),
         precision=stats.precision or upscaler.dtype_name(),
         weights=upscaler.source,
-        out_width=report.out_width,
-        out_height=report.out_height,
+        out_width=media.out_width,
+        out_height=media.out_height,
         chunks=stats.chunks,
         # In input frame numbers (a range's run counts from its first decoded frame).
-        scene_cuts=[c + (cut.first_decoded if cut else 0) for c in stats.cuts],
+        scene_cuts=[c + first for c in stats.cuts],
         plan_changes=stats.changes,
-        media=report.to_dict(),
+        media=media.to_dict(),
     )
 
 
@@ -229,6 +267,7 @@ def dry_run_plan(
 
 __all__ = [
     "PRECISIONS",
+    "FileStages",
     "UpscaleOptions",
     "UpscaleReport",
     "Upscaler",

@@ -1,8 +1,6 @@
-"""The network on a device, run over chunks and tiles: :class:`Upscaler` and its frame processor.
-
-  uint8/uint16 RGB (H, W, 3) --to device, [-1, 1]--> scene detector --> StreamingChunker
-  --> network over tiles (OOM back-off) --> colour fix --> resize to the asked size
-  --> rounded uint8/uint16 (out_h, out_w, 3)
+"""The network on a device, reusable across files: :class:`Upscaler` (the configured network,
+its plans, one clip through tiles and the out-of-memory back-off), :class:`RunNetwork` (one
+file's precision) and the frame processor that joins the stages of :mod:`.stages`.
 
 Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
 """
@@ -10,24 +8,22 @@ Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..errors import Interrupted
 from ..model import AdcVSR
-from .chunking import BackoffRunner, Finished, Plan, StreamingChunker, run_chunk_plan
-from .colorfix import channel_stats
+from .chunking import BackoffRunner, Plan, run_chunk_plan
 from .device import dtype_name
-from .frames import HostCopy, host_frame, upload_chunk
 from .options import UpscaleOptions
 from .plan import CPU_DECODE_BATCH, PlanChoice, plan_for_file
 from .post import Post
-from .tiling import DEFAULT_TILE_OVERLAP, MIN_TILE, TileWeights
+from .stages import Infer, RunPlan, one_behind
+from .tiling import DEFAULT_TILE_OVERLAP, TileWeights
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
@@ -68,7 +64,7 @@ class RunNetwork:
 
 class Upscaler:
     """A loaded network on a device, reusable for any number of files: a run's own state (plan,
-    precision after an overflow, colour-fix history) lives in its :class:`FileRun`."""
+    precision after an overflow, colour-fix history) lives in its stages (:mod:`.stages`)."""
 
     def __init__(
         self,
@@ -189,148 +185,26 @@ class Upscaler:
         stats: ChunkStats | None = None,
         cancel: threading.Event | None = None,
         cuts: Collection[int] | None = None,
-    ) -> Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]:
-        """A :data:`~adcvsr_cli.media.FrameProcessor` for this network and these options.
+    ) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+        """The engine's stages (:mod:`.stages`) as one function of the decoded frames, for
+        callers that decode themselves (segments, previews); ``adcvsr upscale`` joins the same
+        stages in :func:`adcvsr_cli.pipeline.upscale`.
 
         ``cuts``: the indices (in the frames given) where shots start, when already known (a
         segment of a scanned video); otherwise they are detected as the frames come.
         """
         stats = stats if stats is not None else ChunkStats()
 
-        def process(frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
-            run: FileRun | None = None
-            for arr in frames:
-                if run is None:
-                    run = FileRun(self, options, arr, out_size, on_event, stats, cancel, cuts)
-                yield from run.feed(arr)
-            if run is not None:
-                yield from run.finish()
+        def process(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+            it = iter(frames)
+            first = next(it, None)
+            if first is None:
+                return
+            h, w = first.shape[:2]
+            plan = RunPlan.choose(self, options, h, w, on_event)
+            infer = Infer(self, options, plan, stats, cancel, cuts)
+            post = Post(options.color_fix, out_size(w, h), first.dtype == np.uint16)
+            chunks = infer.chunks(chain([first], it))
+            yield from one_behind(post, (post(c.sr, c.lr, c.cuts) for c in chunks))
 
         return process
-
-
-class FileRun:
-    """One file through an :class:`Upscaler`: frames in, finished frames out, chunk by chunk.
-
-    Per chunk the host and the device meet a fixed number of times, whatever the number of
-    frames or tiles: the chunk's LR frames go to the device in one copy; the fp16 guard reads one
-    value; colour fix, resize and quantisation run on the chunk's finished frames together
-    (:class:`~.post.Post`); they come back in one asynchronous copy, which the host waits for
-    only after the next chunk is queued. Scene cuts are found on the host from the decoded
-    arrays. State here is the file's own (plan, colour-fix history, cuts).
-    """
-
-    def __init__(
-        self,
-        up: Upscaler,
-        options: UpscaleOptions,
-        first: np.ndarray,
-        out_size: Callable[[int, int], tuple[int, int]],
-        on_event: OnEvent,
-        stats: ChunkStats,
-        cancel: threading.Event | None,
-        cuts: Collection[int] | None = None,
-    ) -> None:
-        from .scenes import SceneDetector
-
-        self.up, self.options, self.stats, self.cancel = up, options, stats, cancel
-        h, w = first.shape[:2]
-        self.known = None if cuts is None else set(cuts)
-        use_detector = options.scene_split and self.known is None
-        self.detector = SceneDetector() if use_detector else None
-        self.post = Post(options.color_fix, out_size(w, h), first.dtype == np.uint16)
-        choice = up.choose_plan(h, w, options)
-        plan = choice.plan
-        # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
-        floor = Plan(tile=MIN_TILE, batch=plan.batch if up.temporal else 1)
-        self.runner = BackoffRunner(
-            plan,
-            floor,
-            frame_hw=(h, w),
-            on_change=lambda line: on_event({"type": "warning", "message": line}),
-        )
-        self.weights = TileWeights()
-        # Image models: frames are independent, so feed the network batch by batch.
-        group = options.chunk if up.temporal else plan.batch
-        self.chunker = StreamingChunker(
-            self._run_chunk,
-            chunk=group,
-            overlap=options.chunk_overlap if up.temporal else 0,
-            full_last=up.temporal,
-            out_dtype=torch.float32,
-        )
-        self.net = up.run_network()
-        # A compiled network builds a graph per input shape: give it one per file (the chunk
-        # length for a temporal model, the plan's batch for an image model; 1 = pad batches).
-        self.static = (group if up.temporal else 1) if up.static_shapes else 0
-        self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._pending: HostCopy | None = None
-        on_event(
-            {
-                "type": "plan",
-                "device": str(up.device),
-                "precision": up.dtype_name(),
-                **choice.event_fields(),
-                "chunk": group,
-                "chunk_overlap": self.chunker.overlap,
-                "temporal": up.temporal,
-            }
-        )
-
-    def feed(self, arr: np.ndarray) -> list[np.ndarray]:
-        """The next decoded frame; returns the frames finished so far (whole chunks)."""
-        if self.known is not None:
-            cut = self.chunker.frames_pushed in self.known
-        else:
-            cut = bool(self.detector.feed(arr)) if self.detector is not None else False
-        if cut:
-            self.stats.cuts.append(self.chunker.frames_pushed)
-        done = self.chunker.push(host_frame(arr), tag=cut, cut=cut and self.up.temporal)
-        return self._handover(done)
-
-    def finish(self) -> list[np.ndarray]:
-        """End of the file: the remaining frames."""
-        out = self._handover(self.chunker.finish())
-        if self._pending is not None:
-            out += Post.arrays(self._pending)
-            self._pending = None
-        self.stats.changes = list(self.runner.changes)
-        return out
-
-    def _run_chunk(self, x: torch.Tensor) -> torch.Tensor:
-        if self.cancel is not None and self.cancel.is_set():
-            raise Interrupted("cancelled")
-        c = self.chunker.current
-        assert c is not None
-        t0 = time.perf_counter()
-        lr = upload_chunk(x, self.up.device)
-        mean, std = channel_stats(lr)
-        for i in range(len(c)):
-            self._lr_stats[c.start + i] = (mean[i], std[i])
-        y = self.up.upscale_clip(
-            lr,
-            self.runner,
-            self.options.tile_overlap,
-            self.options.pad_mode,
-            self.weights,
-            self.net,
-            self.static,
-        )
-        self.stats.seconds_network += time.perf_counter() - t0
-        self.stats.chunks += 1
-        self.stats.plan = self.runner.plan.describe()
-        self.stats.precision = self.net.precision
-        return y
-
-    def _handover(self, done: list[Finished]) -> list[np.ndarray]:
-        """Start the post-processing of ``done``; return the frames of the chunk before."""
-        if not done:
-            return []
-        stats = [self._lr_stats.pop(f.index) for f in done]
-        lr = (torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats]))
-        sr = torch.stack([f.frame for f in done])
-        copy = self.post(sr, lr, [bool(f.tag) for f in done])
-        self.stats.frames += len(done)
-        out = Post.arrays(self._pending) if self._pending is not None else []
-        self._pending = copy
-        return out

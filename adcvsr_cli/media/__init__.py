@@ -16,7 +16,9 @@ Modules, in the order the data flows:
 - :mod:`.outputs` names outputs, makes temporary files and publishes atomically
   (:func:`plan_target`, :class:`Target`).
 - :mod:`.threads` is the thread and queue plumbing; :mod:`.transcoder` joins it all:
-  :class:`Session` (target + source + sink) and :func:`transcode`.
+  :func:`open_session` gives a :class:`Session` (target + source + sink), whose :class:`Run`
+  decodes and encodes in worker threads around the caller's own loop (``adcvsr upscale``'s is
+  :func:`adcvsr_cli.pipeline.upscale`); :func:`transcode` is that loop with a frame processor.
 
 The layer never prints. It reports through an ``on_event`` callback and raises the typed
 errors of :mod:`adcvsr_cli.errors` (plus :class:`BrokenOutputPipe` and :class:`OutputExists`).
@@ -52,7 +54,8 @@ from .outputs import (
 )
 from .probe import probe
 from .source import Source, open_source
-from .transcoder import Session, open_sink, transcode
+from .threads import Events
+from .transcoder import Run, Session, open_session, open_sink, transcode
 from .types import (
     BrokenOutputPipe,
     EncodeOptions,
@@ -66,10 +69,12 @@ from .types import (
 __all__ = [
     "BrokenOutputPipe",
     "EncodeOptions",
+    "Events",
     "Frame",
     "FrameProcessor",
     "MediaInfo",
     "OutputExists",
+    "Run",
     "Session",
     "Source",
     "Target",
@@ -77,6 +82,7 @@ __all__ = [
     "is_image_path",
     "is_sequence_pattern",
     "is_stream_input",
+    "open_session",
     "open_sink",
     "open_source",
     "plan_target",

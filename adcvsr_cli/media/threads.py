@@ -1,5 +1,7 @@
 """Thread and queue plumbing of a run: bounded queues that notice a stop, worker threads whose
-first error is kept for the main thread, and the thread-safe hand-over of warnings.
+first error is kept for the main thread (:class:`Crew`), a worker that fills a queue the main
+thread iterates (:class:`Feed`), one that drains a queue the main thread fills (:class:`Drain`),
+and the thread-safe hand-over of warnings (:class:`Events`).
 
 The main thread waits on queues in short slices so that it can check for a worker's error or a
 cancellation in between; the workers do the same with the shared stop event.
@@ -12,7 +14,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 QUEUE_POLL_S = 0.05
@@ -80,6 +82,9 @@ def queue_len(item_bytes: int, budget: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, budget // max(1, item_bytes)))
 
 
+Wrap = Callable[[BaseException], BaseException]
+
+
 class Crew:
     """The worker threads of one run, their stop event and the first error any of them hit.
 
@@ -88,7 +93,9 @@ class Crew:
     stops the others. The main thread calls :meth:`check` to re-raise it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, cancel: threading.Event | None = None, name: str = "") -> None:
+        self.cancel = cancel  # set by the caller to interrupt the run (Interrupted)
+        self.name = name
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self._lock = threading.Lock()
@@ -118,14 +125,34 @@ class Crew:
         return t
 
     def check(self) -> None:
+        """On the main thread: re-raise a worker's error; raise Interrupted once cancelled."""
         if self.error is not None:
             raise self.error
+        if self.cancel is not None and self.cancel.is_set():
+            from ..errors import Interrupted
+
+            raise Interrupted(f"{self.name}: cancelled")
 
     def wait(self, t: threading.Thread, check: Callable[[], None]) -> None:
         """Join ``t`` from the main thread, checking for errors and cancellation meanwhile."""
         while t.is_alive():
             t.join(QUEUE_POLL_S)
             check()
+
+    def feed(self, items: Iterable[Any], size: int, name: str, wrap: Wrap) -> Feed:
+        """Iterate ``items`` in a worker thread into a queue of ``size``; iterate the Feed."""
+        return Feed(self, items, size, name, wrap)
+
+    def drain(
+        self,
+        write: Callable[[Any], None],
+        finish: Callable[[], None],
+        size: int,
+        name: str,
+        wrap: Wrap,
+    ) -> Drain:
+        """A worker thread that calls ``write(item)`` for each item put, then ``finish()``."""
+        return Drain(self, write, finish, size, name, wrap)
 
     def abort(self) -> None:
         """Stop every worker and give them a short while to end."""
@@ -136,6 +163,85 @@ class Crew:
 
     def alive(self, t: threading.Thread | None) -> bool:
         return t is not None and t.is_alive()
+
+
+class Feed:
+    """A worker thread that iterates ``items`` into a bounded queue; the main thread iterates
+    the Feed (checking for errors and cancellation while it waits). ``busy``: seconds the worker
+    spent producing items (not waiting for room); ``exhausted``: every item was taken."""
+
+    def __init__(self, crew: Crew, items: Iterable[Any], size: int, name: str, wrap: Wrap):
+        self.crew, self.items = crew, items
+        self.q: queue.Queue[Any] = queue.Queue(size)
+        self.busy = 0.0
+        self.taken = 0
+        self.exhausted = False
+        self.thread = crew.spawn(self._fill, name, wrap)
+
+    def _fill(self) -> None:
+        t0 = time.monotonic()
+        for item in self.items:
+            self.busy += time.monotonic() - t0
+            put(self.q, item, self.crew.stop)
+            t0 = time.monotonic()
+        put(self.q, END, self.crew.stop)
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item = get_checked(self.q, self.crew.check)
+            if item is END:
+                self.exhausted = True
+                return
+            self.taken += 1
+            yield item
+
+    def join(self) -> None:
+        self.thread.join(JOIN_TIMEOUT_S)
+
+
+class Drain:
+    """A worker thread that takes what the main thread :meth:`put` on a bounded queue and calls
+    ``write(item)`` on it, then ``finish()`` after :meth:`close`. ``busy``: seconds in
+    ``write`` and ``finish`` (not waiting for items)."""
+
+    def __init__(
+        self,
+        crew: Crew,
+        write: Callable[[Any], None],
+        finish: Callable[[], None],
+        size: int,
+        name: str,
+        wrap: Wrap,
+    ):
+        self.crew, self.write, self.finish = crew, write, finish
+        self.q: queue.Queue[Any] = queue.Queue(size)
+        self.busy = 0.0
+        self.thread = crew.spawn(self._drain, name, wrap)
+
+    def _drain(self) -> None:
+        while True:
+            item = get(self.q, self.crew.stop)
+            if item is END:
+                break
+            t0 = time.monotonic()
+            self.write(item)
+            self.busy += time.monotonic() - t0
+        t0 = time.monotonic()
+        self.finish()
+        self.busy += time.monotonic() - t0
+
+    def put(self, item: Any) -> None:
+        put_checked(self.q, item, self.crew.check)
+
+    def close(self) -> None:
+        """No more items: wait until everything is written and finished."""
+        put_checked(self.q, END, self.crew.check)
+        self.crew.wait(self.thread, self.crew.check)
+        self.crew.check()
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
 
 
 class Events:

@@ -1,14 +1,16 @@
-"""``transcode``: decode an input, pass its frames through a processor, encode them, verify and
-publish. Built from the pieces a caller can also drive itself:
+"""One input into one output, as pieces a caller joins itself:
 
-    target = plan_target(...)          # outputs: where it goes, temp file first
-    source = open_source(...)          # source: frames with pts, side packets aside
-    session = Session.open(...)        # checks the size, opens the sink, says "start"
-    ... session.sink.write(Frame(...)) per frame, session.sink.finish() ...
-    report = session.commit(frames_in) # close, verify, warn, publish
+    with open_session(src, dst, out_size=..., options=..., events=...) as session:
+        # (the target planned, the source opened, the size checked, the sink open: "start")
+        run = session.start(cancel)        # decode and encode in worker threads
+        for arr in stages(run.decoded()):  # the caller's work, in the caller's thread
+            run.put(arr)                   # timestamps, alpha and cuts travel beside
+        report = session.commit(run.end()) # close, verify, warn, publish
 
 Decoding and encoding each run in a worker thread (:mod:`.threads`), joined to the caller's
-thread by bounded queues, so decode, processing and encode overlap.
+thread by bounded queues, so decode, processing and encode overlap. :func:`transcode` is that
+loop with a frame processor in the middle; ``adcvsr upscale`` writes it out itself
+(:func:`adcvsr_cli.pipeline.upscale`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import AdcvsrError, Interrupted, UsageError, VideoError
+from ..errors import AdcvsrError, UsageError, VideoError
 from .common import _display, _err_text
 from .decode import _to_rgb
 from .encode import ContainerSink
@@ -36,14 +37,8 @@ from .outputs import Target, _wrap_write_error, plan_target
 from .sides import Side, _plan_sides, _stream_label
 from .source import SIDE_SLACK, Source, open_source
 from .threads import (
-    END,
-    JOIN_TIMEOUT_S,
     Crew,
     Events,
-    get,
-    get_checked,
-    put,
-    put_checked,
     queue_len,
 )
 from .types import (
@@ -235,6 +230,7 @@ class Session:
     ):
         self.target, self.source, self.sink = target, source, sink
         self.opts, self.events, self.report = opts, events, report
+        self.run: Run | None = None
         info = source.info
         self.deep = info.bit_depth > 8
         self.want_alpha = info.has_alpha and target.kind in ("image", "sequence")
@@ -293,6 +289,12 @@ class Session:
             "streams_dropped": list(report.streams_dropped),
         }
 
+    def start(self, cancel: threading.Event | None = None) -> Run:
+        """Start decoding and encoding in their worker threads (``cancel``: Interrupted)."""
+        assert self.run is None, "a session runs once"
+        self.run = Run(self, cancel)
+        return self.run
+
     def frames(self) -> Iterator[Frame]:
         """The source's frames, as the output wants them (depth, alpha)."""
         return self.source.frames(deep=self.deep, want_alpha=self.want_alpha, warn=self.events.warn)
@@ -316,8 +318,9 @@ class Session:
                 return
             yield frame, cut.keeps(frame.pts)
 
-    def commit(self, frames_in: int) -> TranscodeReport:
-        """Close and verify the output, say what the input was missing, then publish it."""
+    def commit(self, frames_in: int, t_start: float | None = None) -> TranscodeReport:
+        """Close and verify the output, say what the input was missing, then publish it; emits
+        the done event (``t_start``: the run's start on ``time.monotonic``, for its seconds)."""
         sink, source, report, warn = self.sink, self.source, self.report, self.events.warn
         name_out, name_in = self.target.name, source.name
         try:
@@ -345,6 +348,9 @@ class Session:
         report.bytes_written = self.target.publish(self.opts.overwrite, sink)
         self.events.flush()
         report.warnings = list(self.events.warnings)
+        if t_start is not None:
+            report.seconds_total = time.monotonic() - t_start
+        self.events.emit({"type": "done", "report": report.to_dict()})
         return report
 
     def _input_notes(self, frames_in: int) -> None:
@@ -367,71 +373,56 @@ class Session:
             warn(early)
 
 
-class _Run:
-    """The threads of one :func:`transcode`: decode -> (caller's processor) -> encode."""
+class Run:
+    """The worker threads of one :class:`Session`: decode -> (the caller's stages) -> encode.
+
+    Made by :meth:`Session.start`. The caller iterates :meth:`decoded` (the source's arrays,
+    in order) and hands each finished frame, in the same order, to :meth:`put`; the timestamp
+    and alpha plane of the source frame travel beside it, and a cut's context frames are
+    dropped here. :meth:`end` waits for the encoder and returns the frames to be written.
+    """
 
     def __init__(self, session: Session, cancel: threading.Event | None):
         self.session = session
-        self.cancel = cancel
-        self.crew = Crew()
+        self.crew = Crew(cancel, session.source.name)
         info, rep = session.source.info, session.report
         item = 2 if session.deep else 1
-        self.in_q: queue.Queue[Any] = queue.Queue(
-            queue_len(info.width * info.height * 3 * item, _IN_QUEUE_BYTES, 2, 32)
-        )
-        self.enc_q: queue.Queue[Any] = queue.Queue(
-            queue_len(rep.out_width * rep.out_height * 3 * item, _OUT_QUEUE_BYTES, 2, 16)
-        )
-        # pts and alpha travel beside the processor, which sees only the arrays.
+        self.size = (rep.out_height, rep.out_width, 3)
+        self.dtype = np.uint16 if session.deep else np.uint8
+        # pts, alpha and keep travel beside the caller's stages, which see only the arrays.
         self.meta: collections.deque[tuple[int | None, np.ndarray | None, bool]] = (
             collections.deque()
         )
-        self.frames_in = 0
         self.frames_kept = 0  # decoded frames that are written (all but a cut's context)
         self.frames_out = 0
-        self.exhausted = False
-        self.encoder: threading.Thread | None = None
-        self.decoder: threading.Thread | None = None
-
-    def check(self) -> None:
-        self.crew.check()
-        if self.cancel is not None and self.cancel.is_set():
-            raise Interrupted(f"{self.session.source.name}: cancelled")
+        cut = session.source.cut
+        self.shift = cut.keep_from if cut is not None else 0
+        self.progress = _Progress(session, self)
+        self.feed = self.crew.feed(
+            self._decode(),
+            queue_len(info.width * info.height * 3 * item, _IN_QUEUE_BYTES, 2, 32),
+            "adcvsr-decode",
+            self._wrap_decode,
+        )
+        self.encoder = self.crew.drain(
+            self._write,
+            session.sink.finish,
+            queue_len(rep.out_width * rep.out_height * 3 * item, _OUT_QUEUE_BYTES, 2, 16),
+            "adcvsr-encode",
+            self._wrap_encode,
+        )
 
     # -- worker threads --------------------------------------------------------------------
-    def _decode(self) -> None:
-        busy, t0 = 0.0, time.monotonic()
-        try:
-            for frame, keep in self.session.cut_frames():
-                self.frames_kept += keep
-                self.meta.append((frame.pts, frame.alpha, keep))
-                busy += time.monotonic() - t0
-                put(self.in_q, frame.array, self.crew.stop)
-                t0 = time.monotonic()
-            put(self.in_q, END, self.crew.stop)
-        finally:
-            self.session.report.seconds_decode = busy
+    def _decode(self) -> Iterator[np.ndarray]:
+        for frame, keep in self.session.cut_frames():
+            self.frames_kept += keep
+            self.meta.append((frame.pts, frame.alpha, keep))
+            yield frame.array
 
-    def _encode(self) -> None:
-        sink, busy = self.session.sink, 0.0
-        cut = self.session.source.cut
-        shift = cut.keep_from if cut is not None else 0
-        try:
-            while True:
-                item = get(self.enc_q, self.crew.stop)
-                if item is END:
-                    break
-                pts, alpha, keep = self.meta.popleft()
-                if not keep:
-                    continue  # context of a cut: processed, not written
-                t0 = time.monotonic()
-                sink.write(Frame(item, None if pts is None else pts - shift, alpha))
-                busy += time.monotonic() - t0
-            t0 = time.monotonic()
-            sink.finish()
-            busy += time.monotonic() - t0
-        finally:
-            self.session.report.seconds_encode = busy
+    def _write(self, arr: np.ndarray) -> None:
+        pts, alpha, keep = self.meta.popleft()
+        if keep:  # (a cut's context: processed, not written)
+            self.session.sink.write(Frame(arr, None if pts is None else pts - self.shift, alpha))
 
     def _wrap_decode(self, e: BaseException) -> BaseException:
         if isinstance(e, AdcvsrError):
@@ -447,44 +438,39 @@ class _Run:
         err.__cause__ = e
         return err
 
-    def start(self) -> None:
-        self.decoder = self.crew.spawn(self._decode, "adcvsr-decode", self._wrap_decode)
-        self.encoder = self.crew.spawn(self._encode, "adcvsr-encode", self._wrap_encode)
-
     # -- the caller's thread ---------------------------------------------------------------
-    def inputs(self) -> Iterator[np.ndarray]:
-        while True:
-            item = get_checked(self.in_q, self.check)
-            if item is END:
-                self.exhausted = True
-                return
-            self.frames_in += 1
-            yield item
+    @property
+    def frames_in(self) -> int:
+        return self.feed.taken
 
-    def accept(self, out: Any) -> None:
-        """Check one processed frame and hand it to the encoder."""
-        self.check()
-        rep = self.session.report
-        want = np.uint16 if self.session.deep else np.uint8
-        shape = (rep.out_height, rep.out_width, 3)
-        if not isinstance(out, np.ndarray) or out.shape != shape or out.dtype != want:
+    def decoded(self) -> Iterator[np.ndarray]:
+        """The source's frames, (H, W, 3) uint8 (uint16 for a deep input), in order."""
+        return iter(self.feed)
+
+    def put(self, out: Any) -> None:
+        """Check one finished frame and hand it to the encoder."""
+        self.crew.check()
+        if not isinstance(out, np.ndarray) or out.shape != self.size or out.dtype != self.dtype:
             got = f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
             raise VideoError(
-                f"{rep.input}: the frame processor returned {got}, expected "
-                f"({shape[0]}, {shape[1]}, 3) {np.dtype(want).name}"
+                f"{self.session.report.input}: the frame processor returned {got}, expected "
+                f"{self.size} {np.dtype(self.dtype).name}"
             )
         self.frames_out += 1
         if self.frames_out > self.frames_in:
             raise VideoError(
-                f"{rep.input}: the frame processor returned more frames than it was given"
+                f"{self.session.report.input}: the frame processor returned more frames than "
+                "it was given"
             )
-        put_checked(self.enc_q, out, self.check)
+        self.encoder.put(out)
+        self.progress.step(self.frames_out)
 
-    def end(self) -> None:
-        """After the processor's last frame: check the counts, let the encoder finish."""
-        self.check()
+    def end(self) -> int:
+        """After the last frame: check the counts, wait for the encoder to finish; returns the
+        frames that were to be written."""
+        self.crew.check()
         name = self.session.source.name
-        if not self.exhausted:
+        if not self.feed.exhausted:
             raise VideoError(
                 f"{name}: the frame processor stopped after {self.frames_out} frames before "
                 "reading all input frames"
@@ -494,55 +480,95 @@ class _Run:
                 f"{name}: the frame processor returned {self.frames_out} frames for "
                 f"{self.frames_in} input frames"
             )
-        put_checked(self.enc_q, END, self.check)
-        assert self.encoder is not None and self.decoder is not None
-        self.crew.wait(self.encoder, self.check)
-        self.decoder.join(JOIN_TIMEOUT_S)
-        self.check()
+        self.encoder.close()
+        self.feed.join()
+        self.crew.check()
+        rep = self.session.report
+        rep.seconds_decode, rep.seconds_encode = self.feed.busy, self.encoder.busy
+        self.progress.done(self.frames_out, self.frames_in)
+        return self.frames_kept
 
     def abort(self) -> None:
         self.session.source.stop()
         self.crew.abort()
         # never close the output under a live encoder thread
-        if not self.crew.alive(self.encoder):
+        if not self.encoder.alive:
             self.session.sink.abort()
 
     def decoder_alive(self) -> bool:
-        return self.crew.alive(self.decoder)
+        return self.crew.alive(self.feed.thread)
 
 
-def _process(run: _Run, process: FrameProcessor, events: Events) -> None:
-    """Drive the caller's processor over the decoded frames, feeding the encoder."""
-    session = run.session
-    info, rep = session.source.info, session.report
-    t_proc = time.monotonic()
-    last_emit = 0.0
-    announced = False
-    out_iter = iter(process(run.inputs()))
+class _Progress:
+    """Progress events (about ten a second) and the deinterlacing notice, on the caller's
+    thread, with the warnings the workers left."""
+
+    def __init__(self, session: Session, run: Run):
+        self.session, self.run = session, run
+        self.t0 = time.monotonic()
+        self.last = 0.0
+        self.announced = False
+
+    def step(self, done: int) -> None:
+        session, events = self.session, self.session.events
+        if not self.announced and session.source.decoder.deinterlacing:
+            self.announced = True
+            session.report.deinterlaced = True
+            events.warn(f"{session.source.info.path}: interlaced input, deinterlaced with bwdif")
+        events.flush()
+        now = time.monotonic()
+        if now - self.last >= _PROGRESS_INTERVAL_S:
+            self.last = now
+            total = session.source.info.frames
+            events.emit({"type": "progress", "frames_done": done, "frames_total": total})
+
+    def done(self, done: int, total: int) -> None:
+        self.session.report.seconds_process = time.monotonic() - self.t0
+        self.session.events.flush()
+        self.session.events.emit({"type": "progress", "frames_done": done, "frames_total": total})
+
+
+@contextlib.contextmanager
+def open_session(
+    src: str | os.PathLike[str] | IO[bytes],
+    dst: str | os.PathLike[str] | IO[bytes],
+    *,
+    out_size: tuple[int, int] | Callable[[MediaInfo], tuple[int, int]],
+    options: EncodeOptions,
+    events: Events,
+    cut: Any = None,
+) -> Iterator[Session]:
+    """``src`` opened into ``dst`` (see :func:`transcode` for both): the :class:`Session`, for
+    ``with``. On any failure the run's threads are stopped, no temporary file is left and an
+    existing output is untouched."""
+    name_in = _display(src)
+    src_path = None
+    if isinstance(src, (str, os.PathLike)) and os.fspath(src) != "-":
+        src_path = os.path.abspath(os.fspath(src))
+        _check_input_path(src_path)
+    target = plan_target(dst, options.overwrite, options.format, src_path, name_in)
+    target.prepare()
+    source: Source | None = None
+    session: Session | None = None
     try:
-        for out in out_iter:
-            run.accept(out)
-            if not announced and session.source.decoder.deinterlacing:
-                announced = True
-                rep.deinterlaced = True
-                events.warn(f"{info.path}: interlaced input, deinterlaced with bwdif")
-            events.flush()
-            now = time.monotonic()
-            if now - last_emit >= _PROGRESS_INTERVAL_S:
-                last_emit = now
-                events.emit(
-                    {"type": "progress", "frames_done": run.frames_out, "frames_total": info.frames}
-                )
+        target.open_pipe()
+        source = open_source(src, deinterlace=options.deinterlace, strict=options.strict)
+        if cut is not None:
+            source.seek(cut.seek_pts, lead=SIDE_SLACK if source.decoder.side_streams else 0.0)
+            source.cut = cut
+            source.info.frames = cut.frames
+        session = Session.open(target, source, out_size, options, events)
+        yield session
     except BaseException:
-        close = getattr(out_iter, "close", None)
-        if close is not None:
-            with contextlib.suppress(BaseException):
-                close()
+        if session is not None and session.run is not None:
+            session.run.abort()
         raise
-    run.end()
-    rep.seconds_process = time.monotonic() - t_proc
-    events.flush()
-    events.emit({"type": "progress", "frames_done": run.frames_out, "frames_total": run.frames_in})
+    finally:
+        target.cleanup()
+        run = session.run if session is not None else None
+        if source is not None and not (run is not None and run.decoder_alive()):
+            with contextlib.suppress(Exception):
+                source.close()
 
 
 def transcode(
@@ -572,41 +598,21 @@ def transcode(
     :class:`OutputExists` / :class:`UsageError` (exit code 2), :class:`Interrupted` when
     ``cancel`` is set, and lets ``KeyboardInterrupt`` and the processor's own exceptions
     through unchanged. In every failure case no temporary file is left and an existing output
-    is untouched.
+    is untouched. (``adcvsr upscale`` joins the same pieces itself: :mod:`adcvsr_cli.pipeline`.)
     """
     opts = options or EncodeOptions()
     t_start = time.monotonic()
     events = Events(on_event)
-    name_in = _display(src)
-    src_path = None
-    if isinstance(src, (str, os.PathLike)) and os.fspath(src) != "-":
-        src_path = os.path.abspath(os.fspath(src))
-        _check_input_path(src_path)
-    target = plan_target(dst, opts.overwrite, opts.format, src_path, name_in)
-    target.prepare()
-    source: Source | None = None
-    run: _Run | None = None
-    try:
-        target.open_pipe()
-        source = open_source(src, deinterlace=opts.deinterlace, strict=opts.strict)
-        if cut is not None:
-            source.seek(cut.seek_pts, lead=SIDE_SLACK if source.decoder.side_streams else 0.0)
-            source.cut = cut
-            source.info.frames = cut.frames
-        session = Session.open(target, source, out_size, opts, events)
-        run = _Run(session, cancel)
-        run.start()
-        _process(run, process, events)
-        report = session.commit(run.frames_kept)
-        report.seconds_total = time.monotonic() - t_start
-        events.emit({"type": "done", "report": report.to_dict()})
-        return report
-    except BaseException:
-        if run is not None:
-            run.abort()
-        raise
-    finally:
-        target.cleanup()
-        if source is not None and not (run is not None and run.decoder_alive()):
-            with contextlib.suppress(Exception):
-                source.close()
+    with open_session(src, dst, out_size=out_size, options=opts, events=events, cut=cut) as s:
+        run = s.start(cancel)
+        out_iter = iter(process(run.decoded()))
+        try:
+            for out in out_iter:
+                run.put(out)
+        except BaseException:
+            close = getattr(out_iter, "close", None)
+            if close is not None:
+                with contextlib.suppress(BaseException):
+                    close()
+            raise
+        return s.commit(run.end(), t_start)

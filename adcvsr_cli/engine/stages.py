@@ -1,0 +1,202 @@
+"""The engine's stages for one file, in the order the frames go through them:
+
+    plan   = RunPlan.choose(up, options, h, w, on_event)   # batch x tile, back-off, chunk length
+    infer  = Infer(up, options, plan, stats, cancel)       # frames -> network over chunks, tiles
+    post   = Post(color_fix, size, deep)                   # colour fix, resize, quantise, copy
+    arrays = one_behind(post, (post(c.sr, c.lr, c.cuts) for c in infer.chunks(frames)))
+
+Each chunk crosses between host and device once each way: its LR frames go up in one copy, its
+finished frames come back in one asynchronous copy that the host waits for only after the next
+chunk is queued (:func:`one_behind`). Scene cuts are found on the host from the decoded arrays.
+State here is the file's own (plan, precision after an overflow, colour-fix history, cuts).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import Interrupted
+from .chunking import BackoffRunner, Finished, Plan, StreamingChunker
+from .colorfix import LRStats, channel_stats
+from .frames import HostCopy, host_frame, upload_chunk
+from .options import UpscaleOptions
+from .plan import PlanChoice
+from .post import Post
+from .tiling import MIN_TILE, TileWeights
+
+if TYPE_CHECKING:
+    from .upscaler import ChunkStats, Upscaler
+
+OnEvent = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class RunPlan:
+    """What one file runs with: the planner's choice, the back-off runner that may shrink it,
+    the frames per network call (``group``) and their overlap, and the static clip length of a
+    compiled network (0: shapes may vary)."""
+
+    choice: PlanChoice
+    runner: BackoffRunner
+    group: int
+    overlap: int
+    static: int
+
+    @classmethod
+    def choose(
+        cls, up: Upscaler, options: UpscaleOptions, h: int, w: int, on_event: OnEvent
+    ) -> RunPlan:
+        """Plan h x w LR frames on ``up``'s device (memory as free now); emits the plan event."""
+        choice = up.choose_plan(h, w, options)
+        plan = choice.plan
+        # A temporal model takes its whole chunk at once: a smaller batch buys nothing.
+        floor = Plan(tile=MIN_TILE, batch=plan.batch if up.temporal else 1)
+        runner = BackoffRunner(
+            plan,
+            floor,
+            frame_hw=(h, w),
+            on_change=lambda line: on_event({"type": "warning", "message": line}),
+        )
+        # Image models: frames are independent, so feed the network batch by batch.
+        group = options.chunk if up.temporal else plan.batch
+        overlap = options.chunk_overlap if up.temporal else 0
+        # A compiled network builds a graph per input shape: give it one per file (the chunk
+        # length for a temporal model, the plan's batch for an image model; 1 = pad batches).
+        static = (group if up.temporal else 1) if up.static_shapes else 0
+        on_event(
+            {
+                "type": "plan",
+                "device": str(up.device),
+                "precision": up.dtype_name(),
+                **choice.event_fields(),
+                "chunk": group,
+                "chunk_overlap": overlap,
+                "temporal": up.temporal,
+            }
+        )
+        return cls(choice, runner, group, overlap, static)
+
+
+@dataclass
+class Upscaled:
+    """The finished frames of one chunk on the device, (N, 3, 4H, 4W) float32, with the
+    statistics of their LR frames (for the colour fix) and their scene-cut flags."""
+
+    sr: torch.Tensor
+    lr: LRStats
+    cuts: list[bool]
+
+
+class Infer:
+    """LR frames in, :class:`Upscaled` chunks out: scene cuts, temporal chunks with their
+    cross-fades, the network over tiles with the out-of-memory back-off and the fp16 guard.
+
+    ``cuts``: the indices where shots start, when already known (a segment of a scanned video);
+    otherwise they are detected as the frames come (when ``options.scene_split``).
+    """
+
+    def __init__(
+        self,
+        up: Upscaler,
+        options: UpscaleOptions,
+        plan: RunPlan,
+        stats: ChunkStats,
+        cancel: threading.Event | None = None,
+        cuts: Collection[int] | None = None,
+    ) -> None:
+        from .scenes import SceneDetector
+
+        self.up, self.options, self.plan, self.stats, self.cancel = up, options, plan, stats, cancel
+        self.known = None if cuts is None else set(cuts)
+        use_detector = options.scene_split and self.known is None
+        self.detector = SceneDetector() if use_detector else None
+        self.weights = TileWeights()  # built once per plan on the device, then reused
+        self.net = up.run_network()
+        self.chunker = StreamingChunker(
+            self._run_chunk,
+            chunk=plan.group,
+            overlap=plan.overlap,
+            full_last=up.temporal,
+            out_dtype=torch.float32,
+        )
+        self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def chunks(self, frames: Iterable[np.ndarray]) -> Iterator[Upscaled]:
+        """Every frame of ``frames`` upscaled, a chunk at a time, in order."""
+        for arr in frames:
+            done = self.push(arr)
+            if done is not None:
+                yield done
+        done = self.finish()
+        if done is not None:
+            yield done
+
+    def push(self, arr: np.ndarray) -> Upscaled | None:
+        """The next decoded (H, W, 3) frame; the frames it finished, if any."""
+        if self.known is not None:
+            cut = self.chunker.frames_pushed in self.known
+        else:
+            cut = bool(self.detector.feed(arr)) if self.detector is not None else False
+        if cut:
+            self.stats.cuts.append(self.chunker.frames_pushed)
+        done = self.chunker.push(host_frame(arr), tag=cut, cut=cut and self.up.temporal)
+        return self._collect(done)
+
+    def finish(self) -> Upscaled | None:
+        """End of the file: the remaining frames."""
+        done = self._collect(self.chunker.finish())
+        self.stats.changes = list(self.plan.runner.changes)
+        return done
+
+    def _collect(self, done: list[Finished]) -> Upscaled | None:
+        if not done:
+            return None
+        stats = [self._lr_stats.pop(f.index) for f in done]
+        lr = (torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats]))
+        self.stats.frames += len(done)
+        return Upscaled(torch.stack([f.frame for f in done]), lr, [bool(f.tag) for f in done])
+
+    def _run_chunk(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cancel is not None and self.cancel.is_set():
+            raise Interrupted("cancelled")
+        c = self.chunker.current
+        assert c is not None
+        t0 = time.perf_counter()
+        lr = upload_chunk(x, self.up.device)
+        mean, std = channel_stats(lr)
+        for i in range(len(c)):
+            self._lr_stats[c.start + i] = (mean[i], std[i])
+        y = self.up.upscale_clip(
+            lr,
+            self.plan.runner,
+            self.options.tile_overlap,
+            self.options.pad_mode,
+            self.weights,
+            self.net,
+            self.plan.static,
+        )
+        self.stats.seconds_network += time.perf_counter() - t0
+        self.stats.chunks += 1
+        self.stats.plan = self.plan.runner.plan.describe()
+        self.stats.precision = self.net.precision
+        return y
+
+
+def one_behind(post: Post, copies: Iterable[HostCopy]) -> Iterator[Any]:
+    """The host frames of each chunk's copy (``post.arrays``: what the encoder takes), waited
+    for only once the next chunk is queued on the device (so the copy and the host's encoding
+    overlap its compute)."""
+    pending: HostCopy | None = None
+    for copy in copies:
+        if pending is not None:
+            yield from post.arrays(pending)
+        pending = copy
+    if pending is not None:
+        yield from post.arrays(pending)
