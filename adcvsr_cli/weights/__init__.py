@@ -1,16 +1,9 @@
-"""Weights: the model registry, verified Hub downloads, the adcvsr cache, the native format.
+"""Weights: the registry (registry.py, ``weights.json``), verified Hub files and pins (hub.py),
+``--weights`` to a native file (resolve.py), the native format (native.py) and the one-time
+conversion of the released pickles (convert.py)."""
 
-registry.py reads ``weights.json`` (beside it; the repository's top-level ``weights.json``
-links to it), hub.py talks to the Hub through huggingface_hub, cache.py keeps pins and
-converted files, resolve.py turns ``--weights`` into a verified file, native.py is the
-checkpoint format and convert.py the one-time conversion of the released pickles.
-"""
-
-from __future__ import annotations
-
-from .cache import CACHE_ENV, default_cache_dir
 from .convert import convert_adcsr, map_state, safe_load, sha256_file, write_released_files
-from .hub import HubRef, parse_hub_ref
+from .hub import CACHE_ENV, HubRef, default_cache_dir, parse_hub_ref
 from .native import (
     FORMAT_VERSION,
     NativeHeader,
@@ -48,6 +41,7 @@ __all__ = [
     "REGISTRY_ENV",
     "SCHEMA_VERSION",
     "DownloadResult",
+    "HubRef",
     "ModelEntry",
     "ModelStatus",
     "NativeHeader",
@@ -59,7 +53,6 @@ __all__ = [
     "default_cache_dir",
     "download",
     "expected_shapes",
-    "HubRef",
     "list_models",
     "load_native",
     "load_registry",

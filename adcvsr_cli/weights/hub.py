@@ -1,18 +1,20 @@
-"""The Hugging Face Hub, through huggingface_hub as it is meant to be used.
+"""Verified Hub files through huggingface_hub, and the pins that make reruns request nothing.
 
-Files are fetched with ``hf_hub_download`` at a commit, so a cached file costs no request;
-``--offline`` is ``local_files_only``; the Hub cache is the library's (``HF_HUB_CACHE`` /
-``HF_HOME``) unless a cache folder is given; progress comes through its ``tqdm_class`` hook;
-its log records stay its own. What the library does not give, we add: the commit a branch
-points to and the SHA-256 the Hub declares for each file, read with one ``model_info`` call
-when a file's hash is not known yet, and one clear :class:`WeightsError` for each failure.
+``hf_hub_download`` at a commit returns a cached file without a request; ``--offline`` is its
+``local_files_only``, ``--force`` its ``force_download``, ``--cache-dir DIR`` puts its cache in
+``DIR/hub``. What the library lacks is added here: the SHA-256 check (from the registry, else
+the pin, else the Hub's LFS metadata), a branch pinned on first use (``pins/*.json`` in the
+adcvsr cache: the commit and each file's hash), and one clear WeightsError per failure.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import io
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,20 +23,24 @@ from urllib.parse import quote
 from tqdm.std import tqdm
 
 from ..errors import WeightsError
-from .registry import COMMIT_RE, HUB_PREFIX, REPO_ID_RE
+from .convert import sha256_file
+from .registry import COMMIT_RE, HUB_PREFIX, REPO_ID_RE, SHA256_RE, SourceFile
 
-Event = dict[str, Any]
-OnEvent = Callable[[Event], None]
-
+OnEvent = Callable[[dict[str, Any]], None]
+CACHE_ENV = "ADCVSR_CACHE"
 _SPECIAL_REF = ("refs/pr/", "refs/convert/")
 
 
-# ----------------------------------------------------------------------------- references
+def default_cache_dir() -> Path:
+    """``$ADCVSR_CACHE``, else ``$XDG_CACHE_HOME/adcvsr``, else ``~/.cache/adcvsr``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adcvsr"
 
 
 @dataclass(frozen=True)
 class HubRef:
-    """A parsed ``hf://owner/repo@revision/path/in/repo`` reference."""
+    """A parsed ``hf://owner/repo@revision/path/in/repo``."""
 
     repo_id: str
     path: str
@@ -43,190 +49,277 @@ class HubRef:
     legacy: bool = False  # written as hf://owner/repo/path@revision
 
     def __str__(self) -> str:
-        rev = (
-            self.revision
-            if self.revision.startswith(_SPECIAL_REF)
-            else quote(self.revision, safe="")
-        )
-        return f"{HUB_PREFIX}{self.repo_id}@{rev}/{self.path}"
+        special = self.revision.startswith(_SPECIAL_REF)
+        return f"{HUB_PREFIX}{self.repo_id}@{self.revision if special else quote(self.revision, safe='')}/{self.path}"
 
 
 def parse_hub_ref(ref: str) -> HubRef:
-    """Parse the Hub's ``hf://owner/repo[@revision]/path`` (revision ``main`` when left out).
+    """The Hub's ``hf://owner/repo[@revision]/path`` (huggingface_hub's parser; ``main`` if left out).
 
-    The older ``hf://owner/repo/path@revision`` still works where it cannot mean anything else
-    (a file name with an extension before the ``@``, no ``/`` after it but in ``refs/pr/N``);
-    elsewhere the error spells both readings in the Hub's form.
+    The old ``hf://owner/repo/path@revision`` works where it cannot mean anything else (a file
+    name with an extension before the ``@``, no ``/`` after it but in ``refs/pr/N``); elsewhere
+    the error spells both readings in the Hub's form.
     """
     from huggingface_hub import parse_hf_uri
     from huggingface_hub.errors import HfUriError
 
-    form = f"{HUB_PREFIX}owner/repo@revision/path/to/file.safetensors"
+    form = f"(expected {HUB_PREFIX}owner/repo@revision/path/to/file.safetensors)"
     try:
         uri = parse_hf_uri(ref) if ref.startswith(HUB_PREFIX) else None
     except HfUriError as e:
-        raise WeightsError(f"{ref!r}: {e.msg if hasattr(e, 'msg') else e} (expected {form})") from e
+        raise WeightsError(f"{ref!r}: {e} {form}") from e
     if uri is None or uri.type != "model":
-        raise WeightsError(f"{ref!r} is not a Hub model reference (expected {form})")
+        raise WeightsError(f"{ref!r} is not a Hub model reference {form}")
     path, revision, legacy = uri.path_in_repo, uri.revision, False
     if revision is None and "@" in path:
         old_path, _, old_rev = path.rpartition("@")
         if not old_rev:
-            raise WeightsError(f"{ref!r}: empty revision after '@' (expected {form})")
+            raise WeightsError(f"{ref!r}: empty revision after '@' {form}")
         if "." in old_path.rsplit("/", 1)[-1] and (
             "/" not in old_rev or old_rev.startswith(_SPECIAL_REF)
         ):
             path, revision, legacy = old_path, old_rev, True
         else:
             raise WeightsError(
-                f"{ref!r} is ambiguous: for the file {path!r} write {HUB_PREFIX}{uri.id}@main/{path}; "
-                f"for the file {old_path!r} at revision {old_rev!r} write "
-                f"{HUB_PREFIX}{uri.id}@{quote(old_rev, safe='')}/{old_path}"
+                f"{ref!r} is ambiguous: for the file {path!r} write {HUB_PREFIX}{uri.id}@main/{path}; for "
+                f"the file {old_path!r} at revision {old_rev!r} write {HUB_PREFIX}{uri.id}@{quote(old_rev, safe='')}/{old_path}"
             )
     if not REPO_ID_RE.match(uri.id):
-        raise WeightsError(f"{ref!r}: {uri.id!r} is not a valid repo id")
-    if not path or path.endswith("/") or any(p in ("", ".", "..") for p in path.split("/")):
-        raise WeightsError(
-            f"{ref!r}: {path!r} is not a file path inside the repo (expected {form})"
-        )
-    return HubRef(
-        uri.id, path, revision or "main", pinned_by_user=revision is not None, legacy=legacy
-    )
-
-
-# ----------------------------------------------------------------------------- calls
+        raise WeightsError(f"{ref!r}: {uri.id!r} is not a valid repo id {form}")
+    if not path or any(p in ("", ".", "..") for p in path.split("/")):
+        raise WeightsError(f"{ref!r}: {path!r} is not a file path inside the repo {form}")
+    return HubRef(uri.id, path, revision or "main", revision is not None, legacy)
 
 
 @dataclass(frozen=True)
 class Hub:
-    """Where and how to reach the Hub for one resolution."""
+    """The caches and the network rules of one resolution."""
 
-    cache_dir: Path | None  # None: the library's HF_HUB_CACHE
+    root: Path  # the adcvsr cache: pins and converted files
+    hub_cache: Path | None  # None: the library's HF_HUB_CACHE
     offline: bool
+    force: bool
     on_event: OnEvent | None
 
-    @property
-    def endpoint(self) -> str | None:
-        # Read when called (the library reads HF_ENDPOINT once, at import).
-        return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None
-
-    @property
-    def cache_text(self) -> str:
+    @staticmethod
+    def open(cache_dir, offline, on_event, force=False) -> Hub:
         from huggingface_hub import constants
 
-        return str(self.cache_dir or constants.HF_HUB_CACHE)
+        root = Path(cache_dir).expanduser() if cache_dir is not None else None
+        offline = bool(offline) or constants.is_offline_mode()
+        return Hub(root or default_cache_dir(), root and root / "hub", offline, force, on_event)
 
-    def emit(self, event: Event) -> None:
+    def emit(self, **event: Any) -> None:
         if self.on_event is not None:
             self.on_event(event)
 
+    def ways_out(self, model: str | None) -> str:
+        """How to run without the network, naming the caches that have to travel."""
+        from huggingface_hub import constants
 
-def cached_path(hub: Hub, repo_id: str, commit: str, path: str) -> Path | None:
-    """``path`` at ``commit`` in the Hub cache, if there (the library's lookup: no request)."""
-    from huggingface_hub import try_to_load_from_cache
+        caches = (
+            self.hub_cache.parent if self.hub_cache else f"{self.root} and {constants.HF_HUB_CACHE}"
+        )
+        run = f"`adcvsr download {model}`" if model else "the same command"
+        return f"run {run} on a connected machine and copy {caches} over, or pass --weights PATH to a local .safetensors file"
 
-    found = try_to_load_from_cache(repo_id, path, cache_dir=hub.cache_dir, revision=commit)
-    return Path(found) if isinstance(found, str) else None
+    def cached(self, repo_id: str, commit: str | None, path: str) -> Path | None:
+        """``path`` at ``commit`` in the Hub cache, if it is there (no request)."""
+        from huggingface_hub import try_to_load_from_cache
+
+        if commit is None:
+            return None
+        found = try_to_load_from_cache(repo_id, path, cache_dir=self.hub_cache, revision=commit)
+        return Path(found) if isinstance(found, str) else None
 
 
-def download(
-    hub: Hub, repo_id: str, commit: str, path: str, model: str | None, *, force: bool
-) -> Path:
-    """``path`` at ``commit``: from the cache without a request, else downloaded into it."""
+@dataclass(frozen=True)
+class Fetched:
+    commit: str
+    files: dict[str, tuple[Path, str]]  # path in the repo -> (local file, its sha256)
+    from_cache: bool  # nothing was downloaded
+
+
+def pin_file(hub: Hub, repo_id: str, revision: str) -> Path:
+    return hub.root / "pins" / f"{repo_id.replace('/', '--')}@{quote(revision, safe='')}.json"
+
+
+def read_pin(hub: Hub, repo_id: str, revision: str) -> dict[str, Any] | None:
+    """``{"commit", "pinned_at", "files": {path: sha256}}`` recorded for ``repo_id@revision``."""
+    try:
+        pin = json.loads(pin_file(hub, repo_id, revision).read_text(encoding="utf-8"))
+        ok = COMMIT_RE.match(pin["commit"]) and all(map(SHA256_RE.match, pin["files"].values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None  # unreadable: as if never pinned
+    return pin if ok and (pin["repo_id"], pin["revision"]) == (repo_id, revision) else None
+
+
+def known(hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile]):
+    """The commit (or None) and {path: (sha256, from where)} known without a request."""
+    pin = None if hub.force else read_pin(hub, repo_id, revision)
+    expect = {f.path: (f.sha256, "the registry") for f in files if f.sha256}
+    if pin is not None:
+        why = f"the pin made at the first download on {pin['pinned_at']} (record {pin_file(hub, repo_id, revision)})"
+        expect = {p: (h, why) for p, h in pin["files"].items()} | expect
+    commit = revision if COMMIT_RE.match(revision) else pin and pin["commit"]
+    return commit, expect, "registry" if commit == revision else "first use" if commit else None
+
+
+def fetch(
+    hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile], model: str | None
+) -> Fetched:
+    """Every file verified at one commit; a branch (or a file without a hash) is pinned now."""
+    commit, expect, _ = known(hub, repo_id, revision, files)
+    paths = [f.path for f in files]
+    if hub.offline and (missing := [p for p in paths if hub.cached(repo_id, commit, p) is None]):
+        who = f"model {model!r}" if model else f"{HUB_PREFIX}{repo_id}@{revision}/{paths[0]}"
+        raise WeightsError(
+            f"{who} is not in the cache: missing {' and '.join(missing)} from {repo_id}@{commit or revision}, "
+            f"and offline mode is on (--offline or HF_HUB_OFFLINE=1). Either {hub.ways_out(model)}."
+        )
+    if commit is None or (not hub.offline and any(p not in expect for p in paths)):
+        new, lfs = _declared(hub, repo_id, commit or revision, model)
+        if commit is None:
+            old = read_pin(hub, repo_id, revision)
+            moved = f" (it was {old['commit']})" if old and old["commit"] != new else ""
+            msg = f"{repo_id}@{revision} is not pinned to a commit: pinning it to {new}{moved} on first use"
+            hub.emit(type="notice", model=model, message=f"{msg}, with the sha256 of each file")
+        commit, expect = new, {p: (h, "the Hub's LFS metadata") for p, h in lfs.items()} | expect
+    got = {p: _fetch_one(hub, repo_id, commit, p, expect.get(p, (None, "")), model) for p in paths}
+    if not (COMMIT_RE.match(revision) and all(f.sha256 for f in files)):
+        _write_pin(hub, repo_id, revision, commit, {p: sha for p, (_, sha, _) in got.items()})
+    files_ = {p: (local, sha) for p, (local, sha, _) in got.items()}
+    return Fetched(commit, files_, all(hit for *_, hit in got.values()))
+
+
+def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[str, str]) -> None:
+    from .native import atomic_write
+
+    old = read_pin(hub, repo_id, revision)
+    if old is not None and old["commit"] == commit and old["files"] | files == old["files"]:
+        return
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    same = old is not None and old["commit"] == commit
+    rec = {
+        "repo_id": repo_id,
+        "revision": revision,
+        "commit": commit,
+        "pinned_at": old["pinned_at"] if same else now,
+        "files": (old["files"] if same else {}) | files,
+    }
+    text = json.dumps(rec, indent=2, sort_keys=True) + "\n"
+    with contextlib.suppress(OSError):  # a read-only cache still works, it just cannot remember
+        atomic_write(
+            pin_file(hub, repo_id, revision), lambda t: t.write_text(text, encoding="utf-8")
+        )
+
+
+def _fetch_one(
+    hub: Hub, repo_id: str, commit: str, path: str, expect, model
+) -> tuple[Path, str, bool]:
+    """(local file, sha256, came from the cache): a bad copy is fetched once more, then refused."""
+    want, why = expect
+    label, what = {"model": model, "file": path}, f"{path} from {repo_id}@{commit}"
+    cached = not hub.force and hub.cached(repo_id, commit, path) is not None
+    force, local, sha = hub.force, Path(), ""
+    for attempt in (1, 2):
+        local = _download(hub, repo_id, commit, path, model, force=force)
+        sha, fresh = sha256_file(local), force or not cached
+        if want in (None, sha):
+            if fresh:
+                hub.emit(type="download", stage="done", **label, path=str(local))
+                hub.emit(type="verify", stage="done", **label, sha256=sha)
+            else:
+                hub.emit(type="cache", status="hit", **label, path=str(local))
+            return local, sha, not fresh
+        bad = {"expected": want, "actual": sha, "path": str(local)}
+        if fresh:
+            hub.emit(type="verify", stage="mismatch", **label, attempt=attempt, **bad)
+        else:
+            hub.emit(type="cache", status="corrupt", **label, **bad)
+        if hub.offline:
+            raise WeightsError(
+                f"the cached {what} is corrupt (sha256 {sha}, expected {want} from {why}); offline "
+                f"mode is on, so it cannot be fetched again: {hub.ways_out(model)}"
+            )
+        force = True
+    _evict(hub, local)
+    raise WeightsError(
+        f"{what} failed verification twice: expected sha256 {want} (from {why}), got {sha}. "
+        "The bad download was deleted."
+    )
+
+
+def _download(hub: Hub, repo_id: str, commit: str, path: str, model, *, force: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
-    label = {"model": model, "file": path}
     try:
-        local = hf_hub_download(
-            repo_id,
-            path,
-            revision=commit,
-            cache_dir=hub.cache_dir,
-            endpoint=hub.endpoint,
-            local_files_only=hub.offline,
-            force_download=force,
-            tqdm_class=progress_class(hub.emit, label),
+        return Path(
+            hf_hub_download(
+                repo_id,
+                path,
+                revision=commit,
+                cache_dir=hub.hub_cache,
+                endpoint=_endpoint(),
+                local_files_only=hub.offline,
+                force_download=force,
+                tqdm_class=_progress(hub, {"model": model, "file": path}),
+            )
         )
     except _errors() as e:
-        raise hub_error(e, hub, repo_id, commit, path, model) from e
-    return Path(local)
+        raise _hub_error(e, hub, repo_id, commit, path, model) from e
 
 
-def declared(
-    hub: Hub, repo_id: str, revision: str, model: str | None
-) -> tuple[str, dict[str, str]]:
-    """The commit ``revision`` points to now, and the SHA-256 the Hub declares per LFS file."""
-    from huggingface_hub import HfApi
+def _declared(hub: Hub, repo_id: str, revision: str, model) -> tuple[str, dict[str, str]]:
+    """The commit ``revision`` points to and the SHA-256 the Hub declares per LFS file."""
+    from huggingface_hub import HfApi, constants
 
-    try:
-        info = HfApi(endpoint=hub.endpoint).model_info(
-            repo_id, revision=revision, files_metadata=True
+    try:  # the library sets no timeout here: give it the one it uses for metadata
+        info = HfApi(endpoint=_endpoint()).model_info(
+            repo_id, revision=revision, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT
         )
     except _errors() as e:
-        raise hub_error(e, hub, repo_id, revision, "(the repository's file list)", model) from e
+        raise _hub_error(e, hub, repo_id, revision, "(the repository's file list)", model) from e
     if not info.sha or not COMMIT_RE.match(info.sha):
         raise WeightsError(
-            f"{hub.endpoint or 'the Hub'} gave no commit for {repo_id}@{revision}: "
-            "it does not answer like a Hugging Face Hub (check HF_ENDPOINT)"
+            f"{_endpoint() or 'the Hub'} gave no commit for {repo_id}@{revision}: it does not "
+            "answer like a Hugging Face Hub (check HF_ENDPOINT)"
         )
-    hashes = {s.rfilename: s.lfs.sha256 for s in info.siblings or () if s.lfs is not None}
-    return info.sha, hashes
+    return info.sha, {s.rfilename: s.lfs.sha256 for s in info.siblings or () if s.lfs}
 
 
-def evict(hub: Hub, local: Path) -> None:
-    """Delete a downloaded file from the Hub cache (its snapshot entry and its blob)."""
+def _evict(hub: Hub, local: Path) -> None:
+    """Delete a downloaded file (its snapshot entry and its blob) through the library's scan."""
     from huggingface_hub import scan_cache_dir
 
-    for repo in scan_cache_dir(hub.cache_dir).repos:
-        for rev in repo.revisions:
-            for f in rev.files:
-                if Path(f.file_path) == local:
-                    for p in (f.blob_path, f.file_path):
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(p)
+    for repo in scan_cache_dir(hub.hub_cache).repos:
+        for f in (f for rev in repo.revisions for f in rev.files if Path(f.file_path) == local):
+            for p in (f.blob_path, f.file_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(p)
 
 
-def progress_class(emit: OnEvent, label: dict[str, Any]) -> type[tqdm]:
-    """A tqdm for ``hf_hub_download``'s hook that draws nothing and reports bytes as events."""
+def _progress(hub: Hub, label: dict[str, Any]) -> type[tqdm]:
+    """A tqdm for the library's ``tqdm_class`` hook: draws nothing, reports bytes as events."""
 
-    class _EventBar(tqdm):
+    class EventBar(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **{**kwargs, "file": _Discard(), "leave": False})
-            emit(
-                {
-                    "type": "download",
-                    "stage": "start",
-                    **label,
-                    "bytes": self.n,
-                    "total": self.total,
-                }
-            )
+            super().__init__(*args, **{**kwargs, "file": io.StringIO(), "leave": False})
+            hub.emit(type="download", stage="start", **label, bytes=self.n, total=self.total)
 
         def update(self, n: float | None = 1) -> bool | None:
             shown = super().update(n)
-            emit(
-                {
-                    "type": "download",
-                    "stage": "progress",
-                    **label,
-                    "bytes": self.n,
-                    "total": self.total,
-                }
-            )
+            hub.emit(type="download", stage="progress", **label, bytes=self.n, total=self.total)
             return shown
 
-    return _EventBar
-
-
-class _Discard:
-    def write(self, s: str) -> int:
-        return len(s)
-
-    def flush(self) -> None:
-        pass
+    return EventBar
 
 
 # ----------------------------------------------------------------------------- errors
+
+
+def _endpoint() -> str | None:
+    return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None  # read now, not at import
 
 
 def _errors() -> tuple[type[BaseException], ...]:
@@ -235,75 +328,46 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, httpx2.HTTPError, httpx2.InvalidURL)
 
 
-def ways_out(hub: Hub, model: str | None, cache: str) -> str:
-    """The two ways to run without the network, naming the cache that has to travel."""
-    run = f"`adcvsr download {model}`" if model else "the same command"
-    return f"run {run} on a connected machine and copy {cache} over, or pass --weights PATH to a local .safetensors file"
-
-
-def _cause(e: BaseException) -> BaseException:
-    """The error behind the library's wrappers ("not in the cache", "force download failed")."""
-    from huggingface_hub import errors as hfe
-
-    while isinstance(e, (hfe.LocalEntryNotFoundError, ValueError)) and e.__cause__ is not None:
-        e = e.__cause__
-    return e
-
-
-def hub_error(
-    e: BaseException, hub: Hub, repo_id: str, revision: str, path: str, model: str | None
+def _hub_error(
+    e: BaseException, hub: Hub, repo_id: str, revision: str, path: str, model
 ) -> WeightsError:
     """One clear WeightsError for a huggingface_hub / httpx2 / OS error."""
     import httpx2
     from huggingface_hub import errors as hfe
 
-    what, endpoint = f"{path} from {repo_id}@{revision}", hub.endpoint or "https://huggingface.co"
-    out = ways_out(hub, model, f"the Hugging Face cache ({hub.cache_text})")
-    cause = _cause(e)
-    if isinstance(cause, hfe.OfflineModeIsEnabled) or (
-        hub.offline and isinstance(e, hfe.LocalEntryNotFoundError)
-    ):
-        return WeightsError(f"{what} is not in the cache and offline mode is on: {out}")
-    if isinstance(cause, httpx2.TimeoutException):
+    while isinstance(e, (hfe.LocalEntryNotFoundError, ValueError)) and e.__cause__ is not None:
+        e = e.__cause__  # behind the library's "not in the cache" and "force download failed"
+    what, host = f"{path} from {repo_id}@{revision}", _endpoint() or "https://huggingface.co"
+    if isinstance(e, httpx2.TimeoutException):
         return WeightsError(
-            f"the Hugging Face Hub at {endpoint} did not answer in time (HF_HUB_ETAG_TIMEOUT) while "
-            f"fetching {what}: the network looks down or very slow. Retry later, or work offline: {out}"
+            f"the Hugging Face Hub at {host} did not answer in time (HF_HUB_ETAG_TIMEOUT, "
+            f"HF_HUB_DOWNLOAD_TIMEOUT) while fetching {what}: the network looks down or very slow. "
+            f"Retry later, or work offline: {hub.ways_out(model)}"
         )
-    if isinstance(
-        cause, (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol, ConnectionError)
-    ):
+    if isinstance(e, (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol)):
         return WeightsError(
-            f"cannot reach the Hugging Face Hub at {endpoint} to fetch {what}: the network is down or "
-            f"the endpoint is wrong ({str(cause).strip() or type(cause).__name__}). Check the "
-            f"connection (and HF_ENDPOINT), or work offline: {out}"
+            f"cannot reach the Hugging Face Hub at {host} to fetch {what}: the network is down or "
+            f"the endpoint is wrong ({str(e).strip() or type(e).__name__}). Check the connection "
+            f"(and HF_ENDPOINT), or work offline: {hub.ways_out(model)}"
         )
-    if isinstance(cause, hfe.GatedRepoError):
+    if isinstance(e, hfe.GatedRepoError):
         return WeightsError(
             f"{repo_id} is gated: accept its terms on the Hub and set HF_TOKEN, then retry ({what})"
         )
-    if isinstance(cause, hfe.RepositoryNotFoundError):
+    if isinstance(e, hfe.RepositoryNotFoundError):
         return WeightsError(
-            f"repository {repo_id} was not found on {endpoint} (or it is private: set HF_TOKEN) while fetching {what}"
+            f"repository {repo_id} was not found on {host} (or it is private: set HF_TOKEN) while fetching {what}"
         )
-    if isinstance(cause, hfe.RevisionNotFoundError):
+    if isinstance(e, hfe.RevisionNotFoundError):
         return WeightsError(f"revision {revision!r} does not exist in {repo_id} (fetching {path})")
-    if isinstance(cause, hfe.RemoteEntryNotFoundError):
+    if isinstance(e, hfe.RemoteEntryNotFoundError):
         return WeightsError(f"file {path} does not exist in {repo_id} at revision {revision}")
-    if isinstance(cause, hfe.HfHubHTTPError):
-        status = cause.response.status_code if cause.response is not None else 0
+    if isinstance(e, hfe.HfHubHTTPError):
+        status = e.response.status_code if e.response is not None else 0
+        kind = "a server error; retry later" if status >= 500 else "refused"
         kind = (
-            "a server error; retry later"
-            if status >= 500
-            else "access refused: private or gated repo? set HF_TOKEN"
-            if status in (401, 403)
-            else "refused"
+            "access refused: private or gated repo? set HF_TOKEN" if status in (401, 403) else kind
         )
-        return WeightsError(
-            f"the Hub at {endpoint} answered HTTP {status or '?'} for {what} ({kind})"
-        )
-    if isinstance(cause, hfe.FileMetadataError):
-        return WeightsError(
-            f"{endpoint} does not answer like a Hugging Face Hub for {what} (check HF_ENDPOINT): {cause}"
-        )
-    detail = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-    return WeightsError(f"download of {what} from {endpoint} failed: {detail}")
+        return WeightsError(f"the Hub at {host} answered HTTP {status or '?'} for {what} ({kind})")
+    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return WeightsError(f"download of {what} from {host} failed: {detail}")

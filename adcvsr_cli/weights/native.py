@@ -1,15 +1,9 @@
 """The native checkpoint format: one ``.safetensors`` file whose metadata carries the dims.
 
-Metadata keys (all strings, as safetensors requires):
-  ``format``          ``adcvsr-native``
-  ``format_version``  :data:`FORMAT_VERSION`
-  ``dims``            the JSON form of :class:`~adcvsr_cli.model.AdcVSRDims`
-  ``source``          where the tensors came from (e.g. the sha256 of the converted pickles)
-plus free-form extra keys given to :func:`save_native`.
-
-Loading is strict: the file's tensor names and shapes must be exactly those of the network its
-dims describe. The network is built on the ``meta`` device and the tensors are assigned, so no
-memory is spent on a throw-away random initialisation.
+Metadata (strings): ``format`` = ``adcvsr-native``, ``format_version``, ``dims`` (the JSON of
+:class:`~adcvsr_cli.model.AdcVSRDims`), ``source`` (provenance), plus free-form extra keys.
+Loading is strict (exactly the names and shapes the dims give) and assigns the tensors to a
+network built on ``meta``, so no memory goes to a throw-away random initialisation.
 """
 
 from __future__ import annotations
@@ -131,30 +125,25 @@ def read_native_header(path: str | os.PathLike) -> NativeHeader:
         dims = AdcVSRDims.from_json(meta["dims"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid dims in metadata ({e})") from e
-    return NativeHeader(
-        dims=dims,
-        format_version=version,
-        source=meta.get("source", ""),
-        metadata={
-            k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")
-        },
-        shapes=shapes,
-    )
+    extra = {
+        k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")
+    }
+    return NativeHeader(dims, version, meta.get("source", ""), extra, shapes)
 
 
 def _check_names_and_shapes(
     shapes: Mapping[str, tuple[int, ...]], dims: AdcVSRDims, where: str
 ) -> None:
-    expected = expected_shapes(dims)
-    missing = [k for k in expected if k not in shapes]
-    unexpected = [k for k in shapes if k not in expected]
-    wrong = [
-        f"{k} {shapes[k]} != {expected[k]}"
-        for k in expected
-        if k in shapes and shapes[k] != expected[k]
-    ]
+    want = expected_shapes(dims)
     problems = []
-    for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
+    for label, items in (
+        ("missing", [k for k in want if k not in shapes]),
+        ("unexpected", [k for k in shapes if k not in want]),
+        (
+            "wrong shape",
+            [f"{k} {v} != {want[k]}" for k, v in shapes.items() if want.get(k, v) != v],
+        ),
+    ):
         if items:
             more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
             problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")

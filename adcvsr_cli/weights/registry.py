@@ -1,9 +1,7 @@
-"""The model registry: ``weights.json`` read into frozen dataclasses.
+"""The model registry: ``weights.json`` read into frozen dataclasses, which are its schema.
 
-The dataclasses below are the schema. :func:`load_registry` checks each JSON object against the
-fields of its dataclass (unknown, missing and wrongly typed fields), then the few rules that
-relate fields to each other; every error names the file, the entry and the field at fault.
-Keys starting with ``$`` are comments.
+Each JSON object is checked against its dataclass's fields and type hints, then a few rules
+relate fields; every error names the file, the entry and the field. ``$`` keys are comments.
 """
 
 from __future__ import annotations
@@ -17,6 +15,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,8 +24,8 @@ from ..model import AdcVSRDims
 
 SCHEMA_VERSION = 1
 ARCHITECTURES = ("adcsr", "adcvsr")
-# The roles each source format needs: the released AdcSR pair of pickles (converted once into a
-# native file), or one adcvsr .safetensors file.
+# The files each format needs, by role: the released AdcSR pickles (converted once), or one
+# native .safetensors file.
 FORMATS = {"adcsr-pickle": ("net_params", "half_decoder"), "native": ("weights",)}
 DEFAULT_MODEL = "adcsr-x4"
 REGISTRY_ENV = "ADCVSR_REGISTRY"
@@ -247,21 +246,14 @@ def _entry(r: _Reader, obj: Any, where: str) -> ModelEntry:
     return ModelEntry(**raw)
 
 
-def _packaged_registry() -> Path:
-    from importlib import resources
-
-    return Path(str(resources.files(__package__).joinpath("weights.json")))
-
-
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
-    """Read and validate a registry file: ``path``, else ``$ADCVSR_REGISTRY``, else the shipped one.
+    """Read and check ``path``, else ``$ADCVSR_REGISTRY``, else the shipped ``weights.json``.
 
-    The file is ``{"schema_version": 1, "default": NAME, "models": [ENTRY, ...]}``, an ENTRY
-    holding the fields of :class:`ModelEntry` (``dims`` as ``AdcVSRDims.to_json`` writes them,
-    ``source`` the fields of :class:`WeightSource`, each of its ``files`` those of
-    :class:`SourceFile`). A missing or malformed file raises WeightsError naming the field.
+    ``{"schema_version": 1, "default": NAME, "models": [ModelEntry fields, ...]}``; a missing or
+    malformed file raises WeightsError naming the field.
     """
-    origin = Path(path or os.environ.get(REGISTRY_ENV) or _packaged_registry())
+    shipped = resources.files(__package__).joinpath("weights.json")
+    origin = Path(path or os.environ.get(REGISTRY_ENV) or str(shipped))
     try:
         data = json.loads(origin.read_text(encoding="utf-8"))
     except OSError as e:
