@@ -230,6 +230,36 @@ def test_truncated_or_garbage_files_are_clear_errors(tmp_path, cut):
         safe_load(tmp_path / "text.pkl")
 
 
+def test_every_damaged_checkpoint_is_a_conversion_error(tmp_path):
+    """Cut-off and overwritten files, zip and legacy: safe_load reads them or raises
+    ConversionError naming the file, never another exception (its except lists torch's)."""
+    import random
+    import warnings
+
+    _, net, dec = _tiny_released(tmp_path)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.arange(6.0)}, legacy, _use_new_zipfile_serialization=False)
+    rng, bad = random.Random(0), tmp_path / "bad.pkl"
+    refused = 0
+    for src in (net, dec, legacy):
+        data = src.read_bytes()
+        damaged = [data[: rng.randrange(1, len(data))] for _ in range(40)]
+        for _ in range(40):
+            b, i, n = bytearray(data), rng.randrange(4, len(data)), rng.choice((1, 8, 64))
+            b[i : i + n] = rng.randbytes(n)
+            damaged.append(bytes(b))
+        for blob in damaged:
+            bad.write_bytes(blob)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch warns about odd pickle protocols
+                try:
+                    safe_load(bad)
+                except ConversionError as e:
+                    assert "bad.pkl" in str(e)
+                    refused += 1
+    assert refused > 150  # most damage is caught (some only hits tensor bytes)
+
+
 def test_missing_input_file(tmp_path):
     with pytest.raises(ConversionError, match="no such file"):
         convert_adcsr(tmp_path / "a.pkl", tmp_path / "b.ckpt", tmp_path / "o.safetensors")

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from ..errors import WeightsError
 from ..model import AdcVSRDims
@@ -94,10 +94,6 @@ class Registry:
     default: str
     models: Mapping[str, ModelEntry]
 
-    @property
-    def names(self) -> list[str]:
-        return list(self.models)
-
     def get(self, name: str) -> ModelEntry:
         """The entry called ``name``; an unknown name raises WeightsError listing the valid ones."""
         if name in self.models:
@@ -105,7 +101,7 @@ class Registry:
         valid = ", ".join(
             n if e.available else f"{n} (not yet released)" for n, e in self.models.items()
         )
-        close = difflib.get_close_matches(name, self.names, n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name, list(self.models), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise WeightsError(
             f"unknown model {name!r}.{hint} Valid names: {valid}. Or give a local .safetensors "
@@ -120,130 +116,134 @@ class _RegistryFile:
     models: tuple[Any, ...]
 
 
-# ----------------------------------------------------------------------------- reading
-
-
 class _Reader:
-    """Checks JSON objects against dataclasses; ``fail`` names the file, entry and field."""
+    """Checks JSON objects against dataclasses; a failure names the file, entry and field."""
 
     def __init__(self, origin: Path) -> None:
         self.origin = origin
 
-    def fail(self, where: str, msg: str) -> NoReturn:
-        raise WeightsError(f"registry {self.origin}: {where}: {msg}")
+    def check(self, ok: object, where: str, msg: str) -> None:
+        if not ok:
+            raise WeightsError(f"registry {self.origin}: {where}: {msg}")
 
     def fields(self, cls: type, obj: Any, where: str) -> dict[str, Any]:
-        """``obj``'s values for ``cls``'s fields (defaults filled in), typed as the hints say."""
-        if not isinstance(obj, dict):
-            self.fail(where, f"expected a JSON object, got {json.dumps(obj)[:60]}")
-        hints = typing.get_type_hints(cls)
+        """``obj``'s values for ``cls``'s fields, each of the JSON type its hint names."""
+        self.check(
+            isinstance(obj, dict), where, f"expected a JSON object, got {json.dumps(obj)[:60]}"
+        )
         allowed = [f.name for f in dataclasses.fields(cls)]
         for key in obj:
-            if key not in allowed and not key.startswith("$"):
-                self.fail(f"{where}.{key}", f"unknown field (allowed: {', '.join(allowed)})")
-        out: dict[str, Any] = {}
+            self.check(
+                key in allowed or key.startswith("$"),
+                f"{where}.{key}",
+                f"unknown field (allowed: {', '.join(allowed)})",
+            )
+        out, hints = {}, typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if f.name not in obj:
-                if f.default is dataclasses.MISSING:
-                    self.fail(f"{where}.{f.name}", "missing (required)")
+            w, v, required = f"{where}.{f.name}", obj.get(f.name), f.default is dataclasses.MISSING
+            self.check(f.name in obj or not required, w, "missing (required)")
+            hint, args = hints[f.name], typing.get_args(hints[f.name])
+            if f.name not in obj or (v is None and type(None) in args):
                 continue
-            out[f.name] = v = self._typed(obj[f.name], hints[f.name], f"{where}.{f.name}")
-            if f.default is dataclasses.MISSING and isinstance(v, str) and not v.strip():
-                self.fail(f"{where}.{f.name}", "must not be empty")
+            if typing.get_origin(hint) in (typing.Union, types.UnionType):
+                hint = next(a for a in args if a is not type(None))
+            want = {str: str, int: int, bool: bool}.get(
+                hint, list if typing.get_origin(hint) is tuple else dict
+            )
+            name = {str: "a string", int: "an integer", bool: "true or false", list: "a JSON list"}
+            # bool is an int in Python: refuse it where a number is meant.
+            ok = isinstance(v, want) and (want is bool or not isinstance(v, bool))
+            self.check(
+                ok, w, f"expected {name.get(want, 'a JSON object')}, got {json.dumps(v)[:60]}"
+            )
+            self.check(not required or not isinstance(v, str) or v.strip(), w, "must not be empty")
+            out[f.name] = v
         return out
 
-    def _typed(self, value: Any, hint: Any, where: str) -> Any:
-        args = typing.get_args(hint)
-        if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
-            if value is None:
-                return None
-            hint = next(a for a in args if a is not type(None))
-        json_type = {str: str, int: int, bool: bool}.get(typing.get_origin(hint) or hint)
-        json_type = json_type or (list if typing.get_origin(hint) is tuple else dict)
-        what = {str: "a string", int: "an integer", bool: "true or false", list: "a JSON list"}
-        # bool is an int in Python: refuse it where a number is meant.
-        if not isinstance(value, json_type) or (isinstance(value, bool) and json_type is not bool):
-            self.fail(
-                where,
-                f"expected {what.get(json_type, 'a JSON object')}, got {json.dumps(value)[:60]}",
-            )
-        return value
-
     def one_of(self, where: str, value: str, allowed: Any) -> None:
-        if value not in allowed:
-            self.fail(where, f"{value!r} is not one of {', '.join(allowed)}")
+        self.check(value in allowed, where, f"{value!r} is not one of {', '.join(allowed)}")
 
 
-def _file(r: _Reader, obj: Any, where: str) -> SourceFile:
-    f = SourceFile(**r.fields(SourceFile, obj, where))
-    if (
-        f.path.startswith("/")
-        or "\\" in f.path
-        or any(p in ("", ".", "..") for p in f.path.split("/"))
-    ):
-        r.fail(f"{where}.path", f"must be a relative path inside the repo, got {f.path!r}")
-    if f.sha256 is not None and not SHA256_RE.match(f.sha256):
-        r.fail(f"{where}.sha256", f"expected 64 lowercase hex digits or null, got {f.sha256!r}")
-    if f.size is not None and f.size <= 0:
-        r.fail(f"{where}.size", f"must be a positive integer, got {f.size}")
+def _file(r: _Reader, obj: Any, w: str) -> SourceFile:
+    f = SourceFile(**r.fields(SourceFile, obj, w))
+    bad = f.path.startswith("/") or "\\" in f.path or {"", ".", ".."} & set(f.path.split("/"))
+    r.check(not bad, f"{w}.path", f"must be a relative path inside the repo, got {f.path!r}")
+    r.check(
+        f.sha256 is None or SHA256_RE.match(f.sha256),
+        f"{w}.sha256",
+        f"expected 64 lowercase hex digits or null, got {f.sha256!r}",
+    )
+    r.check(f.size is None or f.size > 0, f"{w}.size", f"must be a positive integer, got {f.size}")
     return f
 
 
-def _source(r: _Reader, obj: Any, where: str, entry: dict[str, Any]) -> WeightSource:
-    raw = r.fields(WeightSource, obj, where)
-    raw["files"] = tuple(_file(r, x, f"{where}.files[{i}]") for i, x in enumerate(raw["files"]))
-    s = WeightSource(**raw)
-    if entry.get("available", True):
-        for key in ("repo_id", "revision"):
-            if not getattr(s, key):
-                r.fail(f"{where}.{key}", "missing: required for an available model")
-    if s.repo_id is not None and not REPO_ID_RE.match(s.repo_id):
-        r.fail(f"{where}.repo_id", f"expected 'owner/name', got {s.repo_id!r}")
-    r.one_of(f"{where}.format", s.format, FORMATS)
+def _source(r: _Reader, obj: Any, w: str, entry: dict[str, Any]) -> WeightSource:
+    raw = r.fields(WeightSource, obj, w)
+    s = WeightSource(
+        **raw | {"files": tuple(_file(r, x, f"{w}.files[{i}]") for i, x in enumerate(raw["files"]))}
+    )
+    for key in ("repo_id", "revision"):
+        r.check(
+            getattr(s, key) or not entry.get("available", True),
+            f"{w}.{key}",
+            "missing: required for an available model",
+        )
+    r.check(
+        s.repo_id is None or REPO_ID_RE.match(s.repo_id),
+        f"{w}.repo_id",
+        f"expected 'owner/name', got {s.repo_id!r}",
+    )
+    r.one_of(f"{w}.format", s.format, FORMATS)
     roles, want = [f.role for f in s.files], FORMATS[s.format]
-    if sorted(roles) != sorted(want):
-        got = ", ".join(roles) or "none"
-        r.fail(
-            f"{where}.files",
-            f"format {s.format} needs files with roles {', '.join(want)}; got {got}",
-        )
-    if s.format == "adcsr-pickle" and entry["architecture"] != "adcsr":
-        r.fail(
-            f"{where}.format",
-            "adcsr-pickle sources hold the AdcSR network only (architecture adcsr)",
-        )
-    if s.format == "native" and not s.files[0].path.endswith(".safetensors"):
-        r.fail(
-            f"{where}.files[0].path",
-            f"a native file must end in .safetensors, got {s.files[0].path!r}",
-        )
+    r.check(
+        sorted(roles) == sorted(want),
+        f"{w}.files",
+        f"format {s.format} needs files with roles {', '.join(want)}; got {', '.join(roles) or 'none'}",
+    )
+    r.check(
+        s.format != "adcsr-pickle" or entry["architecture"] == "adcsr",
+        f"{w}.format",
+        "adcsr-pickle sources hold the AdcSR network only (architecture adcsr)",
+    )
+    native_ok = s.format != "native" or s.files[0].path.endswith(".safetensors")
+    r.check(
+        native_ok,
+        f"{w}.files[0].path",
+        f"a native file must end in .safetensors, got {s.files[0].path!r}",
+    )
     return s
 
 
-def _entry(r: _Reader, obj: Any, where: str) -> ModelEntry:
-    raw = r.fields(ModelEntry, obj, where)
+def _entry(r: _Reader, obj: Any, w: str) -> ModelEntry:
+    raw = r.fields(ModelEntry, obj, w)
     name = raw["name"]
-    if not _NAME_RE.match(name):
-        r.fail(f"{where}.name", f"{name!r}: use lowercase letters, digits, '.', '_' and '-'")
-    where = f"{where} ({name})"
-    r.one_of(f"{where}.architecture", raw["architecture"], ARCHITECTURES)
+    r.check(
+        _NAME_RE.match(name),
+        f"{w}.name",
+        f"{name!r}: use lowercase letters, digits, '.', '_' and '-'",
+    )
+    w = f"{w} ({name})"
+    r.one_of(f"{w}.architecture", raw["architecture"], ARCHITECTURES)
     try:
         dims = raw["dims"] = AdcVSRDims.from_dict(raw["dims"])
     except (TypeError, ValueError) as e:
-        r.fail(f"{where}.dims", f"invalid network dims: {e}")
-    if raw["scale"] != dims.scale:
-        r.fail(
-            f"{where}.scale", f"{raw['scale']} disagrees with the dims, which give x{dims.scale}"
-        )
-    if raw["temporal_blocks"] != dims.has_temporal:
-        r.fail(
-            f"{where}.temporal_blocks",
-            f"{json.dumps(raw['temporal_blocks'])} disagrees with dims.temporal",
-        )
-    if raw["parameters"] <= 0:
-        r.fail(f"{where}.parameters", f"must be a positive integer, got {raw['parameters']}")
-    raw["source"] = _source(r, raw["source"], f"{where}.source", raw)
-    return ModelEntry(**raw)
+        raise WeightsError(f"registry {r.origin}: {w}.dims: invalid network dims: {e}") from e
+    r.check(
+        raw["scale"] == dims.scale,
+        f"{w}.scale",
+        f"{raw['scale']} disagrees with the dims, which give x{dims.scale}",
+    )
+    r.check(
+        raw["temporal_blocks"] == dims.has_temporal,
+        f"{w}.temporal_blocks",
+        f"{json.dumps(raw['temporal_blocks'])} disagrees with dims.temporal",
+    )
+    r.check(
+        raw["parameters"] > 0,
+        f"{w}.parameters",
+        f"must be a positive integer, got {raw['parameters']}",
+    )
+    return ModelEntry(**raw | {"source": _source(r, raw["source"], f"{w}.source", raw)})
 
 
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
@@ -264,24 +264,23 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
         ) from e
     r = _Reader(origin)
     top = r.fields(_RegistryFile, data, "(top level)")
-    version = top["schema_version"]
-    if version > SCHEMA_VERSION:
-        r.fail(
-            "schema_version",
-            f"{version} is newer than this adcvsr understands ({SCHEMA_VERSION}); upgrade adcvsr",
-        )
-    models: dict[str, ModelEntry] = {}
+    version, models = top["schema_version"], {}
+    r.check(
+        version <= SCHEMA_VERSION,
+        "schema_version",
+        f"{version} is newer than this adcvsr understands ({SCHEMA_VERSION}); upgrade adcvsr",
+    )
     for i, raw in enumerate(top["models"]):
         entry = _entry(r, raw, f"models[{i}]")
-        if entry.name in models:
-            r.fail(f"models[{i}].name", f"duplicate model name {entry.name!r}")
+        r.check(
+            entry.name not in models, f"models[{i}].name", f"duplicate model name {entry.name!r}"
+        )
         models[entry.name] = entry
-    if not models:
-        r.fail("models", "lists no model")
-    default = top["default"]
-    if default not in models:
-        r.fail("default", f"{default!r} names no model of this registry")
-    return Registry(path=origin, schema_version=version, default=default, models=models)
+    r.check(models, "models", "lists no model")
+    r.check(
+        top["default"] in models, "default", f"{top['default']!r} names no model of this registry"
+    )
+    return Registry(origin, version, top["default"], models)
 
 
 def as_registry(registry: Registry | str | os.PathLike | None) -> Registry:
