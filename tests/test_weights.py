@@ -757,6 +757,21 @@ def test_connection_refused_is_retried_by_the_library_then_fails_clearly(
     assert len(no_backoff) == 5  # huggingface_hub's own retries, not a loop of ours
 
 
+def test_a_hub_that_never_answers_fails_within_the_librarys_timeout(hub, registry, monkeypatch):
+    """A Hub that accepts the connection and never answers: the first request of a model on a
+    branch (as the shipped adcsr-x4 is) gives up after HF_HUB_ETAG_TIMEOUT, with no retry loop."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_ETAG_TIMEOUT", 1)  # what HF_HUB_ETAG_TIMEOUT=1 sets
+    hub.hang = True
+    with pytest.raises(WeightsError) as err:
+        W.resolve_weights("tiny-tofu", registry=registry)
+    msg = str(err.value)
+    assert f"the Hugging Face Hub at {hub.url} did not answer in time" in msg
+    assert "HF_HUB_ETAG_TIMEOUT" in msg and "`adcvsr download tiny-tofu`" in msg
+    assert [r.method for r in hub.requests] == ["GET"]  # the one metadata request, not retried
+
+
 def test_http_404_file_repo_revision(hub, registry, tmp_path):
     with pytest.raises(
         WeightsError, match=rf"file nope.safetensors does not exist in {NATIVE_REPO} at revision"

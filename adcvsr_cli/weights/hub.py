@@ -340,8 +340,8 @@ def _hub_error(
     what, host = f"{path} from {repo_id}@{revision}", _endpoint() or "https://huggingface.co"
     if isinstance(e, httpx2.TimeoutException):
         return WeightsError(
-            f"the Hugging Face Hub at {host} did not answer in time (HF_HUB_ETAG_TIMEOUT, "
-            f"HF_HUB_DOWNLOAD_TIMEOUT) while fetching {what}: the network looks down or very slow. "
+            f"the Hugging Face Hub at {host} did not answer in time while fetching {what} (limits: "
+            "HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, in seconds): the network looks down or very slow. "
             f"Retry later, or work offline: {hub.ways_out(model)}"
         )
     if isinstance(e, (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol)):
