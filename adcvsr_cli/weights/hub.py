@@ -199,13 +199,13 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
     if old is not None and old["commit"] == commit and old["files"] | files == old["files"]:
         return
     now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    same = old is not None and old["commit"] == commit
+    kept = old if old is not None and old["commit"] == commit else None  # extend the same pin
     rec = {
         "repo_id": repo_id,
         "revision": revision,
         "commit": commit,
-        "pinned_at": old["pinned_at"] if same else now,
-        "files": (old["files"] if same else {}) | files,
+        "pinned_at": kept["pinned_at"] if kept else now,
+        "files": (kept["files"] if kept else {}) | files,
     }
     text = json.dumps(rec, indent=2, sort_keys=True) + "\n"
     with contextlib.suppress(OSError):  # a read-only cache still works, it just cannot remember

@@ -1,7 +1,8 @@
 """The model registry: ``weights.json`` read into frozen dataclasses, which are its schema.
 
-Each JSON object is checked against its dataclass's fields and type hints, then a few rules
-relate fields; every error names the file, the entry and the field. ``$`` keys are comments.
+Each JSON object is checked against its dataclass: unknown and missing fields, the JSON type
+each type hint names, the rule a field carries (``_rule``); then a few rules relate fields.
+Every error names the file, the entry and the field. Keys starting with ``$`` are comments.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -30,32 +31,49 @@ FORMATS = {"adcsr-pickle": ("net_params", "half_decoder"), "native": ("weights",
 DEFAULT_MODEL = "adcsr-x4"
 REGISTRY_ENV = "ADCVSR_REGISTRY"
 HUB_PREFIX = "hf://"
-
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 REPO_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _rule(ok: Callable[[Any], object], msg: str) -> dict[str, Any]:
+    """A field's rule: its value must pass ``ok``; ``msg`` says what it must be (``{!r}``: it)."""
+    return {"ok": ok, "msg": msg}
+
+
+def _in_repo(path: str) -> bool:
+    return not (path.startswith("/") or "\\" in path or {"", ".", ".."} & set(path.split("/")))
+
+
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# What each rule says when a value breaks it ({!r}: the value).
+_POSITIVE = "must be a positive integer, got {!r}"
+_SHA256 = "expected 64 lowercase hex digits or null, got {!r}"
+_REPO_ID = "expected 'owner/name', got {!r}"
+_NAME = "{!r}: use lowercase letters, digits, '.', '_' and '-'"
+_ARCHITECTURE = "{!r} is not one of " + ", ".join(ARCHITECTURES)
+_FORMATS = ", ".join(FORMATS)
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of a model's source: its path in the repo, its role, and what we know of it."""
+    """One file of a model's source: its role, its path in the repo, what we know of it."""
 
     role: str
-    path: str
-    size: int | None = None
-    sha256: str | None = None
+    path: str = field(metadata=_rule(_in_repo, "must be a relative path inside the repo, got {!r}"))
+    size: int | None = field(default=None, metadata=_rule(lambda n: n > 0, _POSITIVE))
+    sha256: str | None = field(default=None, metadata=_rule(SHA256_RE.match, _SHA256))
     note: str = ""
 
 
 @dataclass(frozen=True)
 class WeightSource:
-    """Where a model's weights come from: a Hub repo at a revision, in a given format."""
+    """A Hub repo at a revision (a 40-hex commit pins it; a branch is pinned on first use)."""
 
-    format: str
+    format: str = field(metadata=_rule(FORMATS.__contains__, f"{{!r}} is not one of {_FORMATS}"))
     files: tuple[SourceFile, ...]
-    repo_id: str | None = None
-    revision: str | None = None  # a 40-hex commit pins it; a branch is pinned on first use
+    repo_id: str | None = field(default=None, metadata=_rule(REPO_ID_RE.match, _REPO_ID))
+    revision: str | None = None
     note: str = ""
 
     @property
@@ -71,12 +89,12 @@ class WeightSource:
 class ModelEntry:
     """One registry entry."""
 
-    name: str
+    name: str = field(metadata=_rule(_NAME_RE.match, _NAME))
     description: str
-    architecture: str
+    architecture: str = field(metadata=_rule(ARCHITECTURES.__contains__, _ARCHITECTURE))
     scale: int
     temporal_blocks: bool
-    parameters: int
+    parameters: int = field(metadata=_rule(lambda n: n > 0, _POSITIVE))
     dims: AdcVSRDims
     source: WeightSource
     license: str | None = None
@@ -98,13 +116,11 @@ class Registry:
         """The entry called ``name``; an unknown name raises WeightsError listing the valid ones."""
         if name in self.models:
             return self.models[name]
-        valid = ", ".join(
-            n if e.available else f"{n} (not yet released)" for n, e in self.models.items()
-        )
+        valid = [n if e.available else f"{n} (not yet released)" for n, e in self.models.items()]
         close = difflib.get_close_matches(name, list(self.models), n=1, cutoff=0.6)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise WeightsError(
-            f"unknown model {name!r}.{hint} Valid names: {valid}. Or give a local .safetensors "
+            f"unknown model {name!r}.{hint} Valid names: {', '.join(valid)}. Or give a local .safetensors "
             f"path, or {HUB_PREFIX}owner/repo@revision/file.safetensors."
         )
 
@@ -117,7 +133,7 @@ class _RegistryFile:
 
 
 class _Reader:
-    """Checks JSON objects against dataclasses; a failure names the file, entry and field."""
+    """Reads JSON objects into dataclasses; a failure names the file, entry and field."""
 
     def __init__(self, origin: Path) -> None:
         self.origin = origin
@@ -126,124 +142,95 @@ class _Reader:
         if not ok:
             raise WeightsError(f"registry {self.origin}: {where}: {msg}")
 
-    def fields(self, cls: type, obj: Any, where: str) -> dict[str, Any]:
-        """``obj``'s values for ``cls``'s fields, each of the JSON type its hint names."""
+    def read(self, cls: Any, obj: Any, where: str) -> Any:
+        """``cls`` from the JSON object ``obj`` (its ``files``/``source`` read in turn)."""
         self.check(
             isinstance(obj, dict), where, f"expected a JSON object, got {json.dumps(obj)[:60]}"
         )
-        allowed = [f.name for f in dataclasses.fields(cls)]
+        if cls is ModelEntry and isinstance(obj.get("name"), str):
+            where = f"{where} ({obj['name']})"
+        names = [f.name for f in dataclasses.fields(cls)]
         for key in obj:
             self.check(
-                key in allowed or key.startswith("$"),
+                key in names or key.startswith("$"),
                 f"{where}.{key}",
-                f"unknown field (allowed: {', '.join(allowed)})",
+                f"unknown field (allowed: {', '.join(names)})",
             )
-        out, hints = {}, typing.get_type_hints(cls)
+        values, hints = {}, typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            w, v, required = f"{where}.{f.name}", obj.get(f.name), f.default is dataclasses.MISSING
-            self.check(f.name in obj or not required, w, "missing (required)")
-            hint, args = hints[f.name], typing.get_args(hints[f.name])
-            if f.name not in obj or (v is None and type(None) in args):
-                continue
-            if typing.get_origin(hint) in (typing.Union, types.UnionType):
-                hint = next(a for a in args if a is not type(None))
-            want = {str: str, int: int, bool: bool}.get(
-                hint, list if typing.get_origin(hint) is tuple else dict
-            )
-            name = {str: "a string", int: "an integer", bool: "true or false", list: "a JSON list"}
-            # bool is an int in Python: refuse it where a number is meant.
-            ok = isinstance(v, want) and (want is bool or not isinstance(v, bool))
+            w, v = f"{where}.{f.name}", obj.get(f.name)
             self.check(
-                ok, w, f"expected {name.get(want, 'a JSON object')}, got {json.dumps(v)[:60]}"
+                f.name in obj or f.default is not dataclasses.MISSING, w, "missing (required)"
             )
-            self.check(not required or not isinstance(v, str) or v.strip(), w, "must not be empty")
-            out[f.name] = v
-        return out
+            if f.name in obj and (
+                v is not None or type(None) not in typing.get_args(hints[f.name])
+            ):
+                values[f.name] = self._value(f, hints[f.name], v, w)
+        return cls(**values)
 
-    def one_of(self, where: str, value: str, allowed: Any) -> None:
-        self.check(value in allowed, where, f"{value!r} is not one of {', '.join(allowed)}")
-
-
-def _file(r: _Reader, obj: Any, w: str) -> SourceFile:
-    f = SourceFile(**r.fields(SourceFile, obj, w))
-    bad = f.path.startswith("/") or "\\" in f.path or {"", ".", ".."} & set(f.path.split("/"))
-    r.check(not bad, f"{w}.path", f"must be a relative path inside the repo, got {f.path!r}")
-    r.check(
-        f.sha256 is None or SHA256_RE.match(f.sha256),
-        f"{w}.sha256",
-        f"expected 64 lowercase hex digits or null, got {f.sha256!r}",
-    )
-    r.check(f.size is None or f.size > 0, f"{w}.size", f"must be a positive integer, got {f.size}")
-    return f
-
-
-def _source(r: _Reader, obj: Any, w: str, entry: dict[str, Any]) -> WeightSource:
-    raw = r.fields(WeightSource, obj, w)
-    s = WeightSource(
-        **raw | {"files": tuple(_file(r, x, f"{w}.files[{i}]") for i, x in enumerate(raw["files"]))}
-    )
-    for key in ("repo_id", "revision"):
-        r.check(
-            getattr(s, key) or not entry.get("available", True),
-            f"{w}.{key}",
-            "missing: required for an available model",
+    def _value(self, f: dataclasses.Field, hint: Any, v: Any, w: str) -> Any:
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        want = {str: str, int: int, bool: bool}.get(
+            hint, list if typing.get_origin(hint) is tuple else dict
         )
-    r.check(
-        s.repo_id is None or REPO_ID_RE.match(s.repo_id),
-        f"{w}.repo_id",
-        f"expected 'owner/name', got {s.repo_id!r}",
-    )
-    r.one_of(f"{w}.format", s.format, FORMATS)
-    roles, want = [f.role for f in s.files], FORMATS[s.format]
-    r.check(
-        sorted(roles) == sorted(want),
-        f"{w}.files",
-        f"format {s.format} needs files with roles {', '.join(want)}; got {', '.join(roles) or 'none'}",
-    )
-    r.check(
-        s.format != "adcsr-pickle" or entry["architecture"] == "adcsr",
-        f"{w}.format",
-        "adcsr-pickle sources hold the AdcSR network only (architecture adcsr)",
-    )
-    native_ok = s.format != "native" or s.files[0].path.endswith(".safetensors")
-    r.check(
-        native_ok,
-        f"{w}.files[0].path",
-        f"a native file must end in .safetensors, got {s.files[0].path!r}",
-    )
-    return s
+        # bool is an int in Python: refuse it where a number is meant.
+        ok = isinstance(v, want) and (want is bool or not isinstance(v, bool))
+        what = {str: "a string", int: "an integer", bool: "true or false", list: "a JSON list"}
+        self.check(ok, w, f"expected {what.get(want, 'a JSON object')}, got {json.dumps(v)[:60]}")
+        empty = f.default is dataclasses.MISSING and isinstance(v, str) and not v.strip()
+        self.check(not empty, w, "must not be empty")
+        self.check(
+            "ok" not in f.metadata or f.metadata["ok"](v), w, f.metadata.get("msg", "").format(v)
+        )
+        if hint is WeightSource:
+            return self.read(WeightSource, v, w)
+        if f.name == "files":
+            return tuple(self.read(SourceFile, x, f"{w}[{i}]") for i, x in enumerate(v))
+        return v
 
 
 def _entry(r: _Reader, obj: Any, w: str) -> ModelEntry:
-    raw = r.fields(ModelEntry, obj, w)
-    name = raw["name"]
-    r.check(
-        _NAME_RE.match(name),
-        f"{w}.name",
-        f"{name!r}: use lowercase letters, digits, '.', '_' and '-'",
-    )
-    w = f"{w} ({name})"
-    r.one_of(f"{w}.architecture", raw["architecture"], ARCHITECTURES)
+    """One entry, its fields read and then related to each other."""
+    e = r.read(ModelEntry, obj, w)
+    w, s = f"{w} ({e.name})", e.source
     try:
-        dims = raw["dims"] = AdcVSRDims.from_dict(raw["dims"])
-    except (TypeError, ValueError) as e:
-        raise WeightsError(f"registry {r.origin}: {w}.dims: invalid network dims: {e}") from e
+        e = dataclasses.replace(e, dims=AdcVSRDims.from_dict(e.dims))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"registry {r.origin}: {w}.dims: invalid network dims: {err}") from err
     r.check(
-        raw["scale"] == dims.scale,
+        e.scale == e.dims.scale,
         f"{w}.scale",
-        f"{raw['scale']} disagrees with the dims, which give x{dims.scale}",
+        f"{e.scale} disagrees with the dims, which give x{e.dims.scale}",
     )
     r.check(
-        raw["temporal_blocks"] == dims.has_temporal,
+        e.temporal_blocks == e.dims.has_temporal,
         f"{w}.temporal_blocks",
-        f"{json.dumps(raw['temporal_blocks'])} disagrees with dims.temporal",
+        f"{json.dumps(e.temporal_blocks)} disagrees with dims.temporal",
+    )
+    for key in ("repo_id", "revision"):
+        r.check(
+            getattr(s, key) or not e.available,
+            f"{w}.source.{key}",
+            "missing: required for an available model",
+        )
+    roles, want = [f.role for f in s.files], FORMATS[s.format]
+    r.check(
+        sorted(roles) == sorted(want),
+        f"{w}.source.files",
+        f"format {s.format} needs files with roles {', '.join(want)}; got {', '.join(roles) or 'none'}",
     )
     r.check(
-        raw["parameters"] > 0,
-        f"{w}.parameters",
-        f"must be a positive integer, got {raw['parameters']}",
+        s.format != "adcsr-pickle" or e.architecture == "adcsr",
+        f"{w}.source.format",
+        "adcsr-pickle sources hold the AdcSR network only (architecture adcsr)",
     )
-    return ModelEntry(**raw | {"source": _source(r, raw["source"], f"{w}.source", raw)})
+    r.check(
+        s.format != "native" or s.files[0].path.endswith(".safetensors"),
+        f"{w}.source.files[0].path",
+        "a native file must end in .safetensors",
+    )
+    return e
 
 
 def load_registry(path: str | os.PathLike | None = None) -> Registry:
@@ -252,8 +239,9 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
     ``{"schema_version": 1, "default": NAME, "models": [ModelEntry fields, ...]}``; a missing or
     malformed file raises WeightsError naming the field.
     """
-    shipped = resources.files(__package__).joinpath("weights.json")
-    origin = Path(path or os.environ.get(REGISTRY_ENV) or str(shipped))
+    origin = Path(
+        path or os.environ.get(REGISTRY_ENV) or str(resources.files(__package__) / "weights.json")
+    )
     try:
         data = json.loads(origin.read_text(encoding="utf-8"))
     except OSError as e:
@@ -263,24 +251,22 @@ def load_registry(path: str | os.PathLike | None = None) -> Registry:
             f"registry {origin}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from e
     r = _Reader(origin)
-    top = r.fields(_RegistryFile, data, "(top level)")
-    version, models = top["schema_version"], {}
+    top = r.read(_RegistryFile, data, "(top level)")
     r.check(
-        version <= SCHEMA_VERSION,
+        top.schema_version <= SCHEMA_VERSION,
         "schema_version",
-        f"{version} is newer than this adcvsr understands ({SCHEMA_VERSION}); upgrade adcvsr",
+        f"{top.schema_version} is newer than this adcvsr understands ({SCHEMA_VERSION}); upgrade adcvsr",
     )
-    for i, raw in enumerate(top["models"]):
+    models: dict[str, ModelEntry] = {}
+    for i, raw in enumerate(top.models):
         entry = _entry(r, raw, f"models[{i}]")
         r.check(
             entry.name not in models, f"models[{i}].name", f"duplicate model name {entry.name!r}"
         )
         models[entry.name] = entry
     r.check(models, "models", "lists no model")
-    r.check(
-        top["default"] in models, "default", f"{top['default']!r} names no model of this registry"
-    )
-    return Registry(origin, version, top["default"], models)
+    r.check(top.default in models, "default", f"{top.default!r} names no model of this registry")
+    return Registry(origin, top.schema_version, top.default, models)
 
 
 def as_registry(registry: Registry | str | os.PathLike | None) -> Registry:

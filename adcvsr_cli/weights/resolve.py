@@ -212,10 +212,10 @@ def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
     commit, expect, _ = known(hub, s.repo_id, s.revision, s.files)
     if commit and all(f.path in expect for f in s.files):  # a verified conversion needs no network
         native = _native_path(hub, entry, {f.path: expect[f.path][0] for f in s.files})
-        if (sha := _verified(hub, native, name)) is not None:
+        if (hit := _verified(hub, native, name)) is not None:
             hub.emit(type="cache", status="hit", model=name, file=native.name, path=str(native))
             return _result(
-                entry, native, sha, commit, {f.path: expect[f.path][0] for f in s.files}, True
+                entry, native, hit, commit, {f.path: expect[f.path][0] for f in s.files}, True
             )
     got = fetch(hub, s.repo_id, s.revision, s.files, name)
     sources = {p: sha for p, (_, sha) in got.files.items()}
