@@ -338,3 +338,20 @@ def with_exif_orientation(
     app1 = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
     dst.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + data[2:])
     return dst
+
+
+def with_duplicate_moov(mp4: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """``mp4`` with its index (moov box) written twice: a complete file over which FFmpeg's
+    demuxer logs the warning "Found duplicated MOOV Atom. Skipped it"."""
+    import struct
+
+    data = Path(mp4).read_bytes()
+    pos = 0
+    while pos + 8 <= len(data):
+        (size,) = struct.unpack_from(">I", data, pos)
+        if data[pos + 4 : pos + 8] == b"moov":
+            dst = Path(dst)
+            dst.write_bytes(data + data[pos : pos + size])
+            return dst
+        pos += size
+    raise ValueError(f"{mp4}: no moov box")

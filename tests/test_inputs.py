@@ -323,6 +323,25 @@ def test_an_odd_asked_width_is_written_as_asked(tmp_path, weights, env):
     assert "7x6" in r.stderr and "yuv444p" in r.stderr, r.stderr
 
 
+def test_libav_warnings_are_the_tools_own_messages(tmp_path, weights, env):
+    """A warning libav logs itself (an MP4 whose index is there twice) is shown as the tool's
+    warning, in its words and not libav's "[mov @ 0x...]" form; -q hides it; --json on
+    standard error keeps it free of anything but JSON lines."""
+    from media import with_duplicate_moov
+
+    src = with_duplicate_moov(
+        make_video(tmp_path / "a.mp4", frames=3, size=(16, 12)), tmp_path / "twice.mp4"
+    )
+    r = upscale(weights, env, src, tmp_path / "out.mkv")
+    want = "warning: libav (mov,mp4,m4a,3gp,3g2,mj2): Found duplicated MOOV Atom. Skipped it"
+    assert want in r.stderr.splitlines(), r.stderr
+    assert len(shown_times(tmp_path / "out.mkv")) == 3
+    quiet = upscale(weights, env, src, tmp_path / "quiet.mkv", "-q")
+    assert quiet.stderr == "", quiet.stderr
+    js = upscale(weights, env, src, tmp_path / "json.mkv", "--json")
+    assert all(line.startswith("{") for line in js.stderr.splitlines()), js.stderr
+
+
 # ------------------------------------------------------------------------------------------
 # Streams and metadata: kept, or named in a warning
 # ------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import av
 import av.error
 
 from ..errors import UsageError, VideoError
+from .avlog import libav_quiet
 from .common import _err_text
 from .types import EncodeOptions
 
@@ -146,21 +147,31 @@ def _plan_sides(
 def _container_refuses(fmt: str, stream: Any) -> BaseException | None:
     """Try the stream alone in a scratch container in memory: ``supported_codecs`` is not
     strict enough (mp4 lists pcm_s16be, then fails to write its header)."""
+    with libav_quiet():
+        return _scratch_refuses(fmt, lambda out: _template_stream(out, stream))
 
+
+def _template_stream(scratch: Any, stream: Any) -> None:
+    ost = scratch.add_stream_from_template(stream)
+    scratch.start_encoding()
+    name = stream.codec_context.name if stream.codec_context is not None else ""
+    if name.startswith("pcm_"):
+        # PCM payloads are plain samples, so a silent packet is valid; the mp4 muxer only
+        # fails at the trailer once it has seen one.
+        pkt = av.Packet(bytes(4096))
+        pkt.pts = pkt.dts = 0
+        pkt.time_base = stream.time_base
+        pkt.stream = ost
+        scratch.mux(pkt)
+
+
+def _scratch_refuses(fmt: str, fill: Callable[[Any], None]) -> BaseException | None:
+    """The error a ``fmt`` container in memory raises when ``fill`` sets it up and it is
+    closed (its trailer written), or ``None``."""
     scratch = None
     try:
         scratch = av.open(io.BytesIO(), "w", format=fmt)
-        ost = scratch.add_stream_from_template(stream)
-        scratch.start_encoding()
-        name = stream.codec_context.name if stream.codec_context is not None else ""
-        if name.startswith("pcm_"):
-            # PCM payloads are plain samples, so a silent packet is valid; the mp4 muxer only
-            # fails at the trailer once it has seen one.
-            pkt = av.Packet(bytes(4096))
-            pkt.pts = pkt.dts = 0
-            pkt.time_base = stream.time_base
-            pkt.stream = ost
-            scratch.mux(pkt)
+        fill(scratch)
         out, scratch = scratch, None
         out.close()
     except (av.error.FFmpegError, ValueError, OSError) as e:
@@ -178,18 +189,13 @@ _AUDIO_CANDIDATES = ("aac", "libopus", "flac", "libmp3lame", "pcm_s16le")
 
 def _audio_refused(fmt: str, codec: str) -> BaseException | None:
     """Whether the ``fmt`` container refuses ``codec`` audio (tried in memory)."""
-    scratch = None
-    try:
-        scratch = av.open(io.BytesIO(), "w", format=fmt)
+
+    def fill(scratch: Any) -> None:
         scratch.add_stream(codec, rate=48000, layout="stereo")
         scratch.start_encoding()
-    except (av.error.FFmpegError, ValueError, OSError) as e:
-        return e
-    finally:
-        if scratch is not None:
-            with contextlib.suppress(av.error.FFmpegError, OSError):
-                scratch.close()
-    return None
+
+    with libav_quiet():
+        return _scratch_refuses(fmt, fill)
 
 
 def audio_codec_for(fmt: str) -> str | None:
