@@ -60,6 +60,9 @@ class Reporter:
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
         self._libraries.enter_context(logs.library_logs(self.library_record))
+        from ..media.avlog import libav_messages  # imports av: only commands that use it
+
+        self._libraries.enter_context(libav_messages(self.warn))  # libav's own warnings
         if self.bars:
             from rich.progress import (
                 BarColumn,
