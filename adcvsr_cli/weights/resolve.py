@@ -184,17 +184,11 @@ def _from_hub_ref(hub: Hub, ref: HubRef) -> ResolvedWeights:
         hub.emit(type="notice", model=None, message=msg)
     got = fetch(hub, ref.repo_id, ref.revision, [SourceFile("weights", ref.path)], None)
     path, sha = got.files[ref.path]
-    source = f"{HUB_PREFIX}{ref.repo_id}@{got.commit}/{ref.path}"
-    return ResolvedWeights(
-        path,
-        None,
+    source, dims = (
+        f"{HUB_PREFIX}{ref.repo_id}@{got.commit}/{ref.path}",
         _header(path, str(ref)).dims,
-        sha,
-        "hub",
-        source,
-        got.from_cache,
-        {ref.path: sha},
     )
+    return ResolvedWeights(path, None, dims, sha, "hub", source, got.from_cache, {ref.path: sha})
 
 
 # ----------------------------------------------------------------------------- registry entries
@@ -209,14 +203,11 @@ def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
         got = fetch(hub, s.repo_id, s.revision, s.files, name)
         ((p, (path, sha)),) = got.files.items()
         return _result(entry, path, sha, got.commit, {p: sha}, got.from_cache)
-    commit, expect, _ = known(hub, s.repo_id, s.revision, s.files)
-    if commit and all(f.path in expect for f in s.files):  # a verified conversion needs no network
-        native = _native_path(hub, entry, {f.path: expect[f.path][0] for f in s.files})
+    if (cached := _cached_conversion(hub, entry)) is not None:  # a conversion needs no network
+        commit, sources, native = cached
         if (hit := _verified(hub, native, name)) is not None:
             hub.emit(type="cache", status="hit", model=name, file=native.name, path=str(native))
-            return _result(
-                entry, native, hit, commit, {f.path: expect[f.path][0] for f in s.files}, True
-            )
+            return _result(entry, native, hit, commit, sources, True)
     got = fetch(hub, s.repo_id, s.revision, s.files, name)
     sources = {p: sha for p, (_, sha) in got.files.items()}
     native = _native_path(hub, entry, sources)
@@ -256,7 +247,17 @@ def _unreleased(entry: ModelEntry) -> WeightsError:
     )
 
 
-def _native_path(hub: Hub, entry: ModelEntry, sources: Mapping[str, str | None]) -> Path:
+def _cached_conversion(hub: Hub, entry: ModelEntry) -> tuple[str, dict[str, str], Path] | None:
+    """(commit, sources' sha256, where their conversion lives) when known without a request."""
+    s = entry.source
+    commit, expect, _ = known(hub, s.repo_id or "", s.revision or "", s.files)
+    if not commit or any(expect.get(f.path, (None,))[0] is None for f in s.files):
+        return None
+    sources = {f.path: expect[f.path][0] for f in s.files}
+    return commit, sources, _native_path(hub, entry, sources)
+
+
+def _native_path(hub: Hub, entry: ModelEntry, sources: Mapping[str, str]) -> Path:
     """Where the conversion of these sources lives: the key changes with any hash or the dims."""
     by_role = {f.role: sources[f.path] for f in entry.source.files}
     key = {
@@ -285,15 +286,8 @@ def _verified(hub: Hub, native: Path, model: str) -> str | None:
     actual = sha256_file(native) if recorded else None
     if recorded and actual == recorded:
         return actual
-    hub.emit(
-        type="cache",
-        status="corrupt",
-        model=model,
-        file=native.name,
-        path=str(native),
-        expected=recorded,
-        actual=actual,
-    )
+    bad = {"path": str(native), "expected": recorded, "actual": actual}
+    hub.emit(type="cache", status="corrupt", model=model, file=native.name, **bad)
     for p in (native, native.with_name(native.name + ".sha256")):
         p.unlink(missing_ok=True)
     return None
@@ -361,9 +355,8 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
     source_bytes = sum(p.stat().st_size for p in in_hub.values() if p is not None)
     if s.format == "native":
         path, want = in_hub[s.files[0].path], expect.get(s.files[0].path, (None,))[0]
-    elif commit and all(f.path in expect for f in s.files):
-        path = _native_path(hub, entry, {p: h for p, (h, _) in expect.items()})
-        path, want = (path, _sidecar(path)) if path.is_file() else (None, None)
+    elif (cached := _cached_conversion(hub, entry)) is not None and cached[2].is_file():
+        path, want = cached[2], _sidecar(cached[2])
     else:
         path = want = None
     verified, detail = False, "not yet released" if not entry.available else "not downloaded"
@@ -379,24 +372,18 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
             if verified
             else f"corrupt: sha256 {actual} != {want} (will be fetched or rebuilt)"
         )
+    described = ("name", "description", "architecture", "scale", "parameters", "temporal_blocks")
     return ModelStatus(
-        entry.name,
-        entry.description,
-        entry.architecture,
-        entry.scale,
-        entry.parameters,
-        entry.temporal_blocks,
-        entry.license,
-        entry.available,
-        commit is not None,
-        pinned_by if commit else None,
-        commit,
-        path is not None,
-        verified,
-        path,
-        path.stat().st_size if path is not None else 0,
-        source_bytes,
-        detail,
+        **{k: getattr(entry, k) for k in (*described, "license", "available")},
+        pinned=commit is not None,
+        pinned_by=pinned_by if commit else None,
+        commit=commit,
+        cached=path is not None,
+        verified=verified,
+        path=path,
+        size_bytes=path.stat().st_size if path is not None else 0,
+        source_bytes=source_bytes,
+        detail=detail,
     )
 
 
