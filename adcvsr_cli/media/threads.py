@@ -116,7 +116,7 @@ class Crew:
                 fn()
             except Stopped:
                 pass
-            except BaseException as e:
+            except BaseException as e:  # handed to the caller's thread, which raises it
                 self.fail(wrap(e))
 
         t = threading.Thread(target=body, name=name, daemon=True)

@@ -27,7 +27,7 @@ from typing import IO, Any
 import numpy as np
 
 from ..errors import AdcvsrError, UsageError, VideoError
-from .common import _display, _err_text
+from .common import INPUT_ERRORS, _display, _err_text
 from .decode import _to_rgb
 from .encode import ContainerSink
 from .hdr import hdr_metadata
@@ -336,7 +336,7 @@ class Session:
             notes = sink.verify(frames_in, sink.first_pts, sink.last_pts)
         except VideoError:
             raise
-        except Exception as e:
+        except INPUT_ERRORS as e:  # reading the written file back failed
             raise VideoError(f"{name_out}: verification failed: {_err_text(e)}") from e
         for n in notes:
             warn(f"{name_out}: {n}")
@@ -567,7 +567,8 @@ def open_session(
         target.cleanup()
         run = session.run if session is not None else None
         if source is not None and not (run is not None and run.decoder_alive()):
-            with contextlib.suppress(Exception):
+            # the input is only read: an error closing it loses nothing
+            with contextlib.suppress(*INPUT_ERRORS):
                 source.close()
 
 
@@ -609,10 +610,14 @@ def transcode(
         try:
             for out in out_iter:
                 run.put(out)
-        except BaseException:
+        except BaseException:  # end the processor's generator, then re-raise
             close = getattr(out_iter, "close", None)
             if close is not None:
-                with contextlib.suppress(BaseException):
+                try:
                     close()
+                except Exception as again:  # the first error is the one raised; say this one
+                    events.warn(
+                        f"{_display(src)}: closing the frame processor also failed: {again}"
+                    )
             raise
         return s.commit(run.end(), t_start)
