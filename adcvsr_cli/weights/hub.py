@@ -279,7 +279,7 @@ def _declared(hub: Hub, repo_id: str, revision: str, model) -> tuple[str, dict[s
             repo_id, revision=revision, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT
         )
     except _errors() as e:
-        raise _hub_error(e, hub, repo_id, revision, "(the repository's file list)", model) from e
+        raise _hub_error(e, hub, repo_id, revision, "the file list", model) from e
     if not info.sha or not COMMIT_RE.match(info.sha):
         raise WeightsError(
             f"{_endpoint() or 'the Hub'} gave no commit for {repo_id}@{revision}: it does not "
