@@ -1265,16 +1265,59 @@ def _write_webp(path: Path, frame: av.VideoFrame) -> None:
         c.mux(s.encode(None))
 
 
+@pytest.mark.parametrize(
+    ("out", "extra", "message"),
+    [
+        ("o.mkv", ["--width", "100000"], "over 16384 pixels on a side (beyond every codec level)"),
+        ("o.mkv", ["--codec", "bogus"], "a.mp4: unknown video encoder 'bogus'"),
+        ("o.mkv", ["--pix-fmt", "bogus"], "encoder libx264 cannot write pixel format bogus"),
+        ("o.mkv", ["--codec", "mpeg4", "--width", "641"], "is odd and mpeg4 cannot use yuv420p"),
+        ("o.mkv", ["--format", "bogus"], "unknown container format 'bogus'"),
+        ("o.xyz", [], "o.xyz: cannot tell the container from '.xyz'"),
+    ],
+)
 def test_dry_run_refuses_what_the_run_refuses_with_the_same_message(
-    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+    adcvsr_bin: str,
+    env: dict[str, str],
+    weights: Path,
+    clips: Path,
+    tmp_path: Path,
+    out: str,
+    extra: list[str],
+    message: str,
 ) -> None:
-    args = ["upscale", clips / "a.mp4", tmp_path / "o.mkv", "--width", "100000", *tiny(weights)]
+    args = ["upscale", clips / "a.mp4", tmp_path / out, *extra, *tiny(weights)]
     dry = run(adcvsr_bin, *args, "--dry-run", env=env)
     real = run(adcvsr_bin, *args, env=env)
-    assert dry.returncode == real.returncode == 1
-    msg = "over 16384 pixels on a side (beyond every codec level); use --force to try anyway"
-    assert msg in dry.stderr.decode()
+    assert dry.returncode == real.returncode != 0
+    assert message in dry.stderr.decode()
     assert dry.stderr.decode() == real.stderr.decode()
+    assert not list(tmp_path.iterdir())
+
+
+def test_dry_run_of_an_existing_output_exits_as_the_run_does(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "o.mkv").write_bytes(b"done before")
+    args = ["upscale", clips / "a.mp4", tmp_path / "o.mkv", *tiny(weights)]
+    dry = run(adcvsr_bin, *args, "--dry-run", env=env)
+    real = run(adcvsr_bin, *args, env=env)
+    assert dry.returncode == real.returncode == 2, real.stderr.decode()
+    assert "o.mkv: output exists (use --overwrite/-y" in dry.stdout.decode()
+    assert (tmp_path / "o.mkv").read_bytes() == b"done before"
+
+
+def test_dry_run_names_the_encoder_and_warns_as_the_run_does(
+    adcvsr_bin: str, env: dict[str, str], weights: Path, clips: Path, tmp_path: Path
+) -> None:
+    args = ["upscale", clips / "a.mp4", tmp_path / "o.mkv", "--width", "641", *tiny(weights)]
+    dry = run(adcvsr_bin, *args, "--dry-run", env=env)
+    real = run(adcvsr_bin, *args, env=env)
+    assert dry.returncode == real.returncode == 0, real.stderr.decode()
+    warning = "warning: output size 641x482 is odd; writing yuv444p instead of yuv420p"
+    assert warning in dry.stderr.decode().splitlines()
+    assert warning in real.stderr.decode().splitlines()
+    assert "  output  641x482 mkv, libx264 yuv444p" in dry.stdout.decode().splitlines()
 
 
 def test_dry_run_refuses_weights_the_run_refuses(

@@ -7,10 +7,11 @@ refuses, with the same message.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
-from ..errors import EXIT_ERROR, EXIT_PARTIAL, AdcvsrError
+from ..errors import EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE, AdcvsrError
 from .jobs import named, preflight
 from .report import Reporter, plural
 
@@ -49,6 +50,7 @@ def plan_job(
     if "output_size" in p:
         out_w, out_h = p["output_size"]
         check_output_size(job.src, out_w, out_h, enc.force, warn)
+        p.update(encoder_plan(job, enc, out_w, out_h, warn))
     if job.dst == "-":
         p["output_container"] = enc.format or "matroska"
     p["weights"] = weights or "adcsr-x4"
@@ -57,6 +59,21 @@ def plan_job(
     p["problem"] = problem
     p["note"] = p.get("note") or getattr(job, "note", None)
     return p
+
+
+def encoder_plan(job: Any, enc: Any, out_w: int, out_h: int, warn: Any) -> dict[str, Any]:
+    """The container, encoder and pixel format of a video output, chosen (and refused, with
+    the same message) by the media layer's own functions, as the run chooses them."""
+    from ..media import plan_target, probe
+    from ..media.codecs import choose_encoder
+
+    src_path = os.path.abspath(job.src)
+    # Overwrite: an existing output is the plan's "problem" (see preflight), not an error here.
+    target = plan_target(job.dst, True, enc.format, src_path, job.src)
+    if target.kind not in ("file", "pipe"):
+        return {}  # an image or an image sequence: no video encoder
+    codec, pix = choose_encoder(enc, target.fmt, probe(job.src), out_w, out_h, warn)
+    return {"container": target.fmt, "codec": codec, "pix_fmt": pix}
 
 
 def plan_lines(job: Any, p: dict[str, Any]) -> list[str]:
@@ -84,7 +101,8 @@ def plan_lines(job: Any, p: dict[str, Any]) -> list[str]:
     )
     lines += [
         f"  input   {iw}x{ih}, {frames}, streams: {streams}",
-        f"  output  {ow}x{oh} {p['output_container']}",
+        f"  output  {ow}x{oh} {p['output_container']}"
+        + (f", {p['codec']} {p['pix_fmt']}" if p.get("codec") else ""),
         f"{net}, colour fix {p['color_fix']}",
         f"  plan    {plural(min(p['chunk'], p['frames'] or p['chunk']), 'frame')} per network "
         f"call, {chunks}, {tiles}",
@@ -116,11 +134,12 @@ def dry_run(
     if note:
         reporter.log(note)
     failures = would_run = skipped = 0
+    code = EXIT_ERROR  # a single file's: the exit code its run would end with
     for job in plan.jobs:
         try:
             p = plan_job(job, opts, enc, device, precision, weights, temporal, reporter.warn)
         except AdcvsrError as e:
-            failures += 1
+            failures, code = failures + 1, e.exit_code
             msg = named(job, e)
             reporter.json(
                 "file_failed", file=job.src, output=job.dst, error=msg, exit_code=e.exit_code
@@ -132,7 +151,7 @@ def dry_run(
         elif p["problem"] is None:
             would_run += 1
         else:
-            failures += 1
+            failures, code = failures + 1, EXIT_USAGE  # an existing output (OutputExists)
         reporter.json("plan", file=job.src, **p)
         if not reporter.json_on_stderr:
             print("\n".join(plan_lines(job, p)), file=out, flush=True)
@@ -147,5 +166,5 @@ def dry_run(
         ignored=len(plan.ignored),
     )
     if failures:
-        return EXIT_PARTIAL if plan.batch else EXIT_ERROR
+        return EXIT_PARTIAL if plan.batch else code
     return 0

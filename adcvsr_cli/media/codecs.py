@@ -126,6 +126,20 @@ def _choose_pix_fmt(
     return pix
 
 
+def choose_encoder(
+    opts: EncodeOptions,
+    fmt: str,
+    info: MediaInfo,
+    out_w: int,
+    out_h: int,
+    warn: Callable[[str], None],
+) -> tuple[str, str]:
+    """The video encoder and pixel format of an output in container ``fmt``, refusing what
+    cannot be written (UsageError); the run and ``upscale --dry-run`` both call it."""
+    codec = opts.codec or _default_codec(fmt, info.bit_depth)
+    return codec, _choose_pix_fmt(opts, codec, info, out_w, out_h, warn)
+
+
 def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
     o: dict[str, str] = {}
     crf = opts.crf if opts.crf is not None else (None if opts.bitrate else 18)

@@ -22,10 +22,9 @@ import numpy as np
 
 from ..errors import UsageError, VideoError
 from .codecs import (
-    _choose_pix_fmt,
     _codec_options,
-    _default_codec,
     _parse_bitrate,
+    choose_encoder,
     quiet_encoder_logs,
 )
 from .common import OPEN_OPTIONS, _err_text
@@ -101,8 +100,9 @@ class ContainerSink:
 
     # -- setup (main thread) -------------------------------------------------------------
     def open(self) -> None:
-        codec = self.opts.codec or _default_codec(self.fmt, self.info.bit_depth)
-        pix = _choose_pix_fmt(self.opts, codec, self.info, self.out_w, self.out_h, self.warn)
+        codec, pix = choose_encoder(
+            self.opts, self.fmt, self.info, self.out_w, self.out_h, self.warn
+        )
         self.codec, self.pix_fmt = codec, pix
         self.out = self._open_container()
         self._copy_container_metadata()
