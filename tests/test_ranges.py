@@ -278,22 +278,40 @@ def _upscaler(temporal):
 @pytest.mark.parametrize(
     "temporal,color_fix,ranges",
     [
-        (True, "adain", [(26, 4), (20, 7), (12, 3), (0, 3), (36, 4)]),
-        (True, "adain-temporal", [(16, 3), (24, 3)]),
-        (False, "adain-temporal", [(27, 2), (14, 1)]),
+        # (first frame, frames, first frame decoded). Chunks of 5 step by 4 from each shot
+        # start: [9, 23) has inner boundaries at 14 and 18, [31, 40) at 36; a boundary inside
+        # a shot is decoded from one frame before it (the overlap), a shot start from itself.
+        (True, "adain", [(26, 4, 23), (20, 7, 17), (12, 3, 9), (0, 3, 0), (36, 4, 35)]),
+        # adain-temporal: from the start of the range's shot (9 and 23).
+        (True, "adain-temporal", [(16, 3, 9), (24, 3, 23)]),
+        # an image model: from the batch of 2 that holds the shot start (23 -> 22, 9 -> 8).
+        (False, "adain-temporal", [(27, 2, 22), (14, 1, 8)]),
     ],
     ids=["temporal", "temporal-adain-temporal", "image-adain-temporal"],
 )
-def test_ranges_with_scene_cuts_equal_the_full_run(tmp_path, shots, temporal, color_fix, ranges):
+def test_ranges_with_scene_cuts_equal_the_full_run(
+    tmp_path, shots, monkeypatch, temporal, color_fix, ranges
+):
     """Cuts at 9, 23 and 31; chunks of 5 overlapping by 1: a range inside a shot, one across a
     cut, ranges at both ends, and adain-temporal's colour history from the shot start."""
+    import adcvsr_cli.ranges as ranges_mod
+
+    used = []  # the Cut each range ran with (pipeline.upscale asks ranges.cut_for for it)
+    real_cut_for = ranges_mod.cut_for
+
+    def cut_for(*args, **kwargs):
+        used.append(real_cut_for(*args, **kwargs))
+        return used[-1]
+
+    monkeypatch.setattr(ranges_mod, "cut_for", cut_for)
+    pts, _ = frame_pts(shots)
     up = _upscaler(temporal)
     opts = dict(tile=0, chunk=5, chunk_overlap=1, color_fix=color_fix, batch=2)
     (tmp_path / "full").mkdir()
     rep = upscale(shots, tmp_path / "full" / "%03d.png", up, UpscaleOptions(**opts))
     assert rep.scene_cuts == [9, 23, 31]
     full = [read_image(tmp_path / "full" / f"{i + 1:03d}.png")[0] for i in range(40)]
-    for first, count in ranges:
+    for first, count, decoded in ranges:
         out = tmp_path / f"part{first}"
         out.mkdir()
         req = RangeRequest(start=first / 25 - 0.001, frames=count)
@@ -301,14 +319,15 @@ def test_ranges_with_scene_cuts_equal_the_full_run(tmp_path, shots, temporal, co
         cut = rep.media["cut"]
         assert (cut["first_frame"], rep.frames_out) == (first, count)
         assert cut["scanned_frames"] > 0
+        assert (used[-1].first_decoded, used[-1].seek_pts) == (decoded, pts[decoded])
+        assert cut["context_frames"] == used[-1].context_frames
         assert set(rep.scene_cuts) <= {9, 23, 31}  # in input frame numbers
         if temporal and first < 23 < first + count:
             assert 23 in rep.scene_cuts
         for k in range(count):
             part, _ = read_image(out / f"{k + 1:03d}.png")
             np.testing.assert_array_equal(part, full[first + k], err_msg=f"frame {first + k}")
-    if color_fix == "adain-temporal":  # the last range ran from its shot's start (23)
-        assert cut["context_frames"] >= first - 23
+    assert len(used) == len(ranges)
 
 
 def test_cli_range_messages(tmp_path):
