@@ -631,6 +631,25 @@ def test_a_pin_holds_until_force_pins_again(hub, registry, tmp_path, tiny):
     assert json.loads(record.read_text())["commit"] == new
 
 
+def test_a_pin_that_cannot_be_written_is_a_warning(hub, registry, tmp_path, monkeypatch):
+    """A full (or read-only) cache: the run goes on verified, and says once what is lost."""
+    import errno
+
+    import adcvsr_cli.weights.native as native
+
+    def full(path, write):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(native, "atomic_write", full)
+    events: list[dict] = []
+    w = W.resolve_weights(f"hf://{NATIVE_REPO}/model.safetensors", on_event=events.append)
+    assert w.sha256 and not (tmp_path / "adcvsr" / "pins").exists()
+    (msg,) = [e["message"] for e in events if e["type"] == "warning"]
+    assert f"cannot record the pin of {NATIVE_REPO}@main in {tmp_path / 'adcvsr' / 'pins'}" in msg
+    assert "No space left on device" in msg and "cannot tell whether main moved" in msg
+    assert "--cache-dir DIR" in msg
+
+
 def test_offline_hit_and_network_down_with_a_cache(hub, registry, monkeypatch):
     w = W.resolve_weights("tiny-adcsr", registry=registry)
     w_native = W.resolve_weights("tiny-native", registry=registry)

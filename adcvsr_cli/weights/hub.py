@@ -208,9 +208,18 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
         "files": (kept["files"] if kept else {}) | files,
     }
     text = json.dumps(rec, indent=2, sort_keys=True) + "\n"
-    with contextlib.suppress(OSError):  # a read-only cache still works, it just cannot remember
-        atomic_write(
-            pin_file(hub, repo_id, revision), lambda t: t.write_text(text, encoding="utf-8")
+    path = pin_file(hub, repo_id, revision)
+    try:
+        atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+    except OSError as e:  # a read-only or full cache: this run is verified, later ones less so
+        hub.emit(
+            type="warning",
+            message=(
+                f"cannot record the pin of {repo_id}@{revision} in {path.parent} "
+                f"({e.strerror or e}): this run's files are verified, but a later run cannot "
+                f"tell whether {revision} moved to another commit or its files changed. Pass "
+                "--cache-dir DIR (or set ADCVSR_CACHE) naming a writable folder to keep the pin"
+            ),
         )
 
 
