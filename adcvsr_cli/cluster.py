@@ -2,10 +2,11 @@
 
 :class:`RayPool` has the :meth:`~adcvsr_cli.workers.DevicePool.run` interface of the device
 pool, with Ray actors as the workers: one per GPU of the cluster (``num_gpus=1``), or with
-``--device cpu`` one per CPU. Each actor loads the network once and runs segment after segment;
+``--device cpu`` one per CPU. Each actor loads the network once and runs task after task (whole
+files of a batch, segments of a long video: :mod:`adcvsr_cli.jobqueue`);
 inputs, outputs and the work folder must lie on a filesystem every node sees. An actor that
-dies is restarted by Ray and its segment retried (``max_restarts``, ``max_task_retries``); if
-it dies for good, its segment goes to another actor. Events (progress, warnings) stream back to
+dies is restarted by Ray and its task retried (``max_restarts``, ``max_task_retries``); if
+it dies for good, its task goes to another actor. Events (progress, warnings) stream back to
 the driver through a Ray queue, so the bars and JSON lines are the driver's.
 
 Ray is an optional extra (``pip install 'adcvsr[ray]'``), imported only here and only when asked.
@@ -15,14 +16,15 @@ Ray is an optional extra (``pip install 'adcvsr[ray]'``), imported only here and
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from .errors import UsageError
+from .errors import Interrupted, UsageError
 
 MAX_RESTARTS = 2  # per actor: a node lost, a process killed, a driver bug on one input
 MAX_TASK_RETRIES = 2
 _POLL_S = 0.05
+_END = object()
 Post = Callable[[dict[str, Any]], None]
 
 
@@ -38,7 +40,7 @@ def import_ray() -> Any:
 
 
 class _Worker:
-    """The body of one actor: a network loaded once, then one segment per call."""
+    """The body of one actor: a network loaded once, then one task (a file, a segment) per call."""
 
     def __init__(self, load: dict[str, Any]) -> None:
         from .pipeline import load_model
@@ -53,6 +55,15 @@ class _Worker:
 
     def device(self) -> str:
         return str(self.upscaler.device)
+
+
+def _original(e: Any) -> BaseException:
+    """The exception an actor raised, as raised (its message alone), with the actor's
+    traceback as a note where Python keeps notes (3.11+)."""
+    err = e.cause if isinstance(e.cause, BaseException) else e.as_instanceof_cause()
+    if hasattr(err, "add_note"):
+        err.add_note(str(e))
+    return err
 
 
 class RayPool:
@@ -84,25 +95,34 @@ class RayPool:
 
     def run(
         self,
-        items: Sequence[Any],
+        items: Iterable[Any],
         work: Callable[..., Any],
         on_done: Callable[[Any, Any, str], None],
         on_event: Post,
         cancel: threading.Event | None = None,
+        on_error: Callable[[Any, BaseException, str], None] | None = None,
     ) -> None:
         """Every item through ``work(upscaler, item, post, stop)`` on the actors (see the
-        device pool); raises the first error that stops the run."""
+        device pool: ``items`` read lazily, one whenever an actor is free; ``on_error``);
+        raises the first error that stops the run."""
         ray = self.ray
-        todo = list(items)
+        source = iter(items)
+        todo: list[Any] = []  # items handed back by an actor that died
         idle = list(range(len(self.actors)))
         running: dict[Any, tuple[int, Any]] = {}
-        while todo or running:
+        more = True
+        while True:
+            while idle and (todo or more):
+                item = todo.pop(0) if todo else next(source, _END)
+                if item is _END:
+                    more = False
+                    break
+                i = idle.pop(0)
+                running[self.actors[i].run.remote(work, item, self.events)] = (i, item)
+            if not running and not todo and not more:
+                break
             if cancel is not None and cancel.is_set():
                 raise KeyboardInterrupt
-            while todo and idle:
-                i = idle.pop(0)
-                item = todo.pop(0)
-                running[self.actors[i].run.remote(work, item, self.events)] = (i, item)
             ready, _ = ray.wait(list(running), num_returns=1, timeout=_POLL_S)
             self._drain(on_event)
             for ref in ready:
@@ -113,9 +133,14 @@ class RayPool:
                     self._lost(i, item, e, todo, idle, on_event)
                     continue
                 except ray.exceptions.RayTaskError as e:
-                    raise e.as_instanceof_cause() from None
-                on_done(item, result, self.names[i])
+                    cause = e.as_instanceof_cause()
+                    if on_error is None or isinstance(cause, (Interrupted, KeyboardInterrupt)):
+                        raise cause from None
+                    idle.append(i)
+                    on_error(item, _original(e), self.names[i])
+                    continue
                 idle.append(i)
+                on_done(item, result, self.names[i])
         self._drain(on_event)
 
     def _lost(

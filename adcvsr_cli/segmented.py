@@ -265,21 +265,55 @@ def upscale_long(
     folder belongs to another input or other options, and the errors of ``upscale``.
     """
     options = options or UpscaleOptions()
-    options.validate()
     encode = encode or EncodeOptions()
     emit = on_event or _noop
-    if segment < 1:
-        raise UsageError(f"--segment must be at least 1 frame, got {segment}")
     if not upscalers:
         raise ValueError("upscale_long needs at least one upscaler")
-
-    def single() -> UpscaleReport:
+    long = open_long(
+        src, dst, upscalers[0], options, encode, segment=segment, restart=restart, emit=emit
+    )
+    if long is None:
         return upscale_one(src, dst, upscalers[0], options, encode, on_event=emit, cancel=cancel)
+    try:
+        (pool or device_pool(upscalers)).run(
+            long.todo,
+            lambda up, seg, post, stop: run_segment(long.job, up, seg, post, stop),
+            long.on_done,
+            long.on_event,
+            cancel,
+        )
+        return long.finish(",".join(str(u.device) for u in upscalers))
+    finally:
+        long.abandon()
 
+
+def device_pool(upscalers: Sequence[Upscaler]) -> DevicePool[Any, Any]:
+    """One worker per network, named by its device (``cpu worker 0``, ``cuda:1 worker 1``)."""
+    return DevicePool(list(upscalers), [f"{u.device} worker {i}" for i, u in enumerate(upscalers)])
+
+
+def open_long(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    up: Upscaler,
+    options: UpscaleOptions,
+    encode: EncodeOptions,
+    *,
+    segment: int,
+    restart: bool,
+    emit: OnEvent,
+) -> Long | None:
+    """``src -> dst`` planned (or resumed) in segments and locked; None when it runs in one
+    piece (short, not a file to a file, a part or an A/B video). The caller runs ``todo``,
+    hands each result to :meth:`Long.on_done`, then calls :meth:`Long.finish`, and
+    :meth:`Long.abandon` in any case."""
+    options.validate()
+    if segment < 1:
+        raise UsageError(f"--segment must be at least 1 frame, got {segment}")
     # A part (--start ...) or an A/B video (--compare) runs in one piece: segments join whole
     # runs of network frames only.
     if not segmentable_paths(src, dst) or options.range is not None or options.compare:
-        return single()
+        return None
     s, d = os.path.abspath(os.fspath(src)), os.path.abspath(os.fspath(dst))
     folder = work_dir(d)
     if restart:
@@ -289,18 +323,19 @@ def upscale_long(
     if not folder.exists():
         est = probe(s).frames
         if est is not None and est <= segment + segment // 2:
-            return single()
+            return None
     lock = WorkLock(folder)
     lock.acquire(os.fspath(dst))
     try:
-        job = _prepare(s, d, folder, upscalers[0], options, encode, segment, emit)
-        if job is None:
-            lock.release()
-            remove_work_dir(folder)
-            return single()
-        return _run(job, upscalers, lock, emit, cancel, pool)
-    finally:
+        job = _prepare(s, d, folder, up, options, encode, segment, emit)
+    except BaseException:
         lock.release()
+        raise
+    if job is None:
+        lock.release()
+        remove_work_dir(folder)
+        return None
+    return Long(job, lock, emit)
 
 
 def _prepare(
@@ -361,58 +396,65 @@ def _start_events(job: _Job, emit: OnEvent, todo: list[Segment]) -> None:
         )
 
 
-def _run(
-    job: _Job,
-    upscalers: Sequence[Upscaler],
-    lock: WorkLock,
-    emit: OnEvent,
-    cancel: threading.Event | None,
-    pool: Any = None,
-) -> UpscaleReport:
-    t0 = time.perf_counter()
-    m, segs = job.manifest, job.segments
-    todo = [s for s in segs if s.index not in m.done]
-    reused = len(segs) - len(todo)
-    _start_events(job, emit, todo)
-    progress = {"done": sum(len(s) for s in segs if s.index in m.done)}
+class Long:
+    """A segmented file under way: the segments still to run, their results as they come in
+    (saved in the manifest at once), and the join once every segment is there."""
 
-    def on_event(e: dict[str, Any]) -> None:
-        if e.get("type") == "segment-progress":
-            progress["done"] += int(e["frames"])
-            emit(
-                {
-                    "type": "progress",
-                    "frames_done": progress["done"],
-                    "frames_total": job.scan.frames,
-                }
-            )
-        else:
-            emit(e)
+    def __init__(self, job: _Job, lock: WorkLock, emit: OnEvent) -> None:
+        self.job, self.lock, self.emit = job, lock, emit
+        self.t0 = time.perf_counter()
+        m, segs = job.manifest, job.segments
+        self.todo = [s for s in segs if s.index not in m.done]
+        self.reused = len(segs) - len(self.todo)
+        self.frames_done = sum(len(s) for s in segs if s.index in m.done)
+        _start_events(job, emit, self.todo)
 
-    def on_done(seg: Segment, rec: dict[str, Any], worker: str) -> None:
+    def on_event(self, e: dict[str, Any]) -> None:
+        """A worker's event: segment progress becomes the file's progress."""
+        if e.get("type") != "segment-progress":
+            self.emit(e)
+            return
+        self.frames_done += int(e["frames"])
+        self.emit(
+            {
+                "type": "progress",
+                "frames_done": self.frames_done,
+                "frames_total": self.job.scan.frames,
+            }
+        )
+
+    def on_done(self, seg: Segment, rec: dict[str, Any], worker: str) -> None:
         rec = {**rec, "worker": worker}
-        m.done[seg.index] = rec
-        m.save(job.folder)
-        lock.touch()
-        emit({"type": "segment", "index": seg.index, "start": seg.start, "end": seg.end, **rec})
+        self.job.manifest.done[seg.index] = rec
+        self.job.manifest.save(self.job.folder)
+        self.lock.touch()
+        self.emit(
+            {"type": "segment", "index": seg.index, "start": seg.start, "end": seg.end, **rec}
+        )
 
-    names = [f"{u.device} worker {i}" for i, u in enumerate(upscalers)]
-    if pool is None:
-        pool = DevicePool(list(upscalers), names)
-    pool.run(
-        todo,
-        lambda up, seg, post, stop: run_segment(job, up, seg, post, stop),
-        on_done,
-        on_event,
-        cancel,
-    )
-    media = _join(job, emit)
-    media["segments"] = {"total": len(segs), "run": len(todo), "reused": reused}
-    lock.release()
-    remove_work_dir(job.folder)
-    report = _report(job, upscalers, media, time.perf_counter() - t0)
-    emit({"type": "done", "report": report.to_dict()})
-    return report
+    @property
+    def complete(self) -> bool:
+        return all(s.index in self.job.manifest.done for s in self.job.segments)
+
+    def finish(self, devices: str) -> UpscaleReport:
+        """Join every segment into the output, remove the work folder; the file's report."""
+        job = self.job
+        media = _join(job, self.emit)
+        segs = job.segments
+        media["segments"] = {
+            "total": len(segs),
+            "run": len(segs) - self.reused,
+            "reused": self.reused,
+        }
+        self.lock.release()
+        remove_work_dir(job.folder)
+        report = _report(job, devices, media, time.perf_counter() - self.t0)
+        self.emit({"type": "done", "report": report.to_dict()})
+        return report
+
+    def abandon(self) -> None:
+        """Let go of the work folder (kept for a rerun to resume; nothing if finished)."""
+        self.lock.release()
 
 
 def _join(job: _Job, emit: OnEvent) -> dict[str, Any]:
@@ -433,10 +475,8 @@ def _join(job: _Job, emit: OnEvent) -> dict[str, Any]:
     return media
 
 
-def _report(
-    job: _Job, upscalers: Sequence[Upscaler], media: dict[str, Any], seconds: float
-) -> UpscaleReport:
-    up = upscalers[0]
+def _report(job: _Job, devices: str, media: dict[str, Any], seconds: float) -> UpscaleReport:
+    opts = job.manifest.options
     return UpscaleReport(
         input=job.src,
         output=job.dst,
@@ -445,9 +485,9 @@ def _report(
         seconds=seconds,
         seconds_network=sum(float(r.get("seconds", 0.0)) for r in job.manifest.done.values()),
         plan=f"{len(job.segments)} segments",
-        device=",".join(str(u.device) for u in upscalers),
-        precision=up.dtype_name(),
-        weights=up.source,
+        device=devices,
+        precision=str(opts["precision"]),
+        weights=str(opts["weights"]),
         out_width=job.size[0],
         out_height=job.size[1],
         chunks=0,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shlex
 import stat
 import sys
 import threading
 import time
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,9 +79,18 @@ class _Run:
     def __init__(self) -> None:
         self.done = self.skipped = self.failed = self.frames = 0
         self.rows: list[tuple[str, str, str]] = []
+        self.keys: list[int] = []  # each row's file position (0: skipped), to order the table
         self.t0 = time.perf_counter()
         self.code = 0  # the exit code of the first failed file (a single file's run exits with it)
         self.fatal = 0  # the model could not load: the run's exit code
+
+    def add(self, row: tuple[str, str, str], key: int = 0) -> None:
+        self.rows.append(row)
+        self.keys.append(key)
+
+    def ordered(self) -> list[tuple[str, str, str]]:
+        """The rows in the batch's order, however the workers finished them."""
+        return [r for _, r in sorted(zip(self.keys, self.rows, strict=True), key=lambda kr: kr[0])]
 
 
 @dataclass(frozen=True)
@@ -114,17 +126,45 @@ class JobRunner:
         self.cancel = threading.Event()
         self.run = _Run()
         self.upscaler: Any = None
-        self.current: Any = None
-        self.made_dirs: list[Path] = []  # folders the current job created (removed if it fails)
+        self.in_flight: dict[int, Any] = {}  # the jobs under way, by position
+        self.made_dirs: dict[int, list[Path]] = {}  # folders each job created (removed if it fails)
+        self.spreading = False  # files in flight together: a failed one's folders wait for the end
+        self.unused_dirs: list[Path] = []
 
-    def failed(self, job: Any, e: BaseException, code: int) -> None:
-        _remove_empty(self.made_dirs)
+    def failed(self, job: Any, e: BaseException, code: int, key: int) -> None:
+        self._drop_dirs(key)
         msg = named(job, e)
         self.run.failed += 1
         self.run.code = self.run.code or code
-        self.run.rows.append((job.src, "failed", msg))
+        self.run.add((job.src, "failed", msg), key)
         self.reporter.json("file_failed", file=job.src, output=job.dst, error=msg, exit_code=code)
         self.reporter.error(msg, event=False)
+
+    def _drop_dirs(self, key: int) -> None:
+        """Remove the folders a failed or interrupted job created, where they stayed empty; while
+        files run together, at the end of the run (another file may be about to write there)."""
+        dirs = self.made_dirs.pop(key, [])
+        if self.spreading:
+            self.unused_dirs += dirs
+        else:
+            _remove_empty(dirs)
+
+    def _error(self, job: Any, e: Exception, key: int) -> None:
+        """A file that failed: its row, its JSON line and its message."""
+        if isinstance(e, ResumeRefused):
+            self.failed(job, UsageError(f"{e}: {restart_command()}"), e.exit_code, key)
+            return
+        if isinstance(e, AdcvsrError):
+            self.failed(job, e, e.exit_code, key)
+            return
+        # Not bad input but a bug met on this file (any other Exception). A batch reports it for
+        # this file and goes on with the rest, as it does for a bad file: stopping would throw
+        # away the rest of a long batch for one odd input, and nothing is lost without a word:
+        # the file is listed as failed, the exit status says so, -vv shows the traceback.
+        # KeyboardInterrupt, SIGTERM and SystemExit are not Exceptions and still stop the run.
+        msg = f"internal error: {type(e).__name__}: {e} (add -vv to the command to see where)"
+        self.failed(job, RuntimeError(msg), EXIT_ERROR, key)
+        self.reporter.log("".join(traceback.format_exception(e)).rstrip(), level=2)
 
     def _announce(self, to_run: list[Any]) -> None:
         plan, reporter, run = self.plan, self.reporter, self.run
@@ -143,12 +183,12 @@ class JobRunner:
         for j in plan.jobs:
             if j.skip_reason:
                 run.skipped += 1
-                run.rows.append((j.src, "skipped", j.skip_reason))
+                run.add((j.src, "skipped", j.skip_reason))
                 reporter.json("file_skipped", file=j.src, output=j.dst, reason=j.skip_reason)
                 if not plan.batch:  # a batch says it in its table
                     reporter.log(f"{j.src}: skipped, {j.dst} exists (--skip-existing)")
 
-    def _prepare(self, job: Any) -> None:
+    def _prepare(self, job: Any, key: int) -> None:
         """Checks before the model is loaded or the file is run; raises AdcvsrError."""
         from ..media import OutputExists
 
@@ -164,7 +204,7 @@ class JobRunner:
 
             probe(job.src)
         if job.dst != "-":
-            self.made_dirs = _make_parents(Path(job.dst))
+            self.made_dirs[key] = _make_parents(Path(job.dst))
 
     def _load_model(self) -> None:
         """Once per run, outside the first file's timing."""
@@ -177,7 +217,7 @@ class JobRunner:
                 load = {**self.load, "device": device}
                 self.upscalers.append(pipeline.load_model(on_event=reporter.on_event, **load))
             self.upscaler = up = self.upscalers[0]
-            if self.scale.ray:
+            if self.scale.ray and self.spread:
                 from ..cluster import RayPool
 
                 self.pool = RayPool(self.load)
@@ -231,34 +271,32 @@ class JobRunner:
         """Run one file; False when the run must stop (a single file failed)."""
         from ..errors import Interrupted
 
-        reporter, run = self.reporter, self.run
-        reporter.start_file(job.src, job.dst, index, files)
+        self.reporter.start_file(job.src, job.dst, index, files)
         if job.note:
-            reporter.log(f"{job.src}: {job.note}")
+            self.reporter.log(f"{job.src}: {job.note}")
         started = time.perf_counter()
         try:
             rep = self._upscale(job)
         except BrokenPipeError:
             raise
-        except ResumeRefused as e:
-            self.failed(job, UsageError(f"{e}: {restart_command()}"), e.exit_code)
-            return self.plan.batch
         except Interrupted:
             raise interruption() from None
-        except AdcvsrError as e:
-            self.failed(job, e, e.exit_code)
+        except Exception as e:  # this file failed, for its input or a bug: see _error
+            self._error(job, e, index)
             return self.plan.batch
-        except Exception as e:  # a bug, not bad input: report it, keep the batch going
-            self.failed(job, RuntimeError(f"internal error: {type(e).__name__}: {e}"), EXIT_ERROR)
-            if reporter.verbose:
-                import traceback
+        self._done(job, rep, time.perf_counter() - started, index)
+        return True
 
-                reporter.log(traceback.format_exc(), level=1)
-            return self.plan.batch
-        secs = time.perf_counter() - started
+    def _done(
+        self, job: Any, rep: Any, secs: float, key: int, workers: list[str] | None = None
+    ) -> None:
+        """A file written: its row, its JSON line and its log lines."""
+        reporter, run = self.reporter, self.run
+        self.made_dirs.pop(key, None)  # kept: the output is in it
         run.done += 1
         run.frames += rep.frames_out
-        run.rows.append((job.src, "done", f"{plural(rep.frames_out, 'frame')}, {secs:.1f} s"))
+        run.add((job.src, "done", f"{plural(rep.frames_out, 'frame')}, {secs:.1f} s"), key)
+        extra = {} if workers is None else {"workers": workers}
         reporter.json(
             "file_done",
             file=job.src,
@@ -271,6 +309,7 @@ class JobRunner:
             scene_cuts=rep.scene_cuts,
             warnings=rep.media.get("warnings", []),
             cut=rep.media.get("cut"),
+            **extra,
         )
         reporter.log(
             f"{job.src} -> {rep.output}: {plural(rep.frames_out, 'frame')} in {secs:.1f} s",
@@ -285,21 +324,26 @@ class JobRunner:
                 f"cut to the same span, timestamps from zero)"
                 f"{_cut_context(cut)}"
             )
-        return True
+
+    def _ready(self, to_run: list[Any]) -> Iterator[tuple[int, Any]]:
+        """The jobs that pass the checks before a run, with their positions; the others are
+        reported as failed. Ends early when a single file fails (the run stops there)."""
+        for index, job in enumerate(to_run, 1):
+            try:
+                self._prepare(job, index)
+            except AdcvsrError as e:
+                self.failed(job, e, e.exit_code, index)
+                self.reporter.advance_batch()
+                if not self.plan.batch:
+                    return
+                continue
+            yield index, job
 
     def _loop(self, to_run: list[Any]) -> None:
         _clean_stale_parts(to_run, self.reporter)
         self.reporter.start_batch(len(to_run))
-        for index, job in enumerate(to_run, 1):
-            self.current, self.made_dirs = job, []
-            try:
-                self._prepare(job)
-            except AdcvsrError as e:
-                self.failed(job, e, e.exit_code)
-                self.reporter.advance_batch()
-                if not self.plan.batch:
-                    break
-                continue
+        for index, job in self._ready(to_run):
+            self.in_flight = {index: job}
             if self.upscaler is None:
                 try:
                     self._load_model()
@@ -307,19 +351,79 @@ class JobRunner:
                     break
             if not self._one(job, index, len(to_run)):
                 break
-            self.current = None
+            self.in_flight = {}
             self.reporter.advance_batch()
+
+    def _spread(self, to_run: list[Any]) -> None:
+        """Every file on one queue that all workers pull from (``--devices a,b``, ``--ray``)."""
+        from ..jobqueue import FileWork, JobQueue
+        from ..segmented import device_pool
+
+        _clean_stale_parts(to_run, self.reporter)
+        self.reporter.start_batch(len(to_run))
+        ready = self._ready(to_run)
+        first = next(ready, None)
+        if first is None:
+            return
+        try:
+            self._load_model()
+        except _ModelFailed:
+            return
+        queue = JobQueue(
+            self.pool or device_pool(self.upscalers),
+            self.upscaler,
+            self.opts,
+            self.enc,
+            segment=self.scale.segment,
+            restart=self.scale.restart,
+            devices=",".join(str(u.device) for u in self.upscalers),
+        )
+        files = (
+            FileWork(i, os.path.abspath(j.src), os.path.abspath(j.dst))
+            for i, j in itertools.chain([first], ready)
+        )
+        self.spreading = True
+        try:
+            queue.run(files, _Spread(self, {i + 1: j for i, j in enumerate(to_run)}), self.cancel)
+        finally:
+            self.spreading = False
+            self.unused_dirs += [d for key in self.in_flight for d in self.made_dirs.pop(key, [])]
+            _remove_empty(sorted(set(self.unused_dirs), key=lambda p: len(p.parts), reverse=True))
+
+    @property
+    def spread(self) -> bool:
+        """Whether the files go on the workers' queue: several devices or Ray, and no pipe (a
+        pipe is read or written once, here, by the run that owns it)."""
+        from ..media import is_stream_input
+
+        if len(self.scale.devices) < 2 and not self.scale.ray:
+            return False
+        return not any(
+            j.src == "-" or j.dst == "-" or is_stream_input(j.src) for j in self.plan.jobs
+        )
 
     def __call__(self) -> int:
         """Run the plan; the exit code."""
         to_run = [j for j in self.plan.jobs if not j.skip_reason]
         self._announce(to_run)
+        if (self.scale.ray or len(self.scale.devices) > 1) and not self.spread:
+            # A pipe is read (or written) once, here: it cannot be handed to another worker.
+            self.reporter.warn(
+                "--ray: standard input or output (a pipe) is read and written by this process, "
+                "so this run stays here and does not use the cluster"
+                if self.scale.ray
+                else "--devices: standard input or output (a pipe) is read and written once, "
+                f"by this process, so this run uses only {self.scale.devices[0]}"
+            )
         interrupted_code = 0
         broken_pipe = False
         try:
             with watched_signals(self.cancel):
                 try:
-                    self._loop(to_run)
+                    if self.spread:
+                        self._spread(to_run)
+                    else:
+                        self._loop(to_run)
                 finally:
                     if self.pool is not None:
                         self.pool.close()
@@ -333,7 +437,7 @@ class JobRunner:
 
     def _interrupted_line(self) -> str:
         if not self.plan.batch:  # one file: one line, no table
-            job = self.current
+            job = next(iter(self.in_flight.values()), None)
             if job is None or job.dst == "-":
                 return "interrupted"
             return f"interrupted; {job.dst} was not written (nothing unfinished is left)"
@@ -346,9 +450,10 @@ class JobRunner:
 
     def _finish(self, interrupted_code: int, broken_pipe: bool) -> int:
         plan, reporter, run = self.plan, self.reporter, self.run
-        if interrupted_code and self.current is not None:
-            _remove_empty(self.made_dirs)
-            run.rows.append((self.current.src, "interrupted", "unfinished output removed"))
+        if interrupted_code:
+            for key, job in sorted(self.in_flight.items()):
+                _remove_empty(self.made_dirs.pop(key, []))
+                run.add((job.src, "interrupted", "unfinished output removed"), key)
         if interrupted_code:
             reporter.stop_bars()
             reporter.error(self._interrupted_line(), exit_code=interrupted_code)
@@ -442,7 +547,7 @@ def _summary_table(reporter: Reporter, run: _Run, ignored: int, seconds: float) 
     table.add_column("status")
     table.add_column("detail")
     styles = {"failed": "red", "skipped": "dim", "interrupted": "yellow"}
-    for src, status, detail in run.rows:
+    for src, status, detail in run.ordered():
         table.add_row(src, status, detail, style=styles.get(status))
     reporter.console.print(table)
     reporter.console.print(
@@ -460,3 +565,56 @@ def _cut_context(cut: dict[str, Any]) -> str:
     if cut.get("scanned_frames"):
         parts.append(f"{plural(cut['scanned_frames'], 'frame')} decoded to find its scene cuts")
     return f"; {' and '.join(parts)}" if parts else ""
+
+
+class _Spread:
+    """The files of a spread run as the queue reports them (the queue's ``Callbacks``): bars,
+    JSON lines, rows."""
+
+    def __init__(self, runner: JobRunner, jobs: dict[int, Any]) -> None:
+        self.runner, self.jobs = runner, jobs
+        self.finished = 0
+
+    def start(self, key: int) -> None:
+        job, reporter = self.jobs[key], self.runner.reporter
+        self.runner.in_flight[key] = job
+        reporter.open_file(key, job.src, key, len(self.jobs))
+        if job.note:
+            reporter.log(f"{job.src}: {job.note}")
+
+    def event(self, key: int, e: dict[str, Any]) -> None:
+        self.runner.reporter.file_event(key, e)
+
+    def run_event(self, e: dict[str, Any]) -> None:
+        self.runner.reporter.on_event(e)
+
+    def done(self, key: int, report: Any, workers: list[str], seconds: float) -> None:
+        self.runner._done(self.jobs[key], report, seconds, key, workers)
+        self._ended(key)
+
+    def failed(self, key: int, error: BaseException, workers: list[str]) -> None:
+        from ..errors import Interrupted
+
+        if isinstance(error, Interrupted):
+            raise interruption() from None
+        if not isinstance(error, Exception):
+            raise error
+        self.runner._error(self.jobs[key], error, key)
+        self._ended(key)
+
+    def _ended(self, key: int) -> None:
+        runner = self.runner
+        runner.in_flight.pop(key, None)
+        runner.reporter.close_file(key)
+        runner.reporter.advance_batch()
+        self.finished += 1
+        run = runner.run
+        runner.reporter.json(
+            "run_progress",
+            files_finished=self.finished,
+            files_total=len(self.jobs),
+            done=run.done,
+            failed=run.failed,
+            frames=run.frames,
+            workers_busy=len(runner.in_flight),
+        )

@@ -94,8 +94,8 @@ class UpscaleArgs:
         str | None,
         typer.Option(
             help="Run on several devices together, one worker and network copy each: "
-            "cuda:0,cuda:1, all (every GPU) or cpu,cpu. The segments of a long video are shared "
-            "out between them.",
+            "cuda:0,cuda:1, all (every GPU) or cpu,cpu. The files of a batch and the segments "
+            "of a long video are shared out between them.",
             rich_help_panel=MODEL,
         ),
     ] = None
@@ -103,8 +103,8 @@ class UpscaleArgs:
         bool,
         typer.Option(
             "--ray",
-            help="Run the segments on a Ray cluster (RAY_ADDRESS, or a local one): one actor per "
-            "GPU, or per CPU with --device cpu. Needs pip install 'adcvsr[ray]'.",
+            help="Run the files and segments on a Ray cluster (RAY_ADDRESS, or a local one): one "
+            "actor per GPU, or per CPU with --device cpu. Needs pip install 'adcvsr[ray]'.",
             rich_help_panel=MODEL,
         ),
     ] = False

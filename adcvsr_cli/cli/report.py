@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +47,20 @@ class Reporter:
         self.progress: Any = None
         self._dl_task: Any = None
         self._last_dl_json = 0.0
-        self.task: Any = None
         self.batch_task: Any = None
-        self.file = ""
-        self._t0 = time.perf_counter()
-        self._done0 = 0
-        self._last_json = 0.0
-        self._last_done = -1
-        self._index = self._files = 1
+        self._view = _FileView()  # the file under way (start_file)
+        self._views: dict[Any, _FileView] = {}  # files in flight together (open_file)
         self.fallbacks: list[str] = []  # --compile / graphs that stopped: said again at the end
         self._libraries = ExitStack()  # while the command runs: the libraries' log records
+
+    @property
+    def file(self) -> str:
+        """The input of the file under way (named in its JSON lines)."""
+        return self._view.src
+
+    @file.setter
+    def file(self, src: str) -> None:
+        self._view.src = src
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
@@ -126,8 +131,8 @@ class Reporter:
             self.json("error", message=message, **fields)
         self.logger.error(message)
 
-    def warn(self, message: str) -> None:
-        self.json("warning", file=self.file, message=message)
+    def warn(self, message: str, *, file: str | None = None) -> None:
+        self.json("warning", file=self.file if file is None else file, message=message)
         self.logger.warning(message)
 
     def library_record(self, record: logging.LogRecord) -> None:
@@ -150,18 +155,32 @@ class Reporter:
             self.progress.advance(self.batch_task)
 
     def start_file(self, src: str, dst: str, index: int = 1, files: int = 1) -> None:
-        """A new file begins (``index`` of ``files`` that will run)."""
-        self.file = src
-        self._index, self._files = index, files
-        self._t0 = time.perf_counter()
-        self._last_json = 0.0
-        self._last_done = -1
+        """A new file begins (``index`` of ``files`` that will run); its bar replaces the last."""
+        if self.progress is not None and self._view.task is not None:
+            self.progress.remove_task(self._view.task)
+        self._view = self._new_view(src, index, files)
+
+    def open_file(self, key: Any, src: str, index: int = 1, files: int = 1) -> None:
+        """A file begins while others may still run (workers sharing a batch): its own bar and
+        progress lines, fed by :meth:`file_event` until :meth:`close_file`."""
+        self._views[key] = self._new_view(src, index, files)
+
+    def file_event(self, key: Any, e: dict[str, Any]) -> None:
+        """A library event of the file opened as ``key``."""
+        self._event(self._views.get(key, self._view), e)
+
+    def close_file(self, key: Any) -> None:
+        view = self._views.pop(key, None)
+        if view is not None and self.progress is not None and view.task is not None:
+            self.progress.remove_task(view.task)
+
+    def _new_view(self, src: str, index: int, files: int) -> _FileView:
+        view = _FileView(src, index, files)
         if self.progress is not None:
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(
+            view.task = self.progress.add_task(
                 Path(src).name if src != "-" else "stdin", total=None, fps=""
             )
+        return view
 
     def _download(self, e: dict[str, Any]) -> None:
         """Weights downloads: a bar per file on a terminal; start/done lines otherwise."""
@@ -193,13 +212,16 @@ class Reporter:
 
     def on_event(self, e: dict[str, Any]) -> None:
         """The ``on_event`` callback handed to the library."""
+        self._event(self._view, e)
+
+    def _event(self, fv: _FileView, e: dict[str, Any]) -> None:
         kind = e.get("type")
         if kind == "start":
             self.json(
                 "start",
-                file=self.file,
-                index=self._index,
-                files=self._files,
+                file=fv.src,
+                index=fv.index,
+                files=fv.files,
                 output=e.get("output"),
                 frames=e.get("frames"),
                 width=e.get("width"),
@@ -207,38 +229,38 @@ class Reporter:
                 out_width=e.get("out_width"),
                 out_height=e.get("out_height"),
             )
-            if self.progress is not None and self.task is not None:
-                self.progress.update(self.task, total=e.get("frames"))
+            if self.progress is not None and fv.task is not None:
+                self.progress.update(fv.task, total=e.get("frames"))
             frames = plural(e["frames"], "frame") if e.get("frames") else "frame count unknown"
             self.log(
-                f"{self.file}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
+                f"{fv.src}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
                 + frames,
                 level=1,
             )
         elif kind == "progress":
             done, total = e.get("frames_done", 0), e.get("frames_total")
-            dt = time.perf_counter() - self._t0
+            dt = time.perf_counter() - fv.t0
             fps = done / dt if dt > 0 else 0.0
-            if self.progress is not None and self.task is not None:
-                self.progress.update(self.task, completed=done, total=total, fps=f"{fps:.2f} fps")
+            if self.progress is not None and fv.task is not None:
+                self.progress.update(fv.task, completed=done, total=total, fps=f"{fps:.2f} fps")
             now = time.perf_counter()
             final = total is not None and done >= total
-            if done != self._last_done and (now - self._last_json >= 0.5 or final):
-                self._last_json, self._last_done = now, done
+            if done != fv.last_done and (now - fv.last_json >= 0.5 or final):
+                fv.last_json, fv.last_done = now, done
                 self.json(
                     "progress",
-                    file=self.file,
+                    file=fv.src,
                     frames_done=done,
                     frames_total=total,
                     fps=round(fps, 3),
                     eta_seconds=round((total - done) / fps, 1) if total and fps > 0 else None,
                 )
         elif kind == "warning":
-            self.warn(str(e.get("message")))
+            self.warn(str(e.get("message")), file=fv.src)
             if e.get("fallback"):
                 self.fallbacks.append(str(e.get("message")))
         elif kind == "plan":
-            self.json("plan", file=self.file, **{k: v for k, v in e.items() if k != "type"})
+            self.json("plan", file=fv.src, **{k: v for k, v in e.items() if k != "type"})
             self.log(
                 f"plan: device {e.get('device')}, {e.get('precision')}, tile {e.get('tile') or 'off'}, "
                 f"chunk {e.get('chunk')} (overlap {e.get('chunk_overlap')})",
@@ -263,9 +285,9 @@ class Reporter:
             self.log(f"hub: {e.get('message')}", level=2)
         elif kind in ("segments", "segment"):
             fields = {k: v for k, v in e.items() if k != "type"}
-            self.json(kind, file=self.file, **fields)
+            self.json(kind, file=fv.src, **fields)
             if kind == "segments":
-                self.log(f"{self.file}: {e.get('total')} segments, {e.get('todo')} to run", level=1)
+                self.log(f"{fv.src}: {e.get('total')} segments, {e.get('todo')} to run", level=1)
             else:
                 self.log(
                     f"segment {e.get('index')}: frames {e.get('start')}-{e.get('end')} "
@@ -276,6 +298,19 @@ class Reporter:
             pass
         else:
             self.log(f"{kind}: {e}", level=2)
+
+
+@dataclass
+class _FileView:
+    """One file's bar and the state of its progress lines."""
+
+    src: str = ""
+    index: int = 1
+    files: int = 1
+    task: Any = None
+    t0: float = field(default_factory=time.perf_counter)
+    last_json: float = 0.0
+    last_done: int = -1
 
 
 def plural(n: int, word: str) -> str:
