@@ -204,6 +204,8 @@ class DevicePool(Generic[T, R]):
                 inbox.put(("error", (task.item, e, self.names[i])))
                 continue
             except BaseException as e:
+                # SystemExit and the like: a thread cannot raise them where they mean something,
+                # so the calling thread re-raises this one (and the run stops).
                 inbox.put(("fatal", e))
                 return
             inbox.put(("done", (task.item, result, self.names[i])))

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from test_segmented import LOSSLESS, OPTS, assert_same, make_shots, tiny
+from tiny import write_tiny_weights
 
 from adcvsr_cli.errors import VideoError
 from adcvsr_cli.jobqueue import Callbacks, FileWork, JobQueue
 from adcvsr_cli.pipeline import upscale
 from adcvsr_cli.segmented import device_pool
 from adcvsr_cli.workdir import work_dir
-
-
-def save_tiny(path: Path) -> None:
-    from tiny import tiny_dims
-
-    from adcvsr_cli.model import AdcVSR, init_random_
-    from adcvsr_cli.weights import save_native
-
-    model = AdcVSR(tiny_dims(temporal=True))
-    init_random_(model, 0)
-    save_native(model.state_dict(), tiny_dims(temporal=True), path, source="test")
 
 
 class Record(Callbacks):
@@ -144,7 +133,7 @@ def test_a_bug_met_on_one_file_fails_that_file_only(
     monkeypatch.setattr(adcvsr_cli.pipeline, "upscale", buggy)
     monkeypatch.setattr(adcvsr_cli.jobqueue, "upscale_one", buggy)
     weights = tmp_path / "tiny.safetensors"
-    save_tiny(weights)
+    write_tiny_weights(weights, temporal=True)
     plan = plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"), ext="mkv")
     reporter = Reporter(verbose=verbose, json_file=tmp_path / "log.jsonl")
     with reporter:

@@ -163,7 +163,8 @@ class Reporter:
     def open_file(self, key: Any, src: str, index: int = 1, files: int = 1) -> None:
         """A file begins while others may still run (workers sharing a batch): its own bar and
         progress lines, fed by :meth:`file_event` until :meth:`close_file`."""
-        self._views[key] = self._new_view(src, index, files)
+        self._views[key] = view = self._new_view(src, index, files)
+        view.shared = True
 
     def file_event(self, key: Any, e: dict[str, Any]) -> None:
         """A library event of the file opened as ``key``."""
@@ -214,47 +215,55 @@ class Reporter:
         """The ``on_event`` callback handed to the library."""
         self._event(self._view, e)
 
+    def _start(self, fv: _FileView, e: dict[str, Any]) -> None:
+        """The file's size and frame count are known."""
+        self.json(
+            "start",
+            file=fv.src,
+            index=fv.index,
+            files=fv.files,
+            output=e.get("output"),
+            frames=e.get("frames"),
+            width=e.get("width"),
+            height=e.get("height"),
+            out_width=e.get("out_width"),
+            out_height=e.get("out_height"),
+        )
+        if self.progress is not None and fv.task is not None:
+            self.progress.update(fv.task, total=e.get("frames"))
+        frames = plural(e["frames"], "frame") if e.get("frames") else "frame count unknown"
+        self.log(
+            f"{fv.src}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
+            + frames,
+            level=1,
+        )
+
+    def _progress(self, fv: _FileView, e: dict[str, Any]) -> None:
+        """Frames done: the bar always, a JSON line at most every 0.5 s (and the last one)."""
+        done, total = e.get("frames_done", 0), e.get("frames_total")
+        dt = time.perf_counter() - fv.t0
+        fps = done / dt if dt > 0 else 0.0
+        if self.progress is not None and fv.task is not None:
+            self.progress.update(fv.task, completed=done, total=total, fps=f"{fps:.2f} fps")
+        now = time.perf_counter()
+        final = total is not None and done >= total
+        if done != fv.last_done and (now - fv.last_json >= 0.5 or final):
+            fv.last_json, fv.last_done = now, done
+            self.json(
+                "progress",
+                file=fv.src,
+                frames_done=done,
+                frames_total=total,
+                fps=round(fps, 3),
+                eta_seconds=round((total - done) / fps, 1) if total and fps > 0 else None,
+            )
+
     def _event(self, fv: _FileView, e: dict[str, Any]) -> None:
         kind = e.get("type")
         if kind == "start":
-            self.json(
-                "start",
-                file=fv.src,
-                index=fv.index,
-                files=fv.files,
-                output=e.get("output"),
-                frames=e.get("frames"),
-                width=e.get("width"),
-                height=e.get("height"),
-                out_width=e.get("out_width"),
-                out_height=e.get("out_height"),
-            )
-            if self.progress is not None and fv.task is not None:
-                self.progress.update(fv.task, total=e.get("frames"))
-            frames = plural(e["frames"], "frame") if e.get("frames") else "frame count unknown"
-            self.log(
-                f"{fv.src}: {e.get('width')}x{e.get('height')} -> {e.get('out_width')}x{e.get('out_height')}, "
-                + frames,
-                level=1,
-            )
+            self._start(fv, e)
         elif kind == "progress":
-            done, total = e.get("frames_done", 0), e.get("frames_total")
-            dt = time.perf_counter() - fv.t0
-            fps = done / dt if dt > 0 else 0.0
-            if self.progress is not None and fv.task is not None:
-                self.progress.update(fv.task, completed=done, total=total, fps=f"{fps:.2f} fps")
-            now = time.perf_counter()
-            final = total is not None and done >= total
-            if done != fv.last_done and (now - fv.last_json >= 0.5 or final):
-                fv.last_json, fv.last_done = now, done
-                self.json(
-                    "progress",
-                    file=fv.src,
-                    frames_done=done,
-                    frames_total=total,
-                    fps=round(fps, 3),
-                    eta_seconds=round((total - done) / fps, 1) if total and fps > 0 else None,
-                )
+            self._progress(fv, e)
         elif kind == "warning":
             self.warn(str(e.get("message")), file=fv.src)
             if e.get("fallback"):
@@ -262,7 +271,7 @@ class Reporter:
         elif kind == "plan":
             self.json("plan", file=fv.src, **{k: v for k, v in e.items() if k != "type"})
             self.log(
-                f"plan: device {e.get('device')}, {e.get('precision')}, tile {e.get('tile') or 'off'}, "
+                f"{fv.src + ': ' if fv.shared else ''}plan: device {e.get('device')}, {e.get('precision')}, tile {e.get('tile') or 'off'}, "
                 f"chunk {e.get('chunk')} (overlap {e.get('chunk_overlap')})",
                 level=1,
             )
@@ -311,6 +320,7 @@ class _FileView:
     t0: float = field(default_factory=time.perf_counter)
     last_json: float = 0.0
     last_done: int = -1
+    shared: bool = False  # in flight with others: its log lines name it
 
 
 def plural(n: int, word: str) -> str:
