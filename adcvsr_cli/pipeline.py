@@ -18,7 +18,7 @@ import time
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +33,11 @@ from .engine.plan import plan_for_file
 from .engine.post import Post
 from .engine.stages import Infer, RunPlan, one_behind
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler, noop
+from .engine.yuv import layout_for
 from .weights import load_native
+
+if TYPE_CHECKING:
+    from .media.encode import YuvTarget
 
 # ----------------------------------------------------------------------------- public API
 
@@ -120,13 +124,17 @@ class FileStages:
         even = not (info.is_image or self.image_out)
         return self.options.output_size(info.width, info.height, even=even)
 
-    def open(self, info: Any, deep: bool) -> None:
-        """Plan: batch x tile for this frame size and device, the chunks, the post stage."""
+    def open(self, info: Any, deep: bool, yuv: YuvTarget | None = None) -> None:
+        """Plan: batch x tile for this frame size and device, the chunks, the post stage.
+        ``yuv``: the planes the encoder takes (pix_fmt, matrix, full range), converted to on the
+        device when this module can (:func:`~.engine.yuv.layout_for`); else RGB frames."""
         plan = RunPlan.choose(self.up, self.options, info.height, info.width, self.emit)
         self.infer = Infer(self.up, self.options, plan, self.stats, self.cancel, self.cuts)
-        self.post = Post(self.options.color_fix, self.size(info), deep)
+        size = self.size(info)
+        layout = None if yuv is None else layout_for(*yuv, *size, deep_source=deep)
+        self.post = Post(self.options.color_fix, size, deep, layout)
 
-    def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[Any]:
         infer, post = self.infer, self.post
         assert infer is not None and post is not None, "open() first"
         chunks = infer.chunks(frames)  # infer: scene cuts, chunks, tiles, the network
@@ -178,7 +186,8 @@ def upscale(
         )
     events = Events(emit)
     with open_session(src, dst, out_size=media_size, options=encode, events=events, cut=cut) as s:
-        stages.open(s.source.info, s.deep)  # plan
+        # plan; frames as the encoder's planes (but RGB for --compare, which puts them together)
+        stages.open(s.source.info, s.deep, None if options.compare else s.yuv_target())
         run = s.start(cancel)  # decode and encode, each in its worker thread
         for arr in process(run.decoded()):  # infer, post
             run.put(arr)  # encode

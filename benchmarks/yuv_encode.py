@@ -2,6 +2,7 @@
 before) or in the post stage on the device (``engine/yuv.py``, after), per frame.
 
     OMP_NUM_THREADS=1 python benchmarks/yuv_encode.py [--size 640x384] [--frames 8] [--rounds 5]
+        [--e2e FRAMES]
 
 For 8-bit (rgb24 -> yuv420p) and 16-bit sources (rgb48le -> yuv420p10le), BT.709 limited:
 ``before`` = the post stage's quantisation to RGB and its copy to the host, then what the
@@ -9,16 +10,21 @@ encoder thread did per frame besides encoding (ndarray -> VideoFrame -> reformat
 ``ContainerSink`` does for RGB frames); ``after`` = the post stage's quantisation straight to
 planes (``levels`` + ``to_planes``) and its copy, then what the encoder thread does now
 (``frame_from_planes``). The post stage runs on this machine's CPU as its device (on a GPU it
-runs there); ``encode`` = libx264 CRF 18 medium per frame, the same before and after, for scale. Rounds interleave the variants; median and min of the rounds, ms.
+runs there); ``encode`` = libx264 CRF 18 medium per frame, the same before and after, for scale.
+``--e2e N``: whole transcodes of a generated N-frame clip at a quarter of the size through the
+null network (nearest x4), RGB frames against planes, alternated: the encoder thread's busy
+time, the processing thread's time and the total, per frame, medians. Rounds interleave the variants; median and min of the rounds, ms.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -110,14 +116,83 @@ def run(size: tuple[int, int], n: int, rounds: int) -> None:
             print(f"{case:28} {k:46} {statistics.median(ts):9.2f} {min(ts):7.2f}")
 
 
+def _clip(path: Path, n: int, h: int, w: int) -> None:
+    """A smooth moving clip (libx264 CRF 10) of ``n`` frames."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25, options={"crf": "10", "preset": "ultrafast"})
+        vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
+        for i, sr in enumerate(_frames(n, h, w)):
+            rgb = host_arrays(quantise(sr[None], False))[0]
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            vf.pts = i
+            for pkt in vs.encode(vf.reformat(format="yuv420p")):
+                out.mux(pkt)
+        for pkt in vs.encode(None):
+            out.mux(pkt)
+
+
+def _transcode(up, src: Path, dst: Path, planes: bool):
+    """One run of ``src`` through ``up`` (adain, libx264 CRF 18 medium), joined as
+    ``pipeline.upscale`` joins it: frames to the encoder as RGB, or as its planes."""
+    from adcvsr_cli.engine.options import UpscaleOptions
+    from adcvsr_cli.media import EncodeOptions, Events, open_session
+
+    size = lambda info: (4 * info.width, 4 * info.height)  # noqa: E731
+    enc = EncodeOptions(overwrite=True)
+    t_start = time.monotonic()
+    with open_session(src, dst, out_size=size, options=enc, events=Events(None)) as s:
+        yuv = s.yuv_target() if planes else None
+
+        def planes_for(w: int, h: int, deep: bool):
+            return None if yuv is None else layout_for(*yuv, w, h, deep_source=deep)
+
+        process = up.processor(
+            UpscaleOptions(color_fix="adain"), lambda w, h: (4 * w, 4 * h), planes=planes_for
+        )
+        run = s.start()
+        for out in process(run.decoded()):
+            run.put(out)
+        return s.commit(run.end(), t_start)
+
+
+def run_e2e(size: tuple[int, int], n: int, rounds: int) -> None:
+    """The whole transcode with the null network (nearest x4): RGB frames (before) against
+    planes from the post stage (after), alternated; the encoder thread's busy time per frame."""
+    from adcvsr_cli.bench import tiny_dims
+    from adcvsr_cli.engine.upscaler import Upscaler
+    from adcvsr_cli.floor import NullNetwork
+
+    w, h = size
+    up = Upscaler(NullNetwork(tiny_dims(False)), device=torch.device("cpu"), dtype=torch.float32)
+    times: dict[str, list[tuple[float, float, float]]] = {"before (rgb)": [], "after (planes)": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "in.mp4", Path(tmp) / "out.mkv"
+        _clip(src, n, h // 4, w // 4)
+        for r in range(rounds + 1):
+            for name in times:
+                rep = _transcode(up, src, dst, name.startswith("after"))
+                k = rep.frames_out / 1000.0
+                if r:  # round 0 warms up
+                    row = (rep.seconds_encode / k, rep.seconds_process / k, rep.seconds_total / k)
+                    times[name].append(row)
+    print(f"transcode {w // 4}x{h // 4} -> {w}x{h}, {n} frames, null network, adain, libx264")
+    print(f"{'frames':16} {'encoder thread ms/frame':>24} {'process ms/frame':>17} {'total':>7}")
+    for name, rows in times.items():
+        med = [statistics.median(c) for c in zip(*rows, strict=True)]
+        print(f"{name:16} {med[0]:24.2f} {med[1]:17.2f} {med[2]:7.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="640x384", help="output frame size WxH")
     ap.add_argument("--frames", type=int, default=8, help="frames per chunk")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--e2e", type=int, metavar="FRAMES", help="also time whole transcodes")
     a = ap.parse_args()
     w, h = (int(v) for v in a.size.lower().split("x"))
     run((w, h), a.frames, a.rounds)
+    if a.e2e:
+        run_e2e((w, h), a.e2e, a.rounds)
 
 
 if __name__ == "__main__":

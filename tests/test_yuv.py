@@ -34,8 +34,8 @@ def rgb_frames(h: int, w: int, deep: bool, seed: int = 0) -> np.ndarray:
 
 
 def swscale_planes(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool) -> list[np.ndarray]:
-    """Today's path: the sink's reformat from rgb24 / rgb48le (one thread: with slice threads
-    swscale 9 writes wrong samples at slice borders now and then, see the note)."""
+    """Today's path: the sink's reformat from rgb24 / rgb48le (one thread, as the sink does:
+    with slice threads swscale 9 writes wrong samples at slice borders now and then)."""
     kw = {"format": pix_fmt, "dst_color_range": 2 if full else 1, "threads": 1}
     if cs is not None:
         kw["dst_colorspace"] = cs
@@ -149,10 +149,12 @@ def test_frame_from_planes_fills_the_padded_lines(pix_fmt):
 
 def test_frame_from_planes_refuses_planes_of_another_format():
     planes = device_planes(rgb_frames(18, 70, deep=False)[:1], "yuv420p", BT709, False)[0]
-    with pytest.raises(ValueError, match="planes are uint16"):
+    with pytest.raises(ValueError, match="uint16"):
         frame_from_planes(planes, "yuv420p10le", 70, 18)
-    with pytest.raises(ValueError, match="a plane of"):
+    with pytest.raises(ValueError, match=r"yuv420p 72x18 takes planes \[\(\(18, 72\)"):
         frame_from_planes(planes, "yuv420p", 72, 18)
+    with pytest.raises(ValueError, match="takes planes"):
+        frame_from_planes(planes[:2], "yuv420p", 70, 18)
 
 
 def parity_table() -> list[str]:
@@ -174,3 +176,95 @@ def parity_table() -> list[str]:
 
 if __name__ == "__main__":
     print("\n".join(parity_table()))
+
+
+# -- end to end: `adcvsr upscale` against the encoder's own conversion -------------------------
+
+
+def decoded(path) -> tuple[dict, list[list[np.ndarray]]]:
+    """The written video's colour tags and every frame's planes."""
+    with av.open(str(path)) as c:
+        cc = c.streams.video[0].codec_context
+        tags = {
+            "pix_fmt": cc.pix_fmt,
+            "colorspace": cc.colorspace,
+            "color_range": cc.color_range,
+            "size": (cc.width, cc.height),
+        }
+        frames = []
+        for f in c.decode(video=0):
+            dt = np.uint16 if f.format.components[0].bits > 8 else np.uint8
+            frames.append(
+                [np.frombuffer(p, dt).reshape(p.height, -1)[:, : p.width] for p in f.planes]
+            )
+    return tags, frames
+
+
+E2E = [
+    # source pix_fmt, its colour tags, encoder arguments, pix_fmt written
+    # (x264 lossless: --crf 0; `-e qp=0` is not, the default CRF 18 takes precedence over it)
+    ("yuv420p", {"colorspace": BT709, "color_range": 1}, ["--crf", "0"], "yuv420p"),
+    ("yuv420p10le", {"colorspace": BT2020, "color_range": 1}, ["--codec", "ffv1"], "yuv420p10le"),
+    ("yuvj420p", {"colorspace": BT601, "color_range": 2}, ["--codec", "ffv1"], "yuv420p"),
+]
+
+
+@pytest.mark.parametrize("src_fmt,colour,codec,written", E2E)
+def test_upscale_writes_what_the_encoders_converter_wrote(
+    tmp_path, monkeypatch, src_fmt, colour, codec, written
+):
+    """Lossless outputs of `adcvsr upscale` (planes from the device) against the same run with
+    RGB frames converted by the encoder's swscale (the path before): within one level."""
+    import shutil
+    import subprocess
+
+    from media import make_video
+    from tiny import cli_env, write_tiny_weights
+
+    import adcvsr_cli.pipeline as pipeline
+    from adcvsr_cli.engine.options import UpscaleOptions
+    from adcvsr_cli.media import EncodeOptions
+    from adcvsr_cli.media.encode import ContainerSink
+
+    src = make_video(tmp_path / "in.mkv", size=(42, 24), frames=3, pix_fmt=src_fmt, color=colour)
+    weights = write_tiny_weights(tmp_path / "tiny.safetensors")
+    exe = shutil.which("adcvsr")
+    assert exe, "the console script must be installed"
+    new = tmp_path / "new.mkv"
+    args = [exe, "upscale", str(src), str(new), "--weights", str(weights), "--device", "cpu"]
+    r = subprocess.run(
+        [*args, *codec, "-q"], capture_output=True, text=True, timeout=600, env=cli_env(tmp_path)
+    )
+    assert r.returncode == 0, r.stderr
+
+    up = pipeline.load_model(str(weights), device="cpu")
+    enc = EncodeOptions(codec="ffv1", crf=None) if "ffv1" in codec else EncodeOptions(crf=0)
+    written_as: list[str] = []
+    sent_planes: list[tuple[np.ndarray, ...]] = []
+    real_write = ContainerSink.write
+
+    def spy(sink, frame):
+        planes = isinstance(frame.array, tuple)
+        written_as.append("planes" if planes else "rgb")
+        if planes:
+            sent_planes.append(tuple(p.copy() for p in frame.array))
+        real_write(sink, frame)
+
+    monkeypatch.setattr(ContainerSink, "write", spy)
+    pipeline.upscale(src, tmp_path / "same.mkv", up, UpscaleOptions(), encode=enc)
+    assert written_as == ["planes"] * 3
+    monkeypatch.setattr(pipeline, "layout_for", lambda *a, **k: None)  # the path before
+    pipeline.upscale(src, tmp_path / "old.mkv", up, UpscaleOptions(), encode=enc)
+    assert written_as == ["planes"] * 3 + ["rgb"] * 3
+
+    tags_new, frames_new = decoded(new)
+    tags_same, frames_same = decoded(tmp_path / "same.mkv")
+    tags_old, frames_old = decoded(tmp_path / "old.mkv")
+    assert tags_new == tags_old == tags_same
+    assert tags_new["pix_fmt"] == written and tags_new["size"] == (168, 96)
+    assert len(frames_new) == len(frames_old) == 3
+    for a, b, c, sent in zip(frames_new, frames_old, frames_same, sent_planes, strict=True):
+        for pa, pb, pc, ps in zip(a, b, c, sent, strict=True):
+            assert np.array_equal(pc, ps)  # lossless: what was encoded is what was sent
+            assert np.array_equal(pa, pc)  # the CLI ran the planes path
+            assert np.abs(pa.astype(np.int64) - pb).max() <= 1

@@ -24,9 +24,12 @@ from .plan import CPU_DECODE_BATCH, PlanChoice, plan_for_file
 from .post import Post
 from .stages import Infer, RunPlan, one_behind
 from .tiling import DEFAULT_TILE_OVERLAP, TileWeights
+from .yuv import YuvLayout
 
 Event = dict[str, Any]
 OnEvent = Callable[[Event], None]
+PlanesFor = Callable[[int, int, bool], YuvLayout | None]
+"""(out_w, out_h, deep source) -> the planes the encoder takes, or None for RGB frames."""
 
 
 def noop(_: Event) -> None:
@@ -185,17 +188,21 @@ class Upscaler:
         stats: ChunkStats | None = None,
         cancel: threading.Event | None = None,
         cuts: Collection[int] | None = None,
-    ) -> Callable[[Iterable[np.ndarray]], Iterator[np.ndarray]]:
+        planes: PlanesFor | None = None,
+    ) -> Callable[[Iterable[np.ndarray]], Iterator[Any]]:
         """The engine's stages (:mod:`.stages`) as one function of the decoded frames, for
         callers that decode themselves (segments, previews); ``adcvsr upscale`` joins the same
         stages in :func:`adcvsr_cli.pipeline.upscale`.
 
         ``cuts``: the indices (in the frames given) where shots start, when already known (a
         segment of a scanned video); otherwise they are detected as the frames come.
+        ``planes``: asked at the first frame with the output size and whether the source is
+        deep; when it gives a layout, the frames come out as that layout's (Y, U, V) planes,
+        converted on the device, instead of (H, W, 3) RGB arrays.
         """
         stats = stats if stats is not None else ChunkStats()
 
-        def process(frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        def process(frames: Iterable[np.ndarray]) -> Iterator[Any]:
             it = iter(frames)
             first = next(it, None)
             if first is None:
@@ -203,7 +210,9 @@ class Upscaler:
             h, w = first.shape[:2]
             plan = RunPlan.choose(self, options, h, w, on_event)
             infer = Infer(self, options, plan, stats, cancel, cuts)
-            post = Post(options.color_fix, out_size(w, h), first.dtype == np.uint16)
+            size, deep = out_size(w, h), first.dtype == np.uint16
+            layout = planes(size[0], size[1], deep) if planes is not None else None
+            post = Post(options.color_fix, size, deep, layout)
             chunks = infer.chunks(chain([first], it))
             yield from one_behind(post, (post(c.sr, c.lr, c.cuts) for c in chunks))
 

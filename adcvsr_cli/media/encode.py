@@ -44,6 +44,9 @@ from .types import EncodeOptions, Frame, MediaInfo
 # Matrices the RGB -> YUV conversion can be told to use (swscale's SWS_CS_* values).
 _SWS_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
 
+YuvTarget = tuple[str, int | None, bool]
+"""What an encoder takes Y'CbCr frames in: (pixel format, colour matrix, full range)."""
+
 
 class ContainerSink:
     """Writes the video (and the side streams) into a container: a file, a pipe or an object."""
@@ -230,7 +233,7 @@ class ContainerSink:
         if info.colorspace in _SWS_COLORSPACES:
             self.dst_cs = info.colorspace
 
-    def yuv_target(self) -> tuple[str, int | None, bool] | None:
+    def yuv_target(self) -> YuvTarget | None:
         """What frames given as planes must be: ``(pix_fmt, colour matrix or None for the
         converter's default, full range)``; None when the encoder takes RGB."""
         if self.dst_range is None:
@@ -260,7 +263,9 @@ class ContainerSink:
     def _from_rgb(self, arr: np.ndarray) -> Any:
         fmt = "rgb48le" if arr.dtype == np.uint16 else "rgb24"
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format=fmt)
-        kw: dict[str, Any] = {"format": self.pix_fmt}
+        # One thread: with slice threads swscale 9 (FFmpeg 8) now and then leaves the first
+        # samples of a slice's first row wrong (garbage, seen at widths not a multiple of 16).
+        kw: dict[str, Any] = {"format": self.pix_fmt, "threads": 1}
         if self.dst_cs is not None:
             kw["dst_colorspace"] = self.dst_cs
         if self.dst_range is not None:
@@ -378,21 +383,27 @@ class ContainerSink:
                 out.close()
 
 
+PlaneSpec = list[tuple[tuple[int, int], np.dtype]]
+
+
+def plane_spec(pix_fmt: str, width: int, height: int) -> PlaneSpec:
+    """(shape, dtype) of each plane of a ``pix_fmt`` frame of ``width`` x ``height``: uint8,
+    or little-endian uint16 for more than 8 bits."""
+    fmt = av.VideoFormat(pix_fmt)
+    dtype = np.dtype("<u2") if fmt.components[0].bits > 8 else np.dtype(np.uint8)
+    chroma = (fmt.chroma_height(height), fmt.chroma_width(width))
+    return [((height, width), dtype)] + [(chroma, dtype)] * (len(fmt.components) - 1)
+
+
 def frame_from_planes(planes: tuple[np.ndarray, ...], pix_fmt: str, width: int, height: int) -> Any:
-    """A ``pix_fmt`` frame of ``width`` x ``height`` filled from its planes, each (h, w) uint8 or
-    (for more than 8 bits) little-endian uint16, copied row by row into the frame's padded lines."""
+    """A ``pix_fmt`` frame of ``width`` x ``height`` filled from its planes (:func:`plane_spec`),
+    copied row by row into the frame's padded lines."""
+    want = plane_spec(pix_fmt, width, height)
+    got = [(p.shape, p.dtype) for p in planes]
+    if got != want:
+        raise ValueError(f"{pix_fmt} {width}x{height} takes planes {want}, got {got}")
     vf = av.VideoFrame(width, height, pix_fmt)
-    want = np.dtype("<u2") if vf.format.components[0].bits > 8 else np.dtype(np.uint8)
-    if len(planes) != len(vf.planes):
-        raise ValueError(f"{pix_fmt} has {len(vf.planes)} planes, got {len(planes)}")
     for plane, src in zip(vf.planes, planes, strict=True):
-        if src.dtype != want:
-            raise ValueError(f"{pix_fmt} planes are {want}, got {src.dtype}")
-        if src.shape != (plane.height, plane.width):
-            raise ValueError(
-                f"{pix_fmt} {width}x{height}: a plane of {plane.width}x{plane.height} "
-                f"was given {src.shape[1::-1]}"
-            )
         # line_size (bytes) covers the width plus the alignment padding of each line
         dst = np.frombuffer(memoryview(plane), dtype=src.dtype).reshape(plane.height, -1)
         dst[:, : plane.width] = src

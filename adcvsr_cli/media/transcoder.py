@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import AdcvsrError, UsageError, VideoError
 from .common import INPUT_ERRORS, _display, _err_text
 from .decode import _to_rgb
-from .encode import ContainerSink
+from .encode import ContainerSink, YuvTarget, plane_spec
 from .hdr import hdr_metadata
 from .images import ImageSink, SequenceSink
 from .inputs import _check_input_path
@@ -289,6 +289,11 @@ class Session:
             "streams_dropped": list(report.streams_dropped),
         }
 
+    def yuv_target(self) -> YuvTarget | None:
+        """The Y'CbCr format the encoder takes frames in, when it takes planes (a container
+        whose pixel format is not RGB): :meth:`Run.put` then also accepts frames as planes."""
+        return self.sink.yuv_target() if isinstance(self.sink, ContainerSink) else None
+
     def start(self, cancel: threading.Event | None = None) -> Run:
         """Start decoding and encoding in their worker threads (``cancel``: Interrupted)."""
         assert self.run is None, "a session runs once"
@@ -389,6 +394,9 @@ class Run:
         item = 2 if session.deep else 1
         self.size = (rep.out_height, rep.out_width, 3)
         self.dtype = np.uint16 if session.deep else np.uint8
+        yuv = session.yuv_target()
+        # the frames may also come as these planes (see Session.yuv_target)
+        self.planes = None if yuv is None else plane_spec(yuv[0], rep.out_width, rep.out_height)
         # pts, alpha and keep travel beside the caller's stages, which see only the arrays.
         self.meta: collections.deque[tuple[int | None, np.ndarray | None, bool]] = (
             collections.deque()
@@ -448,9 +456,17 @@ class Run:
         return iter(self.feed)
 
     def put(self, out: Any) -> None:
-        """Check one finished frame and hand it to the encoder."""
+        """Check one finished frame, (H, W, 3) RGB or the encoder's (Y, U, V) planes, and hand
+        it to the encoder."""
         self.crew.check()
-        if not isinstance(out, np.ndarray) or out.shape != self.size or out.dtype != self.dtype:
+        if isinstance(out, tuple) and self.planes is not None:
+            got_planes = [(getattr(p, "shape", None), getattr(p, "dtype", None)) for p in out]
+            if got_planes != self.planes:
+                raise VideoError(
+                    f"{self.session.report.input}: the frame processor returned planes "
+                    f"{got_planes}, expected {self.planes}"
+                )
+        elif not isinstance(out, np.ndarray) or out.shape != self.size or out.dtype != self.dtype:
             got = f"{getattr(out, 'shape', None)} {getattr(out, 'dtype', type(out).__name__)}"
             raise VideoError(
                 f"{self.session.report.input}: the frame processor returned {got}, expected "

@@ -20,6 +20,8 @@ FrameProcessor = Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]
 Input frames are ``(H, W, 3)`` arrays, ``uint8`` for 8-bit sources and ``uint16`` (full 16-bit
 range) for deeper ones. The function must yield exactly one ``(out_h, out_w, 3)`` frame of the
 same dtype per input frame, in order; it may read ahead (hold frames back) as far as it likes.
+Where the session's encoder takes Y'CbCr (``Session.yuv_target()``), a frame may instead be its
+``(Y, U, V)`` planes in that format.
 """
 
 
