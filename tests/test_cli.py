@@ -1470,7 +1470,7 @@ def test_huggingface_hub_messages_are_shown_as_ours_while_a_command_runs(
     assert hub.handlers  # the library's own, which would print a bare line
     before = (list(hub.handlers), [list(h.filters) for h in hub.handlers], hub.propagate)
     log = tmp_path / "log.jsonl"
-    with Reporter(json_file=log):
+    with Reporter(json_file=log, hub_logs=True):
         assert hub.propagate is False
         child.warning("Download was cut off, resuming at byte %d", 42)
         child.info("not shown without -v")
@@ -1479,7 +1479,7 @@ def test_huggingface_hub_messages_are_shown_as_ours_while_a_command_runs(
     assert err == "warning: huggingface_hub: Download was cut off, resuming at byte 42\n"
     (event,) = [e for e in jsonl(log.read_text()) if e["event"] == "warning"]
     assert event["message"] == "huggingface_hub: Download was cut off, resuming at byte 42"
-    with Reporter(quiet=True):
+    with Reporter(quiet=True, hub_logs=True):
         child.warning("hidden by -q")
     assert capsys.readouterr().err == ""
 
@@ -1502,6 +1502,14 @@ def test_a_cut_off_download_warns_through_our_handler(
     assert r.returncode == 0, err
     lines = [ln for ln in err.splitlines() if "Error while downloading" in ln]
     assert lines and all(ln.startswith("warning: huggingface_hub: ") for ln in lines), err
+    # A cached file that went bad is refused by the dry run as by the run, not "not cached".
+    (blob,) = (tmp_path / "hf").rglob("blobs/*")
+    blob.write_bytes(b"x" + blob.read_bytes()[1:])
+    args += ["--weights", "hf://test/native@main/model.safetensors", "--offline", "-y"]
+    dry, real = run(adcvsr_bin, *args, "--dry-run", env=e), run(adcvsr_bin, *args, env=e)
+    assert dry.returncode == real.returncode == 1 and b"corrupt" in dry.stderr
+    (error,) = [ln for ln in dry.stderr.splitlines() if ln.startswith(b"adcvsr: error: ")]
+    assert error in real.stderr.splitlines() and b"not cached" not in dry.stderr
 
 
 def test_the_eta_waits_until_it_means_something() -> None:
@@ -1518,3 +1526,30 @@ def test_the_eta_waits_until_it_means_something() -> None:
     assert eta(9.9, 5, 125.0) == "" and eta(30.0, 0, None) == "" and eta(30.0, 5, None) == ""
     assert eta(10.0, 5, 125.4) == "ETA 2:05"
     assert eta(60.0, 50, 3 * 3600 + 61) == "ETA 3:01:01"
+
+
+def test_a_reporter_routes_library_logs_only_when_asked_and_undoes_a_failed_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import logging
+
+    import rich.progress
+
+    from adcvsr_cli.cli.report import Reporter
+
+    hub = logging.getLogger("huggingface_hub")
+    propagate = hub.propagate
+    with Reporter():  # info, models, convert: the library's logger is not touched
+        assert hub.propagate is propagate
+
+    def broken(*a: Any, **kw: Any) -> Any:
+        raise RuntimeError("no live display")
+
+    monkeypatch.setattr(rich.progress, "Progress", broken)
+    reporter = Reporter(hub_logs=True)
+    reporter.bars = True  # as on a terminal: building the bars fails after the routing began
+    with pytest.raises(RuntimeError, match="no live display"), reporter:
+        pass
+    assert hub.propagate is propagate and not any(
+        type(h).__name__ == "_Relay" for h in hub.handlers
+    )

@@ -132,7 +132,7 @@ def download(
 ) -> None:
     from ..weights import download as fetch
 
-    reporter = Reporter(quiet=quiet, verbose=verbose)
+    reporter = Reporter(quiet=quiet, verbose=verbose, hub_logs=True)
     try:
         with reporter:
             results = fetch(

@@ -105,7 +105,7 @@ def preview(args: Any) -> None:
     from ..preview import load_pil, make_preview, write_png
     from ..ranges import parse_time
 
-    reporter = Reporter(quiet=args.quiet, verbose=args.verbose)
+    reporter = Reporter(quiet=args.quiet, verbose=args.verbose, hub_logs=True, libav_logs=True)
     try:
         opts = upscale_options(args)
         at = [parse_time(t, "--at") for t in args.at] if args.at else None

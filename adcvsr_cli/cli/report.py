@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -27,7 +28,12 @@ class Reporter:
         verbose: int = 0,
         json_out: bool = False,
         json_file: Path | None = None,
+        *,
+        hub_logs: bool = False,
+        libav_logs: bool = False,
     ) -> None:
+        """``hub_logs``/``libav_logs``: while entered, show huggingface_hub's log records and
+        libav's own log lines as this command's messages (for commands that download, decode)."""
         from rich.console import Console
 
         self.console = Console(stderr=True, highlight=False)
@@ -52,6 +58,10 @@ class Reporter:
         self._views: dict[Any, _FileView] = {}  # files in flight together (open_file)
         self.fallbacks: list[str] = []  # --compile / graphs that stopped: said again at the end
         self._libraries = ExitStack()  # while the command runs: the libraries' log records
+        self._routes = (hub_logs, libav_logs)
+        # Library log records arrive from other threads (libav's reader, download workers):
+        # one JSON line and one message at a time.
+        self._lock = threading.RLock()
 
     @property
     def file(self) -> str:
@@ -64,10 +74,21 @@ class Reporter:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> Reporter:
-        self._libraries.enter_context(logs.library_logs(self.library_record))
-        from ..media.avlog import libav_messages  # imports av: only commands that use it
+        try:
+            self._enter()
+        except BaseException:
+            self._libraries.close()
+            raise
+        return self
 
-        self._libraries.enter_context(libav_messages(self.warn))  # libav's own warnings
+    def _enter(self) -> None:
+        hub_logs, libav_logs = self._routes
+        if hub_logs:
+            self._libraries.enter_context(logs.library_logs(self.library_record))
+        if libav_logs:
+            from ..media.avlog import libav_messages  # imports av: only commands that decode
+
+            self._libraries.enter_context(libav_messages(self.warn))  # libav's own warnings
         if self.bars:
             from rich.progress import (
                 BarColumn,
@@ -91,7 +112,6 @@ class Reporter:
                 speed_estimate_period=60.0,  # the rate over the last minute, not since the start
             )
             self.progress.start()
-        return self
 
     def __exit__(self, *exc: Any) -> None:
         self._libraries.close()
@@ -116,8 +136,9 @@ class Reporter:
         if self._json_stream is None:
             return
         obj = {"event": event, "time": round(time.time(), 3), **fields}
-        self._json_stream.write(json.dumps(obj, default=str) + "\n")
-        self._json_stream.flush()
+        with self._lock:
+            self._json_stream.write(json.dumps(obj, default=str) + "\n")
+            self._json_stream.flush()
 
     def log(self, message: str, *, level: int = 0) -> None:
         """A notice (level 0), or detail shown with -v (1) or -vv (2)."""
@@ -132,8 +153,9 @@ class Reporter:
         self.logger.error(message)
 
     def warn(self, message: str, *, file: str | None = None) -> None:
-        self.json("warning", file=self.file if file is None else file, message=message)
-        self.logger.warning(message)
+        with self._lock:
+            self.json("warning", file=self.file if file is None else file, message=message)
+            self.logger.warning(message)
 
     def library_record(self, record: logging.LogRecord) -> None:
         """A record of a library's logger (see ``logs.library_logs``), shown as ours and named
@@ -289,9 +311,6 @@ class Reporter:
         elif kind == "notice":
             self.json("notice", **{k: v for k, v in e.items() if k != "type"})
             self.log(str(e.get("message")), level=0)
-        elif kind == "hub-log":
-            self.json("hub-log", **{k: v for k, v in e.items() if k != "type"})
-            self.log(f"hub: {e.get('message')}", level=2)
         elif kind in ("segments", "segment"):
             fields = {k: v for k, v in e.items() if k != "type"}
             self.json(kind, file=fv.src, **fields)

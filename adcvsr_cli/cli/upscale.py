@@ -68,6 +68,8 @@ def upscale(args: UpscaleArgs) -> None:
             verbose=args.verbose,
             json_out=args.json_lines,
             json_file=args.json_file,
+            hub_logs=True,
+            libav_logs=True,
         )
     except UsageError as e:
         raise fail(None, e) from None

@@ -38,6 +38,10 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adcvsr"
 
 
+class NotCachedError(WeightsError):
+    """Offline, and a file the weights need is not in the cache."""
+
+
 @dataclass(frozen=True)
 class HubRef:
     """A parsed ``hf://owner/repo@revision/path/in/repo``."""
@@ -173,7 +177,7 @@ def fetch(
     paths = [f.path for f in files]
     if hub.offline and (missing := [p for p in paths if hub.cached(repo_id, commit, p) is None]):
         who = f"model {model!r}" if model else f"{HUB_PREFIX}{repo_id}@{revision}/{paths[0]}"
-        raise WeightsError(
+        raise NotCachedError(
             f"{who} is not in the cache: missing {' and '.join(missing)} from {repo_id}@{commit or revision}, "
             f"and offline mode is on (--offline or HF_HUB_OFFLINE=1). Either {hub.ways_out(model)}."
         )

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import AdcvsrError, CheckpointError, WeightsError
 from ..model import AdcVSRDims
 from .convert import sha256_file
-from .hub import Hub, HubRef, OnEvent, fetch, known, parse_hub_ref
+from .hub import Hub, HubRef, NotCachedError, OnEvent, fetch, known, parse_hub_ref
 from .native import FORMAT_VERSION, atomic_write, read_native_header
 from .registry import HUB_PREFIX, SHA256_RE, ModelEntry, Registry, SourceFile, as_registry
 
@@ -117,8 +117,8 @@ def peek_dims(
     if isinstance(named, HubRef):
         try:
             return _from_hub_ref(Hub.open(cache_dir, True, None), named).dims
-        except WeightsError:
-            return None
+        except NotCachedError:
+            return None  # anything else (a bad hash, a foreign file) is refused as the run would
     if isinstance(named, Path):
         return _local_dims(named)[1]
     if not named.available:
