@@ -3,20 +3,26 @@ import sys
 
 import pytest
 import torch
+import torch.nn.functional as F
 from tiny import tiny_dims
 
 from adcvsr_cli.model import (
+    PHASE_UPSAMPLE_PIXELS,
     AdcVSR,
     AdcVSRDims,
+    Conv3x3,
     DecoderDims,
+    Layout,
     TemporalDims,
     UNetDims,
+    Upsample,
     adcsr_dims,
     adcvsr_dims,
     count_parameters,
     group_count,
     init_random_,
     temporal_block_count,
+    upsample_conv,
     zero_temporal_,
 )
 
@@ -97,14 +103,53 @@ def _pair(padding_mode="replicate"):
     return plain, temporal
 
 
-def test_zero_temporal_weights_equal_adcsr_frame_by_frame():
+@pytest.mark.parametrize("layout", [Layout(), Layout(mid=True, up=True)], ids=lambda x: x.name)
+@pytest.mark.parametrize("shape", [(6, 3, 16, 16), (2, 2, 32, 48)], ids=str)
+def test_zero_temporal_weights_equal_adcsr_frame_by_frame(layout, shape):
+    # Every convolution path of the CPU runs at these sizes: 1x1 to 8x8 UNet levels (small-image
+    # path, and the usual one at a side of 1), upsampling from 2x2 to 96x64 (both paths).
     plain, temporal = _pair()
     zero_temporal_(temporal)
-    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    plain.set_layout(layout)
+    temporal.set_layout(layout)
+    n, frames, h, w = shape
+    x = torch.rand(n, 3, h, w) * 2 - 1
     with torch.inference_mode():
         a = plain(x)
-        b = temporal(x, frames=3)
+        b = temporal(x, frames=frames)
     assert torch.equal(a, b)
+
+
+def _rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_convolution_paths_compute_the_convolution(channels_last):
+    torch.manual_seed(0)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = Conv3x3(24, 16).to(memory_format=fmt)
+    up = Upsample(24).to(memory_format=fmt)
+    with torch.inference_mode():
+        # The small-image path up to 8x8 (and the usual one at a side of 1, and above 64 px).
+        for h, w in ((2, 2), (4, 4), (8, 8), (2, 8), (1, 4), (16, 16)):
+            x = torch.randn(2, 24, h, w).contiguous(memory_format=fmt)
+            y = conv(x)
+            ref = F.conv2d(x, conv.weight, conv.bias, padding=1)
+            assert y.shape == ref.shape and _rel(y, ref) < 1e-5
+        for h, w in ((16, 16), (8, 32), (20, 14)):
+            assert h * w >= PHASE_UPSAMPLE_PIXELS
+            x = torch.randn(2, 24, h, w).contiguous(memory_format=fmt)
+            ref = F.conv2d(
+                F.interpolate(x, scale_factor=2.0), up.conv.weight, up.conv.bias, padding=1
+            )
+            y = up(x)
+            assert torch.equal(y, upsample_conv(x, up.conv))  # the module takes this path
+            assert y.shape == ref.shape and _rel(y, ref) < 1e-5
+            assert y.is_contiguous(memory_format=fmt)
+        x = torch.randn(2, 24, 4, 4).contiguous(memory_format=fmt)  # below: the usual path
+        ref = F.conv2d(F.interpolate(x, scale_factor=2.0), up.conv.weight, up.conv.bias, padding=1)
+        assert _rel(up(x), ref) < 1e-5
 
 
 def test_temporal_blocks_reach_neighbours_but_not_other_clips():
