@@ -553,3 +553,22 @@ def test_icc_profile_parsers_on_damaged_files(tmp_path):
     out = embed_png(png, IccProfile(profile, "sRGB built-in"))
     assert read_icc(out) == IccProfile(profile, "sRGB built-in")
     assert out.index(b"iCCP") < out.index(b"IDAT")
+
+
+def test_encoder_qp0_is_lossless(tmp_path, weights, env):
+    """`-e qp=0` with libx264 is lossless: the tool adds no default quality beside it (x264
+    would then use CRF), so the frames decode equal to an FFV1 run of the same command."""
+    src = make_video(tmp_path / "a.mp4", frames=3, size=(16, 12))
+    common = ("--pix-fmt", "yuv444p")
+    upscale(weights, env, src, tmp_path / "qp0.mkv", "--codec", "libx264", "-e", "qp=0", *common)
+    upscale(weights, env, src, tmp_path / "ffv1.mkv", "--codec", "ffv1", *common)
+
+    def planes(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as c:
+            assert c.streams.video[0].codec_context.pix_fmt == "yuv444p"
+            return [f.to_ndarray() for f in c.decode(c.streams.video[0])]
+
+    got, want = planes(tmp_path / "qp0.mkv"), planes(tmp_path / "ffv1.mkv")
+    assert len(got) == len(want) == 3
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, w)

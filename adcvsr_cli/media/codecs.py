@@ -140,9 +140,33 @@ def choose_encoder(
     return codec, _choose_pix_fmt(opts, codec, info, out_w, out_h, warn)
 
 
+# Encoder options (-e) that choose the rate control themselves: with one of them the default
+# quality (crf 18) is not added, since libx264/libx265 would then use CRF and ignore, for
+# example, -e qp=0 (lossless). The same for the rate keys inside x264/x265/SVT-AV1 params.
+_RATE_OPTIONS = frozenset({"qp", "crf", "b", "lossless", "qscale", "global_quality", "cq-level"})
+_RATE_PARAMS = {
+    "x264-params": frozenset({"qp", "crf", "bitrate"}),
+    "x265-params": frozenset({"qp", "crf", "bitrate", "lossless"}),
+    "svtav1-params": frozenset({"qp", "crf", "tbr", "rc"}),
+}
+
+
+def _rate_chosen(encoder_options: dict) -> bool:
+    """Whether -e already sets the rate control (a quantiser, a quality, a bitrate)."""
+    keys = {str(k) for k in encoder_options}
+    if keys & _RATE_OPTIONS:
+        return True
+    for name, rate_keys in _RATE_PARAMS.items():
+        params = str(encoder_options.get(name, ""))
+        if {item.split("=", 1)[0].strip() for item in params.split(":")} & rate_keys:
+            return True
+    return False
+
+
 def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
     o: dict[str, str] = {}
-    crf = opts.crf if opts.crf is not None else (None if opts.bitrate else 18)
+    default = None if opts.bitrate or _rate_chosen(opts.encoder_options) else 18
+    crf = opts.crf if opts.crf is not None else default
     if codec in ("libx264", "libx264rgb", "libx265", "h264", "hevc"):
         if crf is not None:
             o["crf"] = str(crf)
@@ -150,8 +174,9 @@ def _codec_options(opts: EncodeOptions, codec: str) -> dict[str, str]:
     elif codec in ("libvpx-vp9", "libvpx"):
         if crf is not None:
             o["crf"] = str(crf)
-            if not opts.bitrate:
-                o["b"] = "0"
+        eo = opts.encoder_options
+        if (crf is not None or "crf" in eo) and not opts.bitrate and "b" not in eo:
+            o["b"] = "0"  # libvpx: constant quality, not a quality capped at its default rate
         o["row-mt"] = "1"
         if opts.preset:
             o["deadline"] = opts.preset
