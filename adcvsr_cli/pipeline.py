@@ -171,7 +171,7 @@ def upscale(
     if options.range is not None:
         from .ranges import cut_for
 
-        cut = cut_for(src, upscaler, options)
+        cut = cut_for(src, upscaler, options, encode.deinterlace)
     # A range runs with the full run's scene cuts around it (None: detected as the frames come).
     cuts = cut.scene_cuts if cut is not None else None
     image_out = str(dst) != "-" and is_image_path(dst)

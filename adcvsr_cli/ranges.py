@@ -209,10 +209,11 @@ def plan_cut(
     )
 
 
-def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
+def cut_for(src: Any, upscaler: Any, options: Any, deinterlace: bool = True) -> Cut:
     """The cut of ``options.range`` for ``src`` and this network: frame timestamps from a demux
     pass, context from the plan (batch for an image model, chunks for a temporal one) and from
-    the scene cuts around the range, found by decoding only there (:mod:`adcvsr_cli.shots`)."""
+    the scene cuts around the range, found by decoding only there (:mod:`adcvsr_cli.shots`),
+    deinterlaced as the run decodes (``deinterlace``: the run's media option)."""
     from .frames import frame_pts
     from .media import probe
     from .shots import CutMap, rules_for
@@ -224,4 +225,5 @@ def cut_for(src: Any, upscaler: Any, options: Any) -> Cut:
         raise UsageError(f"{src}: --start, --end, --duration and --frames need a video")
     pts, tb = frame_pts(src)
     rules = rules_for(upscaler, options, info.height, info.width)
-    return plan_cut(pts, tb, options.range, rules, CutMap(src, pts, options.scene_split))
+    cmap = CutMap(src, pts, options.scene_split, deinterlace)
+    return plan_cut(pts, tb, options.range, rules, cmap)

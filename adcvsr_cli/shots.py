@@ -42,12 +42,21 @@ class CutMap:
 
     ``pts``: the frame timestamps (:func:`~adcvsr_cli.frames.frame_pts`), for seeking. With
     ``detect`` False (``--no-scene-split``) the full run has no cuts and nothing is scanned.
+    ``deinterlace``: the run's (``--no-deinterlace`` makes it False): the scan must score the
+    frames the full run's detector scores, fields and all.
     """
 
-    def __init__(self, src: str | os.PathLike[str], pts: Sequence[int], detect: bool = True):
+    def __init__(
+        self,
+        src: str | os.PathLike[str],
+        pts: Sequence[int],
+        detect: bool = True,
+        deinterlace: bool = True,
+    ):
         self.src = os.fspath(src)
         self.pts = list(pts)
         self.detect = detect
+        self.deinterlace = deinterlace
         self.known: list[tuple[int, int]] = []  # disjoint, sorted: stretches whose cuts are known
         self.cuts: set[int] = set()
         self.scanned = 0  # frames decoded for scans
@@ -75,7 +84,7 @@ class CutMap:
         a = max(0, lo - WARMUP)
         det = SceneDetector()
         i = a
-        for f in read_frames(self.src, start=a, pts=self.pts):
+        for f in read_frames(self.src, deinterlace=self.deinterlace, start=a, pts=self.pts):
             if f.index >= hi:
                 break
             if det.feed(f.rgb) and f.index >= lo:

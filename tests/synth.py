@@ -90,11 +90,13 @@ def make_pair(
     return src, dst
 
 
-def shots_clip(path, lengths, size=32, seed=0):
+def shots_clip(path, lengths, size=32, seed=0, interlaced=False):
     """Shots of different block textures, each moving 1 px a frame (B-frames, keyint 8): the
-    scene detector finds a cut at every shot start but the first."""
+    scene detector finds a cut at every shot start but the first. ``interlaced``: coded as
+    top-field-first fields."""
     rng = np.random.default_rng(seed)
-    x264 = {"preset": "medium", "x264-params": "keyint=8:min-keyint=8:bframes=2:scenecut=0"}
+    params = "keyint=8:min-keyint=8:bframes=2:scenecut=0" + (":interlaced=1:tff=1" * interlaced)
+    x264 = {"preset": "medium", "x264-params": params}
     with av.open(str(path), "w") as out:
         v = out.add_stream("libx264", rate=25, options=x264)
         v.width = v.height = size

@@ -330,6 +330,45 @@ def test_ranges_with_scene_cuts_equal_the_full_run(
     assert len(used) == len(ranges)
 
 
+def test_a_range_with_deinterlacing_off_scans_the_fields_the_full_run_sees(tmp_path, monkeypatch):
+    """--no-deinterlace on interlaced input: the scene scan around a range decodes the frames
+    the full run decodes (fields, not bwdif's frames), so it finds the full run's cuts."""
+    import adcvsr_cli.frames as frames_mod
+    from adcvsr_cli.media import EncodeOptions
+
+    src = shots_clip(tmp_path / "in.mp4", [9, 14, 8, 9], size=64, interlaced=True)
+    fields = [f.rgb for f in read_frames(src, deinterlace=False)]
+    woven = [f.rgb for f in read_frames(src)]
+    assert any(not np.array_equal(a, b) for a, b in zip(fields, woven, strict=True))
+    scanned: dict[int, np.ndarray] = {}
+    real_read = frames_mod.read_frames
+
+    def spy(path, **kwargs):
+        for f in real_read(path, **kwargs):
+            scanned[f.index] = f.rgb  # only the scan reads so (the runs decode through media)
+            yield f
+
+    monkeypatch.setattr(frames_mod, "read_frames", spy)
+    up = _upscaler(False)
+    opts = dict(tile=0, color_fix="adain-temporal", batch=2)
+    enc = EncodeOptions(deinterlace=False)
+    (tmp_path / "full").mkdir()
+    full = upscale(src, tmp_path / "full" / "%03d.png", up, UpscaleOptions(**opts), encode=enc)
+    assert full.scene_cuts == [9, 23, 31]
+    out = tmp_path / "part"
+    out.mkdir()
+    req = RangeRequest(start=27 / 25 - 0.001, frames=2)
+    rep = upscale(src, out / "%03d.png", up, UpscaleOptions(**opts, range=req), encode=enc)
+    assert rep.media["cut"]["first_frame"] == 27 and rep.media["cut"]["scanned_frames"] > 0
+    assert set(rep.scene_cuts) <= {9, 23, 31} and 23 in scanned
+    for i, rgb in scanned.items():
+        np.testing.assert_array_equal(rgb, fields[i], err_msg=f"scanned frame {i}")
+    for k in range(2):
+        part, _ = read_image(out / f"{k + 1:03d}.png")
+        want, _ = read_image(tmp_path / "full" / f"{27 + k + 1:03d}.png")
+        np.testing.assert_array_equal(part, want)
+
+
 def test_cli_range_messages(tmp_path):
     import subprocess
     import sys
