@@ -52,8 +52,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return cli_env(tmp_path_factory.mktemp("cache"), ADCVSR_WEIGHTS=str(weights))
 
 
+# The one warning an everyday line may print, as the README says: Matroska stores no times
+# before zero, so AAC audio (its priming packet) moves both streams later, and the tool says so.
+MUXER_SHIFT = re.compile(r"^warning: \S+: timestamps shifted by \+\d+ ms by the matroska muxer ")
+
+
 def sh(line: str, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
-    """Run one README line with bash in ``cwd``; it must succeed quietly. Returns stderr."""
+    """Run one README line with bash in ``cwd``; it must succeed quietly (but for the muxer's
+    shift of a Matroska output, see MUXER_SHIFT). Returns stderr."""
     r = subprocess.run(
         ["bash", "-c", f"set -o pipefail; {line}"],
         cwd=cwd,
@@ -64,7 +70,8 @@ def sh(line: str, cwd: Path, env: dict[str, str], timeout: float = 300) -> str:
     )
     err = r.stderr.decode()
     assert r.returncode == 0, f"{line}\n{err}"
-    assert "Traceback" not in err and "warning" not in err.lower(), f"{line}\n{err}"
+    lines = [ln for ln in err.splitlines() if not MUXER_SHIFT.match(ln)]
+    assert "Traceback" not in err and "warning" not in "\n".join(lines).lower(), f"{line}\n{err}"
     return err
 
 

@@ -614,6 +614,7 @@ def test_pinned_on_first_use_then_reruns_make_no_request(hub, registry, tmp_path
     rows = {r.name: r for r in W.list_models(registry=registry)}
     assert (rows["tiny-tofu"].pinned_by, rows["tiny-tofu"].commit) == ("first use", COMMIT)
     assert (rows["tiny-adcsr"].pinned_by, rows["tiny-adcsr"].commit) == ("registry", COMMIT)
+    assert rows["tiny-tofu"].file_sha256 == pin["files"]  # what pinning a release needs
 
 
 def test_a_pin_holds_until_force_pins_again(hub, registry, tmp_path, tiny):

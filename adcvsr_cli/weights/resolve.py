@@ -64,6 +64,9 @@ class ModelStatus:
     size_bytes: int  # the native file on disk
     source_bytes: int  # downloaded source files in the Hub cache
     detail: str = ""
+    # The sha256 each source file is checked against (registry or pin), by path in the repo:
+    # with ``commit``, what a release pinned in the registry needs.
+    file_sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -384,6 +387,7 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
         size_bytes=path.stat().st_size if path is not None else 0,
         source_bytes=source_bytes,
         detail=detail,
+        file_sha256={p: sha for p, (sha, _) in expect.items() if sha},
     )
 
 
