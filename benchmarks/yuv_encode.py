@@ -176,10 +176,11 @@ def run_e2e(size: tuple[int, int], n: int, rounds: int) -> None:
                     row = (rep.seconds_encode / k, rep.seconds_process / k, rep.seconds_total / k)
                     times[name].append(row)
     print(f"transcode {w // 4}x{h // 4} -> {w}x{h}, {n} frames, null network, adain, libx264")
-    print(f"{'frames':16} {'encoder thread ms/frame':>24} {'process ms/frame':>17} {'total':>7}")
+    print("ms/frame, median (min) of the rounds")
+    print(f"{'frames':16} {'encoder thread':>16} {'process':>16} {'total':>16}")
     for name, rows in times.items():
-        med = [statistics.median(c) for c in zip(*rows, strict=True)]
-        print(f"{name:16} {med[0]:24.2f} {med[1]:17.2f} {med[2]:7.2f}")
+        cols = [f"{statistics.median(c):7.2f} ({min(c):6.2f})" for c in zip(*rows, strict=True)]
+        print(f"{name:16} {cols[0]:>16} {cols[1]:>16} {cols[2]:>16}")
 
 
 def main() -> None:

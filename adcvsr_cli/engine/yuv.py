@@ -131,41 +131,54 @@ def _pairs_across(x: Tensor) -> Tensor:
     return (x[..., 0::2] + x[..., 1::2]) * 0.5
 
 
-def _pairs_down(c: Tensor) -> Tensor:
-    """(N, 2, H, w) -> (N, 2, H / 2, w): rows filtered by [1, 3, 3, 1] / 8 around each pair
-    (centre sited), the edge rows repeated."""
+def _pairs_down(c: Tensor, out: Tensor) -> None:
+    """(N, 2, H, w) -> ``out`` (N, 2, H / 2, w): rows filtered by [1, 3, 3, 1] / 8 around each
+    pair (centre sited), the edge rows repeated."""
     p = torch.cat([c[:, :, :1], c, c[:, :, -1:]], dim=2)
-    return (p[:, :, 0:-2:2] + p[:, :, 3::2] + 3.0 * (p[:, :, 1:-1:2] + p[:, :, 2::2])) * 0.125
+    torch.add(p[:, :, 1:-1:2], p[:, :, 2::2], out=out)
+    out.mul_(0.375).add_(p[:, :, 0:-2:2], alpha=0.125).add_(p[:, :, 3::2], alpha=0.125)
 
 
-def _weighted(x: Tensor, row: list[float]) -> Tensor:
-    """(N, 3, H, W) -> (N, H, W): the channels weighted by ``row`` and summed (on the CPU this
-    is twice as fast as an einsum over the channel axis)."""
-    return (x[:, 0] * row[0]).add_(x[:, 1], alpha=row[1]).add_(x[:, 2], alpha=row[2])
+def _weighted(x: Tensor, row: list[float], offset: float, out: Tensor) -> None:
+    """(N, 3, H, W) -> ``out`` (N, H, W): the channels weighted by ``row``, plus ``offset``
+    (in place, a pass per term: on the CPU twice as fast as an einsum over the channels)."""
+    torch.mul(x[:, 0], row[0], out=out)
+    out.add_(x[:, 1], alpha=row[1]).add_(x[:, 2], alpha=row[2]).add_(offset)
 
 
 def to_planes(rgb: Tensor, layout: YuvLayout, deep: bool) -> Tensor:
     """Rounded RGB code values (N, 3, H, W) float on the device, 0..255 (0..65535 when
     ``deep``), as :func:`~.frames.levels` makes them -> (N, Y + U + V samples), uint8 at 8 bits
     or int16 holding the 10-bit values, every frame's planes flattened one after the other."""
-    y_off, y_scale, c_off, c_scale = _scales(layout.bits, layout.full_range)
+    n, _, h, w = rgb.shape
+    bits, sw, sh = FORMATS[layout.pix_fmt]
+    top = float((1 << bits) - 1)
+    y_off, y_scale, c_off, c_scale = _scales(bits, layout.full_range)
     white = _DEEP_WHITE if deep else 255.0
+    scales = (y_scale, c_scale, c_scale)
     y_row, u_row, v_row = (
         [k * scale / white for k in row]
-        for row, scale in zip(_matrix(layout.colorspace), (y_scale, c_scale, c_scale), strict=True)
+        for row, scale in zip(_matrix(layout.colorspace), scales, strict=True)
     )
-    top = float((1 << layout.bits) - 1)
     x = rgb.float()
-    y = _weighted(x, y_row).add_(y_off)
-    _, sw, sh = FORMATS[layout.pix_fmt]
+    # Every plane written into one buffer; "+ 0.5" in the offsets, floored at the end: rounding
+    # half up, in place.
+    out = x.new_empty((n, layout.frame_elements()))
+    _weighted(x, y_row, y_off + 0.5, out[:, : h * w].view(n, h, w))
+    chroma = out[:, h * w :].view(n, 2, h >> sh, w >> sw)
     xc = _pairs_across(x) if sw else x
-    c = torch.stack([_weighted(xc, u_row), _weighted(xc, v_row)], dim=1).add_(c_off)
     if sh:
+        c = x.new_empty((n, 2, h, w >> sw))
+        _weighted(xc, u_row, c_off + 0.5, c[:, 0])
+        _weighted(xc, v_row, c_off + 0.5, c[:, 1])
         # Clamped above (not below) before the rows are filtered, as swscale does: a 16-bit
         # source's saturated colours overshoot (see _DEEP_WHITE) into their neighbours' rows.
-        c = _pairs_down(c.clamp_(max=top))
-    out = torch.cat([y.flatten(1), c.flatten(1)], dim=1).add_(0.5).floor_().clamp_(0.0, top)
-    return out.to(torch.uint8 if layout.bits == 8 else torch.int16)
+        _pairs_down(c.clamp_(max=top + 0.5), chroma)
+    else:
+        _weighted(xc, u_row, c_off + 0.5, chroma[:, 0])
+        _weighted(xc, v_row, c_off + 0.5, chroma[:, 1])
+    out.floor_().clamp_(0.0, top)
+    return out.to(torch.uint8 if bits == 8 else torch.int16)
 
 
 def split_planes(host: np.ndarray, layout: YuvLayout) -> list[tuple[np.ndarray, ...]]:
