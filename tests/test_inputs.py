@@ -532,27 +532,84 @@ def test_an_image_keeps_its_icc_profile(tmp_path, weights, env, src_ext, pad):
     assert rgb_frames(tmp_path / "out.mkv")[0].shape == (24, 32, 3)
 
 
-def test_icc_profile_parsers_on_damaged_files(tmp_path):
-    """A profile split into mis-numbered JPEG segments, or a PNG iCCP chunk that is not zlib,
-    gives no profile (never a wrong one); a PNG output gets a valid iCCP chunk."""
+def _with_iccp(png: bytes, body: bytes, before: bytes = b"") -> bytes:
+    """``png`` with an iCCP chunk of ``body`` (and the raw chunks ``before`` it) after IHDR."""
     import struct
     import zlib
 
-    from adcvsr_cli.media.icc import IccProfile, embed_png, read_icc
+    chunk = struct.pack(">I", len(body)) + b"iCCP" + body
+    return png[:33] + before + chunk + struct.pack(">I", zlib.crc32(b"iCCP" + body)) + png[33:]
+
+
+def test_icc_profile_parsers_on_damaged_files(tmp_path):
+    """A profile that is damaged (not zlib, zlib cut short, a wrong chunk checksum, JPEG
+    pieces mis-numbered), not RGB, or not searched to (a pipe's kept bytes end before the
+    picture data) is never written: it carries the reason for a warning; a PNG output gets a
+    valid iCCP chunk."""
+    import struct
+    import zlib
+
+    from adcvsr_cli.media.icc import IccProfile, embed_png, kept_icc, read_icc
 
     png = make_image(tmp_path / "p.png", 2, 2).read_bytes()
     profile = _icc_profile()
-    body = b"p\x00\x00" + b"not zlib"
-    bad = png[:33] + struct.pack(">I", len(body)) + b"iCCP" + body
-    bad += struct.pack(">I", zlib.crc32(b"iCCP" + body)) + png[33:]
-    assert read_icc(bad) is None
+    packed = zlib.compress(profile)
+    for body, why in [
+        (b"p\x00\x00not zlib", "compressed data is invalid"),
+        (b"p\x00\x00" + packed[: len(packed) // 2], "cut short"),
+    ]:
+        got = read_icc(_with_iccp(png, body))
+        assert got is not None and not got.data and why in got.problem, got
+    wrong_crc = bytearray(_with_iccp(png, b"p\x00\x00" + packed))
+    wrong_crc[33 + 8 + 3 + len(packed) + 2] ^= 1
+    assert "checksum" in read_icc(bytes(wrong_crc)).problem
+    gray = profile[:16] + b"GRAY" + profile[20:]
+    got = read_icc(_with_iccp(png, b"g\x00\x00" + zlib.compress(gray)))
+    assert not got.data and "for GRAY colour, not RGB" in got.problem, got
     marker = b"ICC_PROFILE\x00"
     seg = marker + bytes([2, 2]) + profile  # piece 2 of 2, piece 1 missing
     jpeg = b"\xff\xd8\xff\xe2" + struct.pack(">H", len(seg) + 2) + seg + b"\xff\xda"
-    assert read_icc(jpeg) is None
+    assert "mis-numbered" in read_icc(jpeg).problem
+    # a pipe keeps 4 MiB: text chunks fill them, the profile comes after
+    text = b"x" * (5 << 20)
+    before = (
+        struct.pack(">I", len(text))
+        + b"tEXt"
+        + text
+        + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    )
+    head = _with_iccp(png, b"p\x00\x00" + packed, before)[: 4 << 20]
+    assert read_icc(head, whole=True) is None  # a file that short is truncated: no profile
+    assert "not looked for" in read_icc(head, whole=False).problem
     out = embed_png(png, IccProfile(profile, "sRGB built-in"))
     assert read_icc(out) == IccProfile(profile, "sRGB built-in")
     assert out.index(b"iCCP") < out.index(b"IDAT")
+    # a profile too big for JPEG's 255 APP2 pieces: no profile, a warning (PNG keeps it)
+    big = IccProfile(profile + bytes(17 << 20), "big", source="in.png")
+    said: list[str] = []
+    assert kept_icc(big, ".jpg", said.append) is None
+    assert len(said) == 1 and "in.png: its ICC colour profile 'big'" in said[0], said
+    assert "too big for a JPEG" in said[0] and "write a .png image" in said[0]
+    assert kept_icc(big, ".png", said.append) is big and len(said) == 1
+
+
+def test_a_profile_that_is_not_rgb_is_named_not_written(tmp_path, weights, env):
+    """A PNG carrying a GRAY profile: the RGB output is written without it, and a warning
+    names the input and why."""
+    import zlib
+
+    from adcvsr_cli.media.icc import read_icc
+
+    profile = _icc_profile()
+    gray = profile[:16] + b"GRAY" + profile[20:]
+    png = make_image(tmp_path / "p.png", 8, 6).read_bytes()
+    src = tmp_path / "gray.png"
+    src.write_bytes(_with_iccp(png, b"g\x00\x00" + zlib.compress(gray)))
+    r = upscale(weights, env, src, tmp_path / "out.png")
+    want = f"warning: {src}: its ICC colour profile 'sRGB built-in' is for GRAY colour, not RGB"
+    assert want + "; the output is written without it" in r.stderr.splitlines(), r.stderr
+    assert read_icc((tmp_path / "out.png").read_bytes()) is None
+    assert rgb_frames(tmp_path / "out.png")[0].shape == (24, 32, 3)
 
 
 def test_encoder_qp0_is_lossless(tmp_path, weights, env):

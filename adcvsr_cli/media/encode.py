@@ -122,7 +122,9 @@ class ContainerSink:
         )
         self.sides = self.muxer.sides
         self.dropped = self.muxer.dropped
-        if self.info.icc is not None:
+        if self.info.icc is not None and self.info.icc.problem:
+            self.warn(f"{self.info.icc.source}: {self.info.icc.problem}")
+        elif self.info.icc is not None:
             self.warn(
                 f"{self.name}: the ICC colour profile '{self.info.icc.name}' of "
                 f"{self.info.path} is not kept (a video output has no place for it); write "

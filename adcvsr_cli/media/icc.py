@@ -8,43 +8,76 @@ encoding, before the file is published.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Callable
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_ICC_MARKER = b"ICC_PROFILE\x00"
 # Profile bytes per APP2 segment: 65535 less the length field (2) and the marker, seq, count.
 _JPEG_ICC_CHUNK = 65535 - 2 - len(_JPEG_ICC_MARKER) - 2
 _MAX_PROFILE = 64 << 20  # a larger "profile" is damage, not colour
+_JPEG_MAX_PROFILE = 255 * _JPEG_ICC_CHUNK  # APP2 numbers its pieces 1..255
 
 
-@dataclass(frozen=True)
+class _Damaged(Exception):
+    """A profile is there but cannot be used (the reason, for the user)."""
+
+
+class _Unfinished(Exception):
+    """The bytes end before the picture data: a profile may come later."""
+
+
+@dataclasses.dataclass(frozen=True)
 class IccProfile:
-    """The profile bytes and a name for messages (its description, else the PNG name)."""
+    """The profile bytes and a name for messages (its description, else the PNG name).
+    ``problem`` (with no bytes): why the input's profile cannot be kept, for a warning."""
 
     data: bytes
     name: str
+    problem: str = ""
+    source: str = ""  # the input it came from, for messages
 
     def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "bytes": len(self.data)}
+        return {"name": self.name, "bytes": len(self.data), "problem": self.problem or None}
 
 
-def read_icc(head: bytes) -> IccProfile | None:
+def read_icc(head: bytes, *, whole: bool = True) -> IccProfile | None:
     """The ICC profile of a PNG, JPEG or WebP image whose first bytes are ``head`` (the whole
-    file, or at least everything before the picture data), or ``None``."""
-    if head.startswith(_PNG_SIGNATURE):
-        found = _png_icc(head)
-    elif head.startswith(b"\xff\xd8"):
-        found = _jpeg_icc(head)
-    elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        found = _webp_icc(head)
-    else:
-        return None
+    file, or at least everything before the picture data), or ``None``. ``whole=False``: the
+    input goes on past ``head``, so a profile may lie beyond it. A profile that is there but
+    unusable (damaged, not RGB, or not searched to its place) has a ``problem``."""
+    try:
+        if head.startswith(_PNG_SIGNATURE):
+            found = _png_icc(head)
+        elif head.startswith(b"\xff\xd8"):
+            found = _jpeg_icc(head)
+        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            found = _webp_icc(head)
+        else:
+            return None
+    except _Damaged as e:
+        return IccProfile(b"", "ICC profile", f"its ICC colour profile is damaged ({e})")
+    except _Unfinished:
+        if whole:
+            return None  # a truncated file: the decoder says so
+        return IccProfile(
+            b"",
+            "ICC profile",
+            f"its first {len(head) >> 20} MiB hold no picture data, so an ICC colour profile "
+            "after them was not looked for",
+        )
     if found is None:
         return None
     data, fallback = found
-    return IccProfile(data, profile_description(data) or fallback or f"{len(data)}-byte profile")
+    name = profile_description(data) or fallback or f"{len(data)}-byte profile"
+    space = data[16:20].decode("latin-1").strip() if len(data) >= 20 else ""
+    if space != "RGB":  # outputs are RGB: a GRAY or CMYK profile would be invalid there
+        return IccProfile(
+            b"", name, f"its ICC colour profile '{name}' is for {space or 'no'} colour, not RGB"
+        )
+    return IccProfile(data, name)
 
 
 def _png_chunks(data: bytes) -> list[tuple[int, bytes, bytes]]:
@@ -65,21 +98,28 @@ def _png_chunks(data: bytes) -> list[tuple[int, bytes, bytes]]:
 
 
 def _png_icc(data: bytes) -> tuple[bytes, str] | None:
-    for _, kind, body in _png_chunks(data):
-        if kind == b"IDAT":
+    for pos, kind, body in _png_chunks(data):
+        if kind in (b"IDAT", b"IEND"):
             return None  # iCCP must come before the picture data
         if kind != b"iCCP":
             continue
+        (crc,) = struct.unpack_from(">I", data, pos + 8 + len(body))
+        if zlib.crc32(kind + body) & 0xFFFFFFFF != crc:
+            raise _Damaged("its PNG chunk's checksum is wrong")
         name, sep, rest = body.partition(b"\x00")
         if not sep or not rest or rest[0] != 0:  # compression method 0 (zlib) only
-            return None
+            raise _Damaged("not zlib-compressed")
+        d = zlib.decompressobj()
         try:
-            d = zlib.decompressobj()
             profile = d.decompress(rest[1:], _MAX_PROFILE)
-        except zlib.error:
-            return None
-        return (profile, name.decode("latin-1")) if profile else None
-    return None
+        except zlib.error as e:
+            raise _Damaged(f"its compressed data is invalid: {e}") from e
+        if not d.eof or d.unconsumed_tail:
+            raise _Damaged("its compressed data is cut short, or over 64 MiB")
+        if not profile:
+            raise _Damaged("it is empty")
+        return profile, name.decode("latin-1")
+    raise _Unfinished
 
 
 def _jpeg_segments(data: bytes) -> list[tuple[int, int, bytes]]:
@@ -112,8 +152,13 @@ def _jpeg_icc(data: bytes) -> tuple[bytes, str] | None:
             continue
         seq, count = payload[head], payload[head + 1]
         parts[seq] = payload[head + 2 :]
-    if not parts or sorted(parts) != list(range(1, count + 1)):
-        return None  # missing or mis-numbered pieces: no usable profile
+    if parts and sorted(parts) != list(range(1, count + 1)):
+        raise _Damaged(f"its JPEG pieces are missing or mis-numbered: {sorted(parts)} of {count}")
+    if not parts:
+        end = data.find(b"\xff\xda", 2)  # the picture data (SOS), after all headers
+        if end < 0:
+            raise _Unfinished
+        return None
     return b"".join(parts[i] for i in range(1, count + 1)), ""
 
 
@@ -124,13 +169,13 @@ def _webp_icc(data: bytes) -> tuple[bytes, str] | None:
         (size,) = struct.unpack_from("<I", data, pos + 4)
         body = data[pos + 8 : pos + 8 + size]
         if len(body) < size:
-            return None
+            raise _Unfinished
         if kind == b"ICCP":
             return (body, "") if body else None
         if kind in (b"VP8 ", b"VP8L", b"ANIM"):
             return None  # the profile chunk comes before the picture
         pos += 8 + size + (size & 1)  # chunks are padded to an even size
-    return None
+    raise _Unfinished
 
 
 def profile_description(data: bytes) -> str | None:
@@ -232,11 +277,33 @@ def embed_jpeg(jpeg: bytes, profile: IccProfile) -> bytes:
 _HEAD_BYTES = 64 << 20
 
 
-def input_icc(src: object, head: bytes | None) -> IccProfile | None:
-    """The ICC profile of an image input: read from the file at path ``src``, or from
-    ``head``, the first bytes of a piped input."""
-    if head is not None:
-        return read_icc(head)
-    assert isinstance(src, str)
-    with open(src, "rb") as fh:
-        return read_icc(fh.read(_HEAD_BYTES))
+def input_icc(
+    src: object, head: bytes | None, name: str, *, whole: bool = True
+) -> IccProfile | None:
+    """The ICC profile of the image input ``name``: read from the file at path ``src``, or
+    from ``head``, the first bytes of a piped input (``whole``: all of it)."""
+    if head is None:
+        assert isinstance(src, str)
+        with open(src, "rb") as fh:
+            head = fh.read(_HEAD_BYTES)
+        whole = len(head) < _HEAD_BYTES
+    icc = read_icc(head, whole=whole)
+    return None if icc is None else dataclasses.replace(icc, source=name)
+
+
+def kept_icc(icc: IccProfile | None, ext: str, warn: Callable[[str], None]) -> IccProfile | None:
+    """The profile to write into an ``ext`` image output, or ``None``, with a warning naming
+    the input and why when the input's profile is not kept."""
+    if icc is None:
+        return None
+    if icc.problem:
+        warn(f"{icc.source}: {icc.problem}; the output is written without it")
+        return None
+    if ext in (".jpg", ".jpeg") and len(icc.data) > _JPEG_MAX_PROFILE:
+        warn(
+            f"{icc.source}: its ICC colour profile '{icc.name}' ({len(icc.data)} bytes) is too big "
+            f"for a JPEG (at most {_JPEG_MAX_PROFILE} bytes); the output is written without "
+            "it: write a .png image to keep it"
+        )
+        return None
+    return icc

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import UsageError, VideoError
 from .common import _bits, _err_text, _has_alpha
 from .decode import _to_rgb
-from .icc import IccProfile, embed_jpeg, embed_png
+from .icc import IccProfile, embed_jpeg, embed_png, kept_icc
 from .outputs import _EXISTS_HINT, _fsync_dir, _write_atomic_bytes, sequence_name
 from .probe import with_first_frame
 from .types import Frame, OutputExists
@@ -98,9 +98,11 @@ def write_image(
     rgb: np.ndarray,
     alpha: np.ndarray | None = None,
     icc: IccProfile | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> None:
     """Write ``rgb`` (and ``alpha``) as PNG or JPEG, chosen by the extension, atomically,
-    with the ICC colour profile ``icc`` when given.
+    with the ICC colour profile ``icc`` when given (a profile the file cannot hold is left
+    out, said to ``warn``; without ``warn`` that is a :class:`VideoError`).
 
     16-bit arrays make 16-bit PNGs (JPEG is reduced to 8 bits). The file appears complete
     or not at all. Raises :class:`VideoError` when the folder is not writable.
@@ -108,11 +110,15 @@ def write_image(
     p = os.fspath(path)
     ext = Path(p).suffix.lower()
     data, _ = _encode_image_bytes(ext, rgb, alpha, p)
-    data = _with_icc(ext, data, icc)
+    data = _with_icc(ext, data, kept_icc(icc, ext, warn or _refuse))
     try:
         _write_atomic_bytes(p, data)
     except OSError as e:
         raise VideoError(f"{p}: cannot write: {_err_text(e)}") from e
+
+
+def _refuse(message: str) -> None:
+    raise VideoError(message)
 
 
 def _resize_plane(a: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -157,7 +163,8 @@ class ImageSink:
         warn: Callable[[str], None],
         icc: IccProfile | None = None,
     ):
-        self.icc = icc  # the input's ICC profile, written into the image
+        # the input's ICC profile, written into the image (or named in a warning)
+        self.icc = kept_icc(icc, Path(name).suffix.lower(), warn)
         self.target = target
         self.name = name
         self.out_w, self.out_h = out_w, out_h
@@ -218,7 +225,8 @@ class SequenceSink:
         warn: Callable[[str], None],
         icc: IccProfile | None = None,
     ):
-        self.icc = icc  # the input's ICC profile, written into every file
+        # the input's ICC profile, written into every file (or named in a warning)
+        self.icc = kept_icc(icc, Path(pattern).suffix.lower(), warn)
         self.pattern = pattern
         self.tmpdir = tmpdir
         self.name = name

@@ -113,6 +113,12 @@ class _HeadRecorder:
     def head(self) -> bytes:
         return bytes(self._head)
 
+    @property
+    def whole(self) -> bool:
+        """Whether ``head`` holds the whole input read so far (it was shorter than the
+        bytes kept)."""
+        return len(self._head) < _HEAD_BYTES
+
     def read(self, n: int = -1) -> bytes:
         data = self._raw.read(n)
         if self._pos == len(self._head) and len(self._head) < _HEAD_BYTES:

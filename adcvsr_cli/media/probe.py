@@ -181,7 +181,7 @@ def probe(src: str | os.PathLike[str], *, count_frames: bool = False) -> MediaIn
         if count_frames:
             info.vfr = vfr
         if info.is_image and os.fspath(src) != "-":
-            info.icc = input_icc(os.path.abspath(os.fspath(src)), None)
+            info.icc = input_icc(os.path.abspath(os.fspath(src)), None, name)
         return info
 
     return with_first_frame(src, describe, "input")

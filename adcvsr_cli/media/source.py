@@ -221,7 +221,8 @@ def open_source(
             raise VideoError(_no_frame_message(name, vstream, decoder))
         info = _info_from(container, vstream, first, name, None, False)
         if info.is_image:
-            info.icc = input_icc(src, rec.head if rec is not None else None)
+            head, whole = (rec.head, rec.whole) if rec is not None else (None, True)
+            info.icc = input_icc(src, head, name, whole=whole)
     except BaseException as e:  # closes the input, then re-raises (a VideoError naming it)
         container.close()
         if isinstance(e, INPUT_ERRORS):
