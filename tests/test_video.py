@@ -994,3 +994,42 @@ def test_mutation_fuzz_never_escapes(tmp_path):
     assert not [k for k in seen if k.startswith("ESCAPED")], seen
     assert sum(seen.values()) == 60 and seen.get("ok", 0) > 0
     assert leftovers(tmp_path / "out") == []
+
+
+def test_drain_sides_is_bounded_and_stops_when_asked(tmp_path):
+    """After a range's last frame the side packets are demuxed on, but an audio track that
+    ended before the range end does not make it read the rest of the file: demuxing ends
+    SIDE_SLACK seconds past the range end; stop() ends it at once."""
+    from adcvsr_cli.media.source import SIDE_SLACK, open_source
+
+    made = make_video(
+        tmp_path / "a.mkv", size=(16, 12), frames=120, rate=2, audio="aac", audio_seconds=1.0
+    )  # 60 s of video, 1 s of audio (stored after the video)
+    src = tmp_path / "interleaved.mkv"
+    with av.open(str(made)) as i, av.open(str(src), "w") as o:  # audio stored in time order
+        outs = {s.index: o.add_stream_from_template(s) for s in i.streams}
+        pkts = [p for p in i.demux() if p.dts is not None]
+        for pkt in sorted(pkts, key=lambda p: float(p.dts * p.time_base)):
+            pkt.stream = outs[pkt.stream.index]
+            o.mux(pkt)
+
+    def next_video_time(source) -> float:
+        pkt = next(p for p in source.container.demux(source.vstream) if p.pts is not None)
+        return float(pkt.pts * pkt.time_base)
+
+    source = open_source(str(src), deinterlace=False, strict=False)
+    try:
+        assert source.drain_sides(2.0) is None
+        sides = list(source.side)
+        assert sides and all(p.stream.type == "audio" for p in sides)
+        assert max(float(p.pts * p.time_base) for p in sides) < 1.0
+        assert 2.0 + SIDE_SLACK <= next_video_time(source) <= 2.0 + SIDE_SLACK + 1.0
+    finally:
+        source.close()
+    source = open_source(str(src), deinterlace=False, strict=False)
+    try:
+        source.stop()
+        assert source.drain_sides(2.0) is None
+        assert next_video_time(source) < 2.0  # it read (at most) one packet
+    finally:
+        source.close()

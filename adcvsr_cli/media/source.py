@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import threading
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import IO, Any
@@ -54,6 +55,7 @@ class Source:
             decoder.side if decoder.side is not None else (collections.deque())
         )
         self.cut: Any = None  # a ranges.Cut when only part of the input is written
+        self.halt = threading.Event()  # stop(): the run ends, side packets too
         # A still image is shown turned as its EXIF orientation says: apply it to the
         # pixels (quarter turns counter-clockwise), so the output needs no rotation tag.
         self.turns = 0
@@ -152,6 +154,8 @@ class Source:
         )
 
     def stop(self) -> None:
+        """Stop reading: decoding, and :meth:`drain_sides` (a cancelled or failed run)."""
+        self.halt.set()
         self.decoder.stop.set()
 
     def drain_sides(self, until: float | None) -> str | None:
@@ -160,12 +164,14 @@ class Source:
 
         A badly interleaved file stores audio late, after video frames past the range end.
         Demuxing goes on until every audio stream has a packet at or after ``until`` seconds
-        (``None``: to the end of the file); other side streams (subtitles, data) are sparse and
-        may have no later packet, so they wait only until some stream is :data:`SIDE_SLACK`
-        seconds past ``until``, or until the file ends. Returns the read error that ended it
-        early, if one did (the side packets after it are lost).
+        (``None``: to the end of the file). Other side streams (subtitles, data) are sparse,
+        and an audio track may end before ``until`` (a shorter commentary): those have no later
+        packet, so demuxing ends anyway once some stream is :data:`SIDE_SLACK` seconds past
+        ``until`` (what a file interleaves worse than that is lost), or at the file's end, or
+        when :meth:`stop` is called. Returns the read error that ended it early, if one did
+        (the side packets after it are lost).
         """
-        self.stop()
+        self.decoder.stop.set()
         streams = self.decoder.side_streams
         waiting = {s.index for s in streams if s.type == "audio"}
         sparse = bool({s.index for s in streams} - waiting)
@@ -173,6 +179,8 @@ class Source:
             return None
         try:
             for pkt in self.container.demux([self.vstream, *streams]):
+                if self.halt.is_set():
+                    return None
                 if pkt.stream.index != self.vstream.index and pkt.size:
                     self.side.append(pkt)
                 t = pkt.pts if pkt.pts is not None else pkt.dts
@@ -181,7 +189,8 @@ class Source:
                 sec = float(t * pkt.time_base)
                 if sec >= until:
                     waiting.discard(pkt.stream.index)
-                sparse = sparse and sec < until + SIDE_SLACK
+                if sec >= until + SIDE_SLACK:
+                    return None  # sparse streams and audio that ended: nothing more to wait for
                 if not waiting and not sparse:
                     return None
         except (av.error.FFmpegError, OSError) as e:
