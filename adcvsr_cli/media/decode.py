@@ -88,6 +88,30 @@ class _Decoder:
             return item[0]
         return None
 
+    @property
+    def next_frame(self) -> Any | None:
+        """The frame :meth:`frames` hands out next, when it is already decoded."""
+        return self._pending[0][0] if self._pending else None
+
+    @property
+    def at_start(self) -> bool:
+        """Only the first frame decoded, and kept for :meth:`frames` (nothing handed out)."""
+        return self.frames_decoded == 1 and len(self._pending) == 1
+
+    def drop_before(self, pts: int) -> tuple[int | None, int]:
+        """Decode and drop the frames before timestamp ``pts``: the timestamp of the frame now
+        next (kept for :meth:`frames`; None: none left) and how many were dropped."""
+        dropped = 0
+        while True:
+            while self._pending:
+                fpts = self._pending[0][1]
+                if fpts is not None and fpts >= pts:
+                    return int(fpts), dropped
+                self._pending.pop(0)
+                dropped += 1
+            if self.first_frame() is None:
+                return None, dropped
+
     def frames(self) -> Iterator[tuple[Any, int | None]]:
         """``(frame, pts)`` pairs in presentation order; ``pts`` is in the stream time base."""
         while self._pending:

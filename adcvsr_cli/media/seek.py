@@ -3,7 +3,8 @@
 Used by every partial read of a video: a ``--start`` range, a segment of a segmented run, the
 preview's frames and the scene scan around a range. A container's index may point a little late
 (B-frames, an index built from decode timestamps), so a seek that lands after the frame is
-retried from further back (one second, then two, four, ...) down to the first frame; so is one
+retried from further back, twice as far each time (one second, two, four, ...; from a ``lead``
+the caller asked for: that lead, twice it, four times it, ...) down to the first frame; so is one
 that lands on the frame itself when it is deinterlaced (bwdif needs the frame before it).
 """
 
@@ -49,27 +50,12 @@ def seek_frame(
             container.seek(max(target, first_pts), stream=vstream, backward=True, any_frame=False)
             fresh = False
         dec = new_decoder(sought)
-        found, dropped = _drop_before(dec, pts)
+        found, dropped = dec.drop_before(pts)
         # bwdif looks at the frame before: a deinterlaced frame is the full run's only when the
         # decoder saw one before it (or it is the first frame of the file).
         if found == pts and (dropped or at_start or not dec.deinterlacing):
             return dec
         if at_start:
             raise VideoError(f"{name}: no frame at timestamp {pts} after seeking")
-        back = 2 * back if back else max(1, round(1 / tb))  # 1 s further back, then 2, 4, ...
-
-
-def _drop_before(dec: _Decoder, pts: int) -> tuple[int | None, int]:
-    """Drop the frames before ``pts``: the timestamp of the frame now next (None: none left)
-    and how many were dropped. ``first_frame()`` keeps the frame it decodes for ``frames()``, so
-    they wait in ``_pending``."""
-    dropped = 0
-    while True:
-        while dec._pending:
-            fpts = dec._pending[0][1]
-            if fpts is not None and fpts >= pts:
-                return int(fpts), dropped
-            dec._pending.pop(0)
-            dropped += 1
-        if dec.first_frame() is None:
-            return None, dropped
+        # further back: twice as far each time, from 1 s (or from ``lead``)
+        back = 2 * back if back else max(1, round(1 / tb))

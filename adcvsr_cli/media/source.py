@@ -68,7 +68,7 @@ class Source:
     @property
     def first(self) -> Any:
         """The first decoded frame (a PyAV frame), for checks before the run starts."""
-        return self.decoder._pending[0][0]
+        return self.decoder.next_frame
 
     def frames(
         self, *, deep: bool, want_alpha: bool, warn: Callable[[str], None]
@@ -125,7 +125,7 @@ class Source:
         old = self.decoder
         # Right after opening, the decoder stands at the start with the side packets read so
         # far: a target at the start keeps it (a seek would skip audio stored before frame 0).
-        fresh = old.frames_decoded == 1 and len(old._pending) == 1
+        fresh = old.at_start
 
         def new_decoder(sought: bool) -> _Decoder:
             if not sought:
