@@ -1033,3 +1033,36 @@ def test_drain_sides_is_bounded_and_stops_when_asked(tmp_path):
         assert next_video_time(source) < 2.0  # it read (at most) one packet
     finally:
         source.close()
+
+
+def test_a_matrix_the_conversion_cannot_use_is_not_written_as_a_tag(tmp_path):
+    """The output's matrix tag is the one the RGB -> YUV conversion used. A YCgCo tag is not
+    copied onto yuv420p (such an input does not decode through swscale, so the sink is asked
+    directly): a warning names it, and BT.601 (smpte170m) is used and tagged; BT.709 is kept;
+    an RGB output gets no matrix tag."""
+    from types import SimpleNamespace
+
+    from adcvsr_cli.media.encode import ContainerSink
+
+    info = V.probe(make_video(tmp_path / "a.mkv", frames=2, size=(16, 12)))
+
+    def tag(colorspace: int, pix: str) -> tuple[int, int | None, list[str]]:
+        info.colorspace = colorspace
+        said: list[str] = []
+        sink = SimpleNamespace(
+            info=info, name="o.mkv", warn=said.append, dst_cs=None, dst_range=None
+        )
+        cc = SimpleNamespace(colorspace=2, color_range=0)
+        ContainerSink._set_colour(sink, cc, pix)  # type: ignore[arg-type]
+        return cc.colorspace, sink.dst_cs, said
+
+    assert tag(8, "yuv420p") == (
+        6,
+        6,
+        [
+            "o.mkv: the input's colour matrix (ycgco) cannot be used to write yuv420p; "
+            "written and tagged as BT.601 (smpte170m)"
+        ],
+    )
+    assert tag(1, "yuv420p") == (1, 1, [])
+    assert tag(1, "gbrp") == (2, None, [])

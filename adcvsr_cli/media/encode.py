@@ -43,6 +43,18 @@ from .types import EncodeOptions, Frame, MediaInfo
 
 # Matrices the RGB -> YUV conversion can be told to use (swscale's SWS_CS_* values).
 _SWS_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
+_BT601 = 6  # smpte170m: swscale's default matrix (BT.601), which other matrices fall back to
+# FFmpeg's names of the matrices outside _SWS_COLORSPACES, for messages
+_MATRIX_NAMES = {
+    8: "ycgco",
+    11: "smpte2085",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
+    14: "ictcp",
+    15: "ipt-c2",
+    16: "ycgco-re",
+    17: "ycgco-ro",
+}
 
 YuvTarget = tuple[str, int | None, bool]
 """What an encoder takes Y'CbCr frames in: (pixel format, colour matrix, full range)."""
@@ -210,19 +222,33 @@ class ContainerSink:
         return options
 
     def _set_colour(self, cc: Any, pix: str) -> None:
-        """Colour tags, and the matrix/range the RGB -> YUV conversion must use."""
+        """Colour tags, and the matrix/range the RGB -> YUV conversion must use. The matrix
+        tag is the one the conversion used: an RGB output has none, and a matrix swscale
+        cannot convert with (YCgCo, ICtCp, ...) is written and tagged as BT.601, said in a
+        warning."""
         info = self.info
+        rgb = av.VideoFormat(pix).is_rgb
+        cs = info.colorspace if info.colorspace != 2 else None  # 2: unspecified
+        if not rgb and cs == 0:  # an RGB input has no matrix: the tag says the one used
+            cs = _BT601
+        if not rgb and cs is not None and cs not in _SWS_COLORSPACES:
+            self.warn(
+                f"{self.name}: the input's colour matrix "
+                f"({_MATRIX_NAMES.get(cs, cs)}) cannot be used to write {pix}; written and "
+                "tagged as BT.601 (smpte170m)"
+            )
+            cs = _BT601
         for attr, val, unset in (
             ("color_primaries", info.color_primaries, 2),
             ("color_trc", info.color_trc, 2),
-            ("colorspace", info.colorspace, 2),
+            ("colorspace", None if rgb else cs, 2),
         ):
             if val and val != unset:
                 try:
                     setattr(cc, attr, val)
                 except (OverflowError, ValueError) as e:
                     self.warn(f"{self.name}: colour tag {attr}={val} not kept ({e})")
-        if av.VideoFormat(pix).is_rgb:
+        if rgb:
             return
         full_range = info.color_range == 2 or info.pix_fmt.startswith("yuvj")
         if full_range:
@@ -232,8 +258,8 @@ class ContainerSink:
             if info.color_range == 1:
                 cc.color_range = 1
             self.dst_range = 1
-        if info.colorspace in _SWS_COLORSPACES:
-            self.dst_cs = info.colorspace
+        if cs in _SWS_COLORSPACES:
+            self.dst_cs = cs
 
     def yuv_target(self) -> YuvTarget | None:
         """What frames given as planes must be: ``(pix_fmt, colour matrix or None for the
