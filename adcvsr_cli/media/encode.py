@@ -21,6 +21,7 @@ import av.error
 import numpy as np
 
 from ..errors import UsageError, VideoError
+from .avlog import libav_quiet
 from .codecs import (
     _codec_options,
     _parse_bitrate,
@@ -337,7 +338,8 @@ class ContainerSink:
             return self._pipe_shift(first_pts)
         if os.path.getsize(self.target) == 0:
             raise VideoError(f"{self.name}: verification failed: the written file is empty")
-        with av.open(self.target, **OPEN_OPTIONS) as c:
+        # what reading back finds wrong is said by the checks below, in the tool's words
+        with libav_quiet(), av.open(self.target, **OPEN_OPTIONS) as c:
             vs = c.streams.video[0]
             counts: dict[int, int] = collections.Counter()
             vpts: list[int] = []

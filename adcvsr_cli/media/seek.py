@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import VideoError
+from .avlog import libav_quiet
 from .decode import _Decoder
 
 
@@ -46,11 +47,16 @@ def seek_frame(
         target = pts - back
         at_start = target <= first_pts
         sought = not (fresh and at_start)
-        if sought:
-            container.seek(max(target, first_pts), stream=vstream, backward=True, any_frame=False)
-            fresh = False
-        dec = new_decoder(sought)
-        found, dropped = dec.drop_before(pts)
+        # libav's complaints while decoding from a keyframe up to the frame (references not
+        # there yet, a retry's overshoot) are the seek's business, not the user's news
+        with libav_quiet():
+            if sought:
+                container.seek(
+                    max(target, first_pts), stream=vstream, backward=True, any_frame=False
+                )
+                fresh = False
+            dec = new_decoder(sought)
+            found, dropped = dec.drop_before(pts)
         # bwdif looks at the frame before: a deinterlaced frame is the full run's only when the
         # decoder saw one before it (or it is the first frame of the file).
         if found == pts and (dropped or at_start or not dec.deinterlacing):
