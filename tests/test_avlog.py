@@ -83,3 +83,17 @@ def test_a_flood_past_the_pipe_never_hangs_and_names_what_it_lost():
     lost = [m for m in got if "were lost" in m]
     assert len(lost) == 1 and "libav's log fell more than" in lost[0], got
     assert len(got) == 5, got
+
+
+def test_libavs_repeat_summary_is_counted_not_shown(capfd):
+    """libav folds identical lines into "Last message repeated N times" (a line with no
+    context prefix): it is counted with the line before, named once at the end."""
+    got: list[str] = []
+    with libav_messages(got.append):
+        c_print(b"[h264 @ 0x1] co located POCs unavailable\n")
+        c_print(b"    Last message repeated 40 times\n")
+    assert got == [
+        "libav (h264): co located POCs unavailable",
+        "libav (h264): co located POCs unavailable (and 40 more line(s) like it, not shown)",
+    ]
+    assert capfd.readouterr().err == ""

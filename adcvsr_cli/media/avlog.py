@@ -60,18 +60,21 @@ class _Fold:
     the first few shown, the rest counted and named once at the end."""
 
     def __init__(self) -> None:
-        self.seen: dict[str, list] = {}  # kind -> [count, first message]
+        self.seen: dict[str, list] = {}  # kind -> [lines, lines shown, first message]
 
-    def admit(self, message: str) -> bool:
-        entry = self.seen.setdefault(_DIGITS.sub("#", message), [0, message])
-        entry[0] += 1
-        return entry[0] <= _SHOWN_ALIKE
+    def admit(self, message: str, times: int = 1) -> bool:
+        """Count ``times`` lines of ``message``'s kind; whether to show this one."""
+        entry = self.seen.setdefault(_DIGITS.sub("#", message), [0, 0, message])
+        entry[0] += times
+        show = times == 1 and entry[1] < _SHOWN_ALIKE
+        entry[1] += show
+        return show
 
     def summary(self) -> list[str]:
         return [
-            f"{first} (and {count - _SHOWN_ALIKE} more line(s) like it, not shown)"
-            for count, first in self.seen.values()
-            if count > _SHOWN_ALIKE
+            f"{first} (and {count - shown} more line(s) like it, not shown)"
+            for count, shown, first in self.seen.values()
+            if count > shown
         ]
 
 
@@ -85,6 +88,7 @@ class _Reader(threading.Thread):
         self.fd, self.real_fd, self.warn, self.cerr = fd, real_fd, warn, cerr
         self.routing = True  # False once the block has ended: lines go on unchanged
         self.fold = _Fold()
+        self.last: str | None = None  # the last libav message, which libav may say repeated
         self.overflows = 0  # times the pipe was full and the C library dropped what it wrote
 
     def run(self) -> None:
@@ -112,8 +116,14 @@ class _Reader(threading.Thread):
             # after a drop the C library may send the kept tail of a cut line glued to the
             # next one: the fragment is part of what was lost, the rest is a whole line
             line = line[start.start() :]
+        repeated = _REPEATED.match(line)
+        if repeated is not None and self.last is not None and self.routing:
+            # libav's AV_LOG_SKIP_REPEATED summary of the line before: counted with it
+            self.fold.admit(self.last, int(repeated.group(1)))
+            return
         message = libav_line(line)
         if message is not None and self.routing:
+            self.last = message
             if not self.fold.admit(message):
                 return
             if _call(self.warn, message):
@@ -121,6 +131,7 @@ class _Reader(threading.Thread):
         _write(self.real_fd, line)
 
 
+_REPEATED = re.compile(rb"^\s*Last message repeated (\d+) times?\s*$")
 _START = re.compile(rb"\[[^\]\n]+? @ 0x[0-9a-fA-F]+\] ")
 
 
