@@ -1066,3 +1066,17 @@ def test_a_matrix_the_conversion_cannot_use_is_not_written_as_a_tag(tmp_path):
     )
     assert tag(1, "yuv420p") == (1, 1, [])
     assert tag(1, "gbrp") == (2, None, [])
+
+
+def test_a_ycgco_input_is_read_as_bt601_with_a_warning(tmp_path):
+    """swscale cannot convert YCgCo: the input is read with BT.601 instead of failing as
+    unreadable; warnings name it on the way in and out, and the output is tagged BT.601."""
+    src = make_video(tmp_path / "ycgco.mkv", frames=3, size=(16, 12), color={"colorspace": 8})
+    rep = run(src, tmp_path / "o.mkv")
+    assert V.probe(tmp_path / "o.mkv").colorspace == 6
+    assert [w for w in rep.warnings if "colour matrix" in w] == [
+        f"{tmp_path / 'o.mkv'}: the input's colour matrix (ycgco) cannot be used to write "
+        "yuv420p; written and tagged as BT.601 (smpte170m)",
+        f"{src}: its colour matrix (ycgco) cannot be converted to RGB; read as BT.601, so its "
+        "colours are off",
+    ], rep.warnings

@@ -11,6 +11,21 @@ from typing import Any
 import av
 import av.error
 
+# Colour matrices swscale converts with (its SWS_CS_* values; 2: unspecified, BT.601 used)
+SWS_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
+BT601 = 6  # smpte170m: swscale's default matrix, which the others fall back to
+# FFmpeg's names of the matrices swscale cannot convert with, for messages
+MATRIX_NAMES = {
+    8: "ycgco",
+    11: "smpte2085",
+    12: "chroma-derived-nc",
+    13: "chroma-derived-c",
+    14: "ictcp",
+    15: "ipt-c2",
+    16: "ycgco-re",
+    17: "ycgco-ro",
+}
+
 # av.open's metadata_errors= exists up to PyAV 18 ("replace" keeps a file with badly encoded tag
 # bytes readable); PyAV 19 removed it and always decodes tags as UTF-8 with surrogateescape.
 OPEN_OPTIONS: dict[str, Any] = (

@@ -16,7 +16,7 @@ import av.error
 import numpy as np
 
 from ..errors import VideoError
-from .common import _err_text
+from .common import MATRIX_NAMES, SWS_COLORSPACES, _err_text
 
 # WebM keeps a VP8/VP9 alpha plane beside the picture (BlockAdditional, ALPHA_MODE=1); FFmpeg's
 # own decoders ignore it, libvpx's read it.
@@ -215,9 +215,20 @@ class _Decoder:
                 yield out, fifo.popleft()
 
 
+def unconvertible_matrix(frame: Any) -> str | None:
+    """The name of a YUV frame's colour matrix when swscale cannot convert with it (YCgCo,
+    ICtCp, ...): :func:`_to_rgb` then reads it as BT.601, and the caller says so."""
+    cs = int(frame.colorspace or 2)
+    if cs in (0, 2, *SWS_COLORSPACES) or frame.format.is_rgb:
+        return None
+    return MATRIX_NAMES.get(cs, f"matrix {cs}")
+
+
 def _to_rgb(frame: Any, deep: bool, want_alpha: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """RGB array (uint8, or uint16 when ``deep``) plus the alpha plane when asked for."""
     kw: dict[str, Any] = {}
+    if unconvertible_matrix(frame) is not None:
+        kw["src_colorspace"] = 5  # swscale refuses the frame's own matrix: BT.601
     rng = int(frame.color_range or 0)
     if rng in (1, 2) and frame.format.name not in ("rgb24", "rgba", "bgra", "rgb48le", "gbrp"):
         kw["src_color_range"] = rng

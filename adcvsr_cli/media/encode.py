@@ -28,7 +28,7 @@ from .codecs import (
     choose_encoder,
     quiet_encoder_logs,
 )
-from .common import OPEN_OPTIONS, _err_text
+from .common import BT601, MATRIX_NAMES, OPEN_OPTIONS, SWS_COLORSPACES, _err_text
 from .hdr import HdrMetadata, hdr_lost, hdr_options
 from .outputs import _FRAGMENTED_MOVFLAGS, _MP4_FAMILY, _wrap_write_error
 from .sides import (
@@ -41,21 +41,6 @@ from .sides import (
     timecode_of,
 )
 from .types import EncodeOptions, Frame, MediaInfo
-
-# Matrices the RGB -> YUV conversion can be told to use (swscale's SWS_CS_* values).
-_SWS_COLORSPACES = (1, 4, 5, 6, 7, 9, 10)
-_BT601 = 6  # smpte170m: swscale's default matrix (BT.601), which other matrices fall back to
-# FFmpeg's names of the matrices outside _SWS_COLORSPACES, for messages
-_MATRIX_NAMES = {
-    8: "ycgco",
-    11: "smpte2085",
-    12: "chroma-derived-nc",
-    13: "chroma-derived-c",
-    14: "ictcp",
-    15: "ipt-c2",
-    16: "ycgco-re",
-    17: "ycgco-ro",
-}
 
 YuvTarget = tuple[str, int | None, bool]
 """What an encoder takes Y'CbCr frames in: (pixel format, colour matrix, full range)."""
@@ -231,14 +216,14 @@ class ContainerSink:
         rgb = av.VideoFormat(pix).is_rgb
         cs = info.colorspace if info.colorspace != 2 else None  # 2: unspecified
         if not rgb and cs == 0:  # an RGB input has no matrix: the tag says the one used
-            cs = _BT601
-        if not rgb and cs is not None and cs not in _SWS_COLORSPACES:
+            cs = BT601
+        if not rgb and cs is not None and cs not in SWS_COLORSPACES:
             self.warn(
                 f"{self.name}: the input's colour matrix "
-                f"({_MATRIX_NAMES.get(cs, cs)}) cannot be used to write {pix}; written and "
+                f"({MATRIX_NAMES.get(cs, cs)}) cannot be used to write {pix}; written and "
                 "tagged as BT.601 (smpte170m)"
             )
-            cs = _BT601
+            cs = BT601
         for attr, val, unset in (
             ("color_primaries", info.color_primaries, 2),
             ("color_trc", info.color_trc, 2),
@@ -259,7 +244,7 @@ class ContainerSink:
             if info.color_range == 1:
                 cc.color_range = 1
             self.dst_range = 1
-        if cs in _SWS_COLORSPACES:
+        if cs in SWS_COLORSPACES:
             self.dst_cs = cs
 
     def yuv_target(self) -> YuvTarget | None:

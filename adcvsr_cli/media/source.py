@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import VideoError
 from .common import INPUT_ERRORS, _display, _err_text
-from .decode import _Decoder, _to_rgb
+from .decode import _Decoder, _to_rgb, unconvertible_matrix
 from .icc import input_icc
 from .inputs import _MP4_PIPE_MESSAGE, _check_input_path, _open_input, _pick_video_stream
 from .probe import _early_end_message, _info_from, _no_frame_message
@@ -79,8 +79,15 @@ class Source:
         tb = self.info.time_base
         step = max(1, round(1 / (rate * tb))) if tb else 1
         prev: int | None = None
-        warned = told_fields = False
+        warned = told_fields = told_matrix = False
         for frame, pts in self.decoder.frames():
+            matrix = None if told_matrix else unconvertible_matrix(frame)
+            if matrix is not None:
+                told_matrix = True
+                warn(
+                    f"{self.name}: its colour matrix ({matrix}) cannot be converted to RGB; "
+                    "read as BT.601, so its colours are off"
+                )
             if self.decoder.deinterlace_error and not told_fields:
                 told_fields = True
                 warn(
