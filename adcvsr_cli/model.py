@@ -248,38 +248,14 @@ def adcvsr_dims(padding_mode: str = "replicate") -> AdcVSRDims:
 
 # ----------------------------------------------------------------------------- building blocks
 
-# Convolution paths on the CPU, chosen by shape (measured with AdcSR dims, fp32, 2 threads). Both
-# compute the convolution they replace, summed in another order (float32 rounding apart).
-# - 3x3 convolutions of images of at most SMALL_CONV_PIXELS pixels (the UNet's 4x4 and 8x8
-#   levels at 960-1920 channels): unfold + one matrix product, 1.5-3x faster than oneDNN there.
-# - Nearest x2 upsampling then a 3x3 convolution, from inputs of at least PHASE_UPSAMPLE_PIXELS
-#   pixels (the decoder's 32-128 px levels): four 2x2 convolutions of the input, one per output
-#   phase, 4/9 of the multiply-adds and no upsampled copy.
-SMALL_CONV_PIXELS = 64
+# Nearest x2 upsampling then a 3x3 convolution, on the CPU from inputs of at least
+# PHASE_UPSAMPLE_PIXELS pixels (the decoder's 32-128 px levels, the UNet's 16 px one): four 2x2
+# convolutions of the input, one per output phase: 4/9 of the multiply-adds and no upsampled
+# copy; the same sums in another order (float32 rounding apart). Measured on the 2-core machine
+# (AdcSR dims, 2 frames 64x64, fp32, 2 threads, interleaved): the six upsampling convolutions
+# 0.72 (min) / 0.92 (median) of their time before, process CPU time. (3x3 convolutions of the
+# UNet's 4x4 and 8x8 levels as unfold + one matrix product measured 0.99 / 1.05: not taken.)
 PHASE_UPSAMPLE_PIXELS = 256
-
-
-class Conv3x3(nn.Conv2d):
-    """Conv2d(cin, cout, 3, padding=1), with the small-image path above on the CPU.
-
-    That path's output is contiguous whatever the input's strides, so that an AdcVSR with zero
-    temporal weights equals AdcSR bit for bit (its temporal blocks make tensors anew, and the
-    GroupNorm kernel that follows depends on strides). Images with a side of 1 keep the usual
-    path: there the strides of a size-1 dimension are arbitrary and the usual path's output
-    follows them the same way in both networks."""
-
-    def __init__(self, cin: int, cout: int) -> None:
-        super().__init__(cin, cout, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, _, h, w = x.shape
-        if x.device.type != "cpu" or h * w > SMALL_CONV_PIXELS or min(h, w) < 2:
-            return super().forward(x)
-        cols = F.unfold(x, 3, padding=1)  # (N, C*9, h*w), channel-major like the weight
-        y = torch.matmul(self.weight.reshape(self.out_channels, -1), cols)  # (N, O, h*w)
-        if self.bias is not None:
-            y = y.add_(self.bias.view(-1, 1))
-        return y.view(n, self.out_channels, h, w)
 
 
 def _fold_taps(k: torch.Tensor, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,9 +288,9 @@ class ResBlock(nn.Module):
     def __init__(self, cin: int, cout: int, eps: float, max_groups: int = 32) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(group_count(cin, max_groups), cin, eps=eps)
-        self.conv1 = Conv3x3(cin, cout)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
         self.norm2 = nn.GroupNorm(group_count(cout, max_groups), cout, eps=eps)
-        self.conv2 = Conv3x3(cout, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.conv_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -457,10 +433,11 @@ class Downsample(nn.Module):
 class Upsample(nn.Module):
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.conv = Conv3x3(channels, channels)
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.shape[-2] * x.shape[-1] >= PHASE_UPSAMPLE_PIXELS:
+        h, w = x.shape[-2:]
+        if x.device.type == "cpu" and h * w >= PHASE_UPSAMPLE_PIXELS and min(h, w) > 1:
             return upsample_conv(x, self.conv)
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
@@ -576,7 +553,7 @@ class UNet(nn.Module):
     def __init__(self, dims: UNetDims, tdims: TemporalDims | None) -> None:
         super().__init__()
         widths, levels, n = dims.widths, len(dims.widths), dims.layers_per_block
-        self.conv_in = Conv3x3(dims.in_channels, widths[0])
+        self.conv_in = nn.Conv2d(dims.in_channels, widths[0], 3, padding=1)
         skip_ch = [widths[0]]
         downs = []
         for i, w in enumerate(widths):
@@ -596,7 +573,7 @@ class UNet(nn.Module):
         assert not skip_ch, "every skip must be consumed"
         self.up_blocks = nn.ModuleList(ups)
         self.conv_norm_out = nn.GroupNorm(group_count(widths[0]), widths[0], eps=dims.norm_eps)
-        self.conv_out = Conv3x3(widths[0], dims.out_channels)
+        self.conv_out = nn.Conv2d(widths[0], dims.out_channels, 3, padding=1)
 
     def forward(self, x: torch.Tensor, frames: int = 1) -> torch.Tensor:
         x = self.conv_in(x)
@@ -681,7 +658,7 @@ class HalfDecoder(nn.Module):
         self.up_blocks = nn.ModuleList(blocks)
         top = dims.widths[-1]
         self.conv_norm_out = nn.GroupNorm(group_count(top, dims.max_groups), top, eps=dims.eps)
-        self.conv_out = Conv3x3(top, dims.out_channels)
+        self.conv_out = nn.Conv2d(top, dims.out_channels, 3, padding=1)
 
     def decode_mid(self, x: torch.Tensor) -> torch.Tensor:
         return self.mid_block(x)
