@@ -2,9 +2,12 @@
 
 :func:`load_model` resolves ``--weights`` and puts the network on a device once;
 :func:`upscale` runs one file (video or image) through it, the data flow in one place:
-decode (:mod:`adcvsr_cli.media`, a worker thread) -> plan -> infer (chunks, tiles) -> post
-(colour fix, resize, quantise; :mod:`adcvsr_cli.engine`, :class:`FileStages`) -> encode (a
-worker thread). :func:`dry_run_plan` says what :func:`upscale` would do without loading anything.
+decode (:mod:`adcvsr_cli.media`, a worker thread, which also finds the scene cuts) -> plan ->
+infer (chunks, tiles; this thread) -> post (colour fix, resize, quantise; queued device work on
+a GPU, a worker thread on the CPU) -> encode (a worker thread); the stages are
+:class:`FileStages` over :mod:`adcvsr_cli.engine.stages`, the threads and bounded queues those
+of :mod:`adcvsr_cli.media.threads`. :func:`dry_run_plan` says what :func:`upscale` would do
+without loading anything.
 
 Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
 """
@@ -15,7 +18,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,13 +34,14 @@ from .engine.device import (
 from .engine.options import UpscaleOptions
 from .engine.plan import plan_for_file
 from .engine.post import Post
-from .engine.stages import Infer, RunPlan, one_behind
+from .engine.stages import Infer, RunPlan, Upscaled, one_behind
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler, noop
 from .engine.yuv import layout_for
 from .weights import load_native
 
 if TYPE_CHECKING:
     from .media.encode import YuvTarget
+    from .media.threads import Crew, Worker
 
 # ----------------------------------------------------------------------------- public API
 
@@ -118,6 +122,7 @@ class FileStages:
         self.stats = ChunkStats()
         self.infer: Infer | None = None
         self.post: Post | None = None
+        self.aside: Worker | None = None
 
     def size(self, info: Any) -> tuple[int, int]:
         """The output size for the probed input (video encoders want even sides)."""
@@ -134,12 +139,37 @@ class FileStages:
         layout = None if yuv is None else layout_for(*yuv, *size, deep_source=deep)
         self.post = Post(self.options.color_fix, size, deep, layout)
 
+    @property
+    def on_decoded(self) -> Callable[[np.ndarray], None] | None:
+        """What runs on the decode thread per frame: scene detection, when it is on."""
+        return self.infer.mark if self.infer is not None and self.infer.detects else None
+
+    def post_aside(self, crew: Crew) -> None:
+        """On the CPU the post stage is computation on the host itself: run it on a worker
+        thread of ``crew`` so that it overlaps the next chunk's network (on a GPU it is queued
+        device work whose copy is waited for one chunk later: it stays on this thread)."""
+        if self.up.device.type == "cpu":
+            self.aside = crew.worker(self._post_chunk, 1, "adcvsr-post", lambda e: e)
+
     def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[Any]:
         infer, post = self.infer, self.post
         assert infer is not None and post is not None, "open() first"
         chunks = infer.chunks(frames)  # infer: scene cuts, chunks, tiles, the network
+        if self.aside is not None:
+            return self._posted_aside(chunks)
         copies = (post(c.sr, c.lr, c.cuts) for c in chunks)  # post: colour, resize, quantise
         return one_behind(post, copies)  # the host frames, one chunk behind the device
+
+    def _post_chunk(self, c: Upscaled) -> list[Any]:
+        assert self.post is not None
+        return list(self.post.arrays(self.post(c.sr, c.lr, c.cuts)))
+
+    def _posted_aside(self, chunks: Iterator[Upscaled]) -> Iterator[Any]:
+        assert self.aside is not None
+        for c in chunks:
+            self.aside.put(c)
+            yield from self.aside.ready()
+        yield from self.aside.rest()
 
 
 def upscale(
@@ -188,7 +218,9 @@ def upscale(
     with open_session(src, dst, out_size=media_size, options=encode, events=events, cut=cut) as s:
         # plan; frames as the encoder's planes (but RGB for --compare, which puts them together)
         stages.open(s.source.info, s.deep, None if options.compare else s.yuv_target())
-        run = s.start(cancel)  # decode and encode, each in its worker thread
+        # decode (+ scene cuts, on the decode side) and encode, each in its worker thread
+        run = s.start(cancel, on_frame=stages.on_decoded)
+        stages.post_aside(run.crew)  # post: a worker thread too, on the CPU
         for arr in process(run.decoded()):  # infer, post
             run.put(arr)  # encode
         report = s.commit(run.end(), t_start)  # verify, publish

@@ -329,3 +329,63 @@ def test_a_compiled_network_sees_one_shape_per_file():
         for a, b in zip(plain[12:], padded[12:], strict=True)
     ]
     assert max(tail) <= 1
+
+
+def _two_shots(path, frames=10, size=(48, 32)):
+    """A lossless clip whose second half is a different picture (a hard cut at frames // 2)."""
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=10, options={"qp": "0"})
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
+        for i in range(frames):
+            shot = i >= frames // 2
+            img = smooth_image(size[1], size[0], seed=7 if shot else 0)
+            img = np.roll(255 - img if shot else img, i, axis=1)
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+
+
+def test_decode_side_cuts_and_post_aside_change_no_frame(tmp_path, monkeypatch):
+    """``upscale`` finds scene cuts on the decode thread and (on the CPU) runs the post stage on
+    a worker thread; its frames and cuts equal those of the processor, which runs both inline."""
+    import threading
+
+    from adcvsr_cli.engine import post as post_module
+    from adcvsr_cli.engine import scenes
+    from adcvsr_cli.media import open_source
+
+    src = tmp_path / "in.mp4"
+    _two_shots(src)
+    seen: dict[str, set[str]] = {"detect": set(), "post": set()}
+    feed, call = scenes.SceneDetector.feed, post_module.Post.__call__
+
+    def spy_feed(self, arr):
+        seen["detect"].add(threading.current_thread().name)
+        return feed(self, arr)
+
+    def spy_call(self, *args):
+        seen["post"].add(threading.current_thread().name)
+        return call(self, *args)
+
+    monkeypatch.setattr(scenes.SceneDetector, "feed", spy_feed)
+    monkeypatch.setattr(post_module.Post, "__call__", spy_call)
+    up, opts = tiny_upscaler(), UpscaleOptions(batch=2)
+    (tmp_path / "seq").mkdir()
+    rep = upscale(src, tmp_path / "seq" / "%03d.png", up, opts)
+    assert seen == {"detect": {"adcvsr-decode"}, "post": {"adcvsr-post"}}
+
+    source = open_source(src, deinterlace=False, strict=False)
+    frames = [f.array for f in source.frames(deep=False, want_alpha=False, warn=print)]
+    source.close()
+    seen = {"detect": set(), "post": set()}
+    stats = ChunkStats()
+    ref = list(up.processor(opts, lambda w, h: (4 * w, 4 * h), stats=stats)(iter(frames)))
+    assert seen == {"detect": {"MainThread"}, "post": {"MainThread"}}
+    assert rep.scene_cuts == stats.cuts == [5]
+    written = sorted((tmp_path / "seq").iterdir())
+    assert len(written) == len(ref) == 10
+    for path, want in zip(written, ref, strict=True):
+        assert np.array_equal(read_image(path)[0], want), path.name

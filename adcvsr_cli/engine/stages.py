@@ -7,12 +7,14 @@
 
 Each chunk crosses between host and device once each way: its LR frames go up in one copy, its
 finished frames come back in one asynchronous copy that the host waits for only after the next
-chunk is queued (:func:`one_behind`). Scene cuts are found on the host from the decoded arrays.
+chunk is queued (:func:`one_behind`). Scene cuts are found on the host from the decoded arrays
+(on the decode thread when the caller runs :meth:`Infer.mark` there).
 State here is the file's own (plan, precision after an overflow, colour-fix history, cuts).
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
@@ -127,6 +129,20 @@ class Infer:
             out_dtype=torch.float32,
         )
         self._lr_stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._marks: collections.deque[bool] | None = None  # cuts found on the decode side
+
+    @property
+    def detects(self) -> bool:
+        """Whether scene cuts are detected from the frames (not given, not off)."""
+        return self.detector is not None
+
+    def mark(self, arr: np.ndarray) -> None:
+        """Detect whether a shot starts at ``arr``, on the thread that decodes (before the frame
+        is queued): :meth:`push` then takes the answers in order instead of detecting itself."""
+        assert self.detector is not None
+        if self._marks is None:
+            self._marks = collections.deque()
+        self._marks.append(bool(self.detector.feed(arr)))
 
     def chunks(self, frames: Iterable[np.ndarray]) -> Iterator[Upscaled]:
         """Every frame of ``frames`` upscaled, a chunk at a time, in order."""
@@ -142,6 +158,8 @@ class Infer:
         """The next decoded (H, W, 3) frame; the frames it finished, if any."""
         if self.known is not None:
             cut = self.chunker.frames_pushed in self.known
+        elif self._marks is not None:
+            cut = self._marks.popleft()
         else:
             cut = bool(self.detector.feed(arr)) if self.detector is not None else False
         if cut:

@@ -1,7 +1,8 @@
 """Thread and queue plumbing of a run: bounded queues that notice a stop, worker threads whose
 first error is kept for the main thread (:class:`Crew`), a worker that fills a queue the main
 thread iterates (:class:`Feed`), one that drains a queue the main thread fills (:class:`Drain`),
-and the thread-safe hand-over of warnings (:class:`Events`).
+one that maps a function over what the main thread gives it (:class:`Worker`), and the
+thread-safe hand-over of warnings (:class:`Events`).
 
 The main thread waits on queues in short slices so that it can check for a worker's error or a
 cancellation in between; the workers do the same with the shared stop event.
@@ -139,6 +140,12 @@ class Crew:
             t.join(QUEUE_POLL_S)
             check()
 
+    def worker(
+        self, fn: Callable[[Any], Iterable[Any]], size: int, name: str, wrap: Wrap
+    ) -> Worker:
+        """A worker thread mapping ``fn`` over the items put (see :class:`Worker`)."""
+        return Worker(self, fn, size, name, wrap)
+
     def feed(self, items: Iterable[Any], size: int, name: str, wrap: Wrap) -> Feed:
         """Iterate ``items`` in a worker thread into a queue of ``size``; iterate the Feed."""
         return Feed(self, items, size, name, wrap)
@@ -242,6 +249,46 @@ class Drain:
     @property
     def alive(self) -> bool:
         return self.thread.is_alive()
+
+
+class Worker(Drain):
+    """A worker thread that maps ``fn`` over the items the main thread :meth:`put` (a bounded
+    queue of ``size``), each result an iterable; the main thread takes the results in order,
+    those ready now (:meth:`ready`, without waiting) or all the rest (:meth:`rest`). The
+    results wait in an unbounded queue: the main thread takes the ready ones before each put,
+    so at most ``size + 1`` items' results are held."""
+
+    def __init__(
+        self, crew: Crew, fn: Callable[[Any], Iterable[Any]], size: int, name: str, wrap: Wrap
+    ):
+        self.out: queue.Queue[Any] = queue.Queue()
+        super().__init__(
+            crew,
+            lambda item: self.out.put(list(fn(item))),
+            lambda: self.out.put(END),
+            size,
+            name,
+            wrap,
+        )
+
+    def ready(self) -> Iterator[Any]:
+        """The results finished so far, in order."""
+        while True:
+            try:
+                result = self.out.get_nowait()
+            except queue.Empty:
+                return
+            assert result is not END, "ready() after rest()"
+            yield from result
+
+    def rest(self) -> Iterator[Any]:
+        """No more items: every result not yet taken, in order, waiting for them."""
+        put_checked(self.q, END, self.crew.check)
+        while True:
+            result = get_checked(self.out, self.crew.check)
+            if result is END:
+                return
+            yield from result
 
 
 class Events:

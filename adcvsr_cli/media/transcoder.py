@@ -294,10 +294,15 @@ class Session:
         whose pixel format is not RGB): :meth:`Run.put` then also accepts frames as planes."""
         return self.sink.yuv_target() if isinstance(self.sink, ContainerSink) else None
 
-    def start(self, cancel: threading.Event | None = None) -> Run:
-        """Start decoding and encoding in their worker threads (``cancel``: Interrupted)."""
+    def start(
+        self,
+        cancel: threading.Event | None = None,
+        on_frame: Callable[[np.ndarray], None] | None = None,
+    ) -> Run:
+        """Start decoding and encoding in their worker threads (``cancel``: Interrupted;
+        ``on_frame``: see :class:`Run`)."""
         assert self.run is None, "a session runs once"
-        self.run = Run(self, cancel)
+        self.run = Run(self, cancel, on_frame)
         return self.run
 
     def frames(self) -> Iterator[Frame]:
@@ -385,10 +390,18 @@ class Run:
     in order) and hands each finished frame, in the same order, to :meth:`put`; the timestamp
     and alpha plane of the source frame travel beside it, and a cut's context frames are
     dropped here. :meth:`end` waits for the encoder and returns the frames to be written.
+    ``on_frame(array)``, when given, runs on the decode thread for each frame before it is
+    queued (work that needs only the decoded frame, off the caller's thread).
     """
 
-    def __init__(self, session: Session, cancel: threading.Event | None):
+    def __init__(
+        self,
+        session: Session,
+        cancel: threading.Event | None,
+        on_frame: Callable[[np.ndarray], None] | None = None,
+    ):
         self.session = session
+        self.on_frame = on_frame
         self.crew = Crew(cancel, session.source.name)
         info, rep = session.source.info, session.report
         item = 2 if session.deep else 1
@@ -425,6 +438,8 @@ class Run:
         for frame, keep in self.session.cut_frames():
             self.frames_kept += keep
             self.meta.append((frame.pts, frame.alpha, keep))
+            if self.on_frame is not None:
+                self.on_frame(frame.array)
             yield frame.array
 
     def _write(self, arr: np.ndarray) -> None:
