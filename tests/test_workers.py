@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -147,3 +149,38 @@ def test_a_bug_met_on_one_file_fails_that_file_only(
     line = [x for x in err.splitlines() if x.startswith("adcvsr: error:")]
     assert len(line) == 1 and "KeyError: 'boom'" in line[0] and "-vv" in line[0], err
     assert ("Traceback (most recent call last)" in err) == (verbose == 2), err
+
+
+def test_every_worker_lost_fails_the_unfinished_files_in_one_line(tmp_path, monkeypatch, capsys):
+    """Both workers' devices fail: each is retired in turn, then the files not finished are
+    reported as failed (no traceback) and the run exits with the batch's failure status."""
+    import adcvsr_cli.jobqueue
+    from adcvsr_cli.batch import plan_jobs
+    from adcvsr_cli.cli.jobs import Scale, run_jobs
+    from adcvsr_cli.cli.report import Reporter
+    from adcvsr_cli.media import EncodeOptions
+
+    (tmp_path / "in").mkdir()
+    for n in "abc":
+        make_shots(tmp_path / "in" / f"{n}.mp4", [4], bframes=False)
+
+    def broken_device(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("CUDA error: unspecified launch failure")
+
+    monkeypatch.setattr(adcvsr_cli.jobqueue, "upscale_one", broken_device)
+    weights = write_tiny_weights(tmp_path / "tiny.safetensors", temporal=True)
+    plan = plan_jobs([str(tmp_path / "in")], str(tmp_path / "out"), ext="mkv")
+    reporter = Reporter(json_file=tmp_path / "log.jsonl")
+    with reporter:
+        code = run_jobs(
+            plan, OPTS, EncodeOptions(), reporter, Scale(segment=0, devices=["cpu", "cpu"]),
+            weights=str(weights), device="cpu",
+        )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    ev = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    failed = sorted(Path(e["file"]).name for e in ev if e["event"] == "file_failed")
+    assert failed == ["a.mp4", "b.mp4", "c.mp4"]
+    assert all("every worker failed" in e["error"] for e in ev if e["event"] == "file_failed")
+    assert len([e for e in ev if e["event"] == "warning" and "retired" in e["message"]]) == 1
+    assert not (tmp_path / "out").exists()  # the folder made for them went with them

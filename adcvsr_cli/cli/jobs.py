@@ -383,8 +383,19 @@ class JobRunner:
             for i, j in itertools.chain([first], ready)
         )
         self.spreading = True
+        spread = _Spread(self, {i + 1: j for i, j in enumerate(to_run)})
         try:
-            queue.run(files, _Spread(self, {i + 1: j for i, j in enumerate(to_run)}), self.cancel)
+            queue.run(files, spread, self.cancel)
+        except (RuntimeError, OSError) as e:
+            # The last worker's device failed (each one before it was retired and its work handed
+            # on): the files under way and those not begun fail with it; the finished stay.
+            lost = RuntimeError(f"not finished: every worker failed, the last with {e}")
+            for key, job in sorted(self.in_flight.items()):
+                self.failed(job, lost, EXIT_ERROR, key)
+            self.in_flight = {}
+            for key, job in spread.jobs.items():
+                if key not in spread.started and key not in self.run.keys:  # never begun
+                    self.failed(job, lost, EXIT_ERROR, key)
         finally:
             self.spreading = False
             self.unused_dirs += [d for key in self.in_flight for d in self.made_dirs.pop(key, [])]
@@ -574,9 +585,11 @@ class _Spread:
     def __init__(self, runner: JobRunner, jobs: dict[int, Any]) -> None:
         self.runner, self.jobs = runner, jobs
         self.finished = 0
+        self.started: set[int] = set()
 
     def start(self, key: int) -> None:
         job, reporter = self.jobs[key], self.runner.reporter
+        self.started.add(key)
         self.runner.in_flight[key] = job
         reporter.open_file(key, job.src, key, len(self.jobs))
         if job.note:
