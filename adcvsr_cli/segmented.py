@@ -19,10 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .engine.options import UpscaleOptions
 from .engine.upscaler import ChunkStats, OnEvent, Upscaler
+from .engine.yuv import layout_for
 from .errors import UsageError, VideoError
 from .media import (
     EncodeOptions,
@@ -132,12 +131,19 @@ class _Job:
 
 
 def _segment_frames(
-    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event
-) -> Iterator[tuple[np.ndarray, int]]:
-    """The segment's output frames with their source timestamps (context frames dropped)."""
+    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event, yuv: Any
+) -> Iterator[tuple[Any, int]]:
+    """The segment's output frames with their source timestamps (context frames dropped), as
+    the encoder's planes where ``yuv`` (its target) allows it, as a run in one piece does."""
     cuts = [c - seg.decode_start for c in job.scan.cuts if seg.decode_start <= c < seg.decode_end]
     stats = ChunkStats()
-    process = up.processor(job.options, lambda w, h: job.size, post, stats, stop, cuts=cuts)
+
+    def planes(w: int, h: int, deep: bool) -> Any:
+        return None if yuv is None else layout_for(*yuv, w, h, deep_source=deep)
+
+    process = up.processor(
+        job.options, lambda w, h: job.size, post, stats, stop, cuts=cuts, planes=planes
+    )
     frames = decode_range(job.src, job.scan, seg.decode_start, seg.decode_end, job.encode)
     for i, arr in enumerate(process(frames), start=seg.decode_start):
         if seg.start <= i < seg.end:
@@ -155,7 +161,7 @@ def run_segment(
     n = encode_segment(
         job.src,
         str(path),
-        _segment_frames(job, up, seg, post, stop),
+        lambda yuv: _segment_frames(job, up, seg, post, stop, yuv),
         fmt=job.fmt,
         info=job.scan.info,
         size=job.size,

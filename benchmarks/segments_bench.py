@@ -79,7 +79,7 @@ def join_cost(d: Path, frames: int) -> None:
         encode_segment(
             str(src),
             str(p),
-            frames_i,
+            lambda _yuv, frames_i=frames_i: frames_i,  # RGB frames
             fmt="matroska",
             info=sc.info,
             size=(256, 192),

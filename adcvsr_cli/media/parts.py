@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import VideoError
 from ..workdir import temp_name
 from .decode import _Decoder, _to_rgb
-from .encode import ContainerSink
+from .encode import ContainerSink, YuvTarget
 from .hdr import hdr_lost, hdr_options
 from .inputs import _open_input, _pick_video_stream
 from .outputs import _create_temp_file, _fsync_dir, _publish, _wrap_write_error
@@ -148,7 +148,7 @@ def decode_range(
 def encode_segment(
     src: str,
     final_path: str,
-    frames: Iterable[tuple[np.ndarray, int]],
+    frames_for: Callable[[YuvTarget | None], Iterable[tuple[Any, int]]],
     *,
     fmt: str,
     info: MediaInfo,
@@ -156,7 +156,11 @@ def encode_segment(
     opts: EncodeOptions,
     warn: Warn,
 ) -> int:
-    """Encode ``(rgb, pts)`` pairs into ``final_path`` (via a temp file); returns frames written."""
+    """Encode ``(frame, pts)`` pairs into ``final_path`` (via a temp file); returns frames written.
+
+    ``frames_for(yuv)`` gives the pairs once the encoder is open: ``yuv`` is what it takes as
+    planes (``ContainerSink.yuv_target``), so the frames can be those planes, made as a run in
+    one piece makes them (bit for bit the same), or else (H, W, 3) RGB arrays."""
     tmp = str(temp_name(Path(final_path)))
     container, vstream, _ = _open_video(src)
     sink = ContainerSink(
@@ -177,7 +181,7 @@ def encode_segment(
     sink.name_hdr_loss = False  # join() names it once, for the output
     try:
         sink.open()
-        for arr, pts in frames:
+        for arr, pts in frames_for(sink.yuv_target()):
             sink.write(Frame(arr, pts))
         sink.finish()
         sink.close()
