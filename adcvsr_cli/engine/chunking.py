@@ -402,7 +402,7 @@ def run_with_backoff(
         failed: str | None = None
         try:
             return run(plan), plan, changes
-        except Exception as e:
+        except RuntimeError as e:  # torch.OutOfMemoryError and the backends' OOM are RuntimeErrors
             if not is_oom(e):
                 raise
             failed = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()

@@ -26,7 +26,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..errors import AdcvsrError, UsageError, VideoError
+from ..errors import UsageError, VideoError
+from .avlog import libav_quiet
 from .common import INPUT_ERRORS, _display, _err_text
 from .decode import _to_rgb
 from .encode import ContainerSink, YuvTarget, plane_spec
@@ -151,7 +152,9 @@ def _open_container_sink(
     required, optional, dropped = _plan_sides(source.container, source.vstream, opts, warn)
     sink = _container_sink(target, source, required + optional, opts, size, warn)
     try:
-        _opened(sink)
+        # A muxer that refuses an optional stream logs why; the warning below says it for us.
+        with libav_quiet() if optional else contextlib.nullcontext():
+            _opened(sink)
     except VideoError as e:
         # Some muxers refuse a data stream only when the header is written.
         if not optional or target.kind == "pipe" or isinstance(e, BrokenOutputPipe):
@@ -448,14 +451,17 @@ class Run:
             self.session.sink.write(Frame(arr, None if pts is None else pts - self.shift, alpha))
 
     def _wrap_decode(self, e: BaseException) -> BaseException:
-        if isinstance(e, AdcvsrError):
+        # Only what a damaged input raises is blamed on the input; anything else (a bug, an
+        # interrupt, MemoryError) goes to the caller unchanged, to be reported as what it is.
+        if not isinstance(e, INPUT_ERRORS):
             return e
         err = VideoError(f"{self.session.source.name}: corrupt or unreadable input: {_err_text(e)}")
         err.__cause__ = e
         return err
 
     def _wrap_encode(self, e: BaseException) -> BaseException:
-        if isinstance(e, AdcvsrError):
+        # Writing fails with FFmpeg's or the OS's errors; anything else passes unchanged.
+        if not isinstance(e, INPUT_ERRORS):
             return e
         err = _wrap_write_error(e, self.session.target.name)
         err.__cause__ = e
