@@ -1,7 +1,7 @@
 """Compilation over a whole file: a video with shots of varying length (scene cuts) through the
 real pipeline builds one graph (torch.compile with the "eager" backend, which needs no C
 compiler, and the network's compile counter); a compilation that stops is said again at the end
-of the command's report. Budget: about a minute on 2 CPU cores (48x32 frames, tiny dims).
+of the command's report. Kept small: 48x32 frames, tiny dims.
 """
 
 from __future__ import annotations

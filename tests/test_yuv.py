@@ -14,11 +14,12 @@ import torch
 from adcvsr_cli.engine.yuv import layout_for, split_planes, to_planes
 from adcvsr_cli.media.encode import frame_from_planes
 
-BT709, BT601, SMPTE170M, BT2020 = 1, 5, 6, 9
+BT709, FCC, BT601, SMPTE170M, SMPTE240M, BT2020 = 1, 4, 5, 6, 7, 9
 FORMATS_8 = ("yuv420p", "yuv422p", "yuv444p")
 FORMATS_10 = ("yuv420p10le", "yuv422p10le", "yuv444p10le")
-# even sizes whose widths are not multiples of 16 (the frames' lines are padded)
-SIZES = ((34, 54), (18, 70))
+# even sizes whose widths are not multiples of 16 (the frames' lines are padded), and one whose
+# sides are multiples of 16 with an even chroma height
+SIZES = ((34, 54), (18, 70), (32, 64))
 
 
 def rgb_frames(h: int, w: int, deep: bool, seed: int = 0) -> np.ndarray:
@@ -76,7 +77,7 @@ def differences(rgb: np.ndarray, pix_fmt: str, cs: int | None, full: bool) -> tu
 CASES = [
     (pix, cs, full)
     for pix in FORMATS_8 + FORMATS_10
-    for cs in (BT709, BT601, SMPTE170M, BT2020, None)
+    for cs in (BT709, FCC, BT601, SMPTE170M, SMPTE240M, BT2020, None)
     for full in (False, True)
 ]
 
