@@ -891,13 +891,6 @@ def prepare_clips(
 def _protocol_c(
     ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor], clips: list[Clip], workdir: Path
 ) -> list[dict]:
-    from .engine.chunking import BackoffRunner, Plan
-    from .engine.tiling import MIN_TILE, plan_tiles
-    from .media import EncodeOptions
-    from .pipeline import UpscaleOptions, upscale
-
-    dev = ctx.device
-    s = spec.dims.scale
     out = []
     for fp in ctx.variants:
         try:
@@ -907,90 +900,122 @@ def _protocol_c(
             continue
         model_only_cache: dict[tuple[int, int, int], tuple[list[float], Any]] = {}
         for clip in clips:
-            base = _entry_base(ctx, "C", spec, fp)
-            base.update(
-                clip=clip.label,
-                clip_origin=clip.origin,
-                input_size=[clip.width, clip.height],
-                output_size=[s * clip.width, s * clip.height],
-                frames_per_run=clip.frames,
-            )
-            ctx.progress(f"C {spec.name} {fp.name}: {clip.label} ({clip.frames} frames)")
-            try:
-                options = UpscaleOptions()
-                dst = workdir / f"out-{clip.label}.mp4"
-                encode = EncodeOptions(overwrite=True)
-                reports: list[Any] = []
-
-                def e2e(clip=clip, dst=dst, options=options, encode=encode, reports=reports, up=up):
-                    reports.append(upscale(clip.path, dst, up, options, encode))
-                    return reports[-1]
-
-                with torch.inference_mode():
-                    ctx.peak.reset()
-                    times, rep = time_calls(e2e, ctx.e2e_runs, 1, dev, wall=True)
-                    peak = ctx.peak.read()
-                    # The model alone at the same size, as the pipeline calls it (measured once
-                    # per size: clips of the same size share it).
-                    h, w = clip.height, clip.width
-                    group = min(options.chunk, clip.frames)
-                    if (h, w, group) not in model_only_cache:
-                        plan = up.initial_plan(h, w, options)
-                        runner = BackoffRunner(plan, Plan(tile=MIN_TILE, batch=1), frame_hw=(h, w))
-                        g = torch.Generator(device=dev).manual_seed(5)
-                        x = torch.rand(group, 3, h, w, generator=g, device=dev) * 2 - 1
-
-                        def model_only(x=x, runner=runner, options=options, up=up):
-                            return up.upscale_clip(
-                                x, runner, options.tile_overlap, options.pad_mode
-                            )
-
-                        m_times, _ = time_calls(model_only, ctx.runs, ctx.warmup, dev)
-                        model_only_cache[(h, w, group)] = (m_times, runner)
-                        del x
-                    m_times, runner = model_only_cache[(h, w, group)]
-                entry = {**base, **_timing_fields(times, rep.frames_out)}
-                entry["timer"] = "wall"
-                model_fps = group * 1000.0 / statistics.median(m_times)
-                clip_len = group if spec.dims.has_temporal else 1
-                tiles = plan_tiles(h, w, runner.plan.tile, options.tile_overlap)
-                total = sum(
-                    count_flops(spec.dims, group, t.h, t.w, clip_len)["total"] for t in tiles
-                )
-                e2e_s = statistics.median(times) / 1000.0
-                net_frames = _network_frames(rep, options, spec.dims.has_temporal, clip.frames)
-                entry.update(
-                    frames_out=rep.frames_out,
-                    out_width=rep.out_width,
-                    out_height=rep.out_height,
-                    plan=rep.plan,
-                    chunks=rep.chunks,
-                    network_frames=net_frames,
-                    seconds_network_last=round(rep.seconds_network, 4),
-                    media_seconds=_media_seconds(rep.media),
-                    peak_memory_bytes=peak,
-                    peak_memory_kind=ctx.peak.kind,
-                    gflop_per_frame=_sig(total / group / 1e9),
-                    **ctx.rate_fields(total / group * net_frames, e2e_s * 1000.0),
-                    model_only={
-                        "frames_per_run": group,
-                        "tile": runner.plan.tile,
-                        **_timing_fields(m_times, group),
-                        "timer": "cuda_events" if dev.type == "cuda" else "perf_counter",
-                    },
-                    model_only_fps=_sig(model_fps),
-                    e2e_vs_model=_sig(entry["fps"] / model_fps),
-                    fastpath=_clean_info(info),
-                )
-                if ctx.flicker:
-                    entry["flicker"] = _flicker(clip.path, dst, options, runner.plan.tile)
-            except VARIANT_ERRORS as e:
-                entry = _variant_error(ctx, base, e, f"C {fp.name} {clip.label}")
+            entry = _protocol_c_clip(ctx, spec, fp, up, info, clip, workdir, model_only_cache)
             out.append(entry)
             ctx.emit({"type": "result", "entry": entry})
         del up
-        _free(dev)
+        _free(ctx.device)
     return out
+
+
+def _protocol_c_clip(
+    ctx: _Ctx,
+    spec: ModelSpec,
+    fp: Any,
+    up: Any,
+    info: dict[str, Any],
+    clip: Clip,
+    workdir: Path,
+    cache: dict[tuple[int, int, int], tuple[list[float], Any]],
+) -> dict[str, Any]:
+    """One clip of protocol C: the command's pipeline file to file, and the model alone."""
+    from .engine.tiling import plan_tiles
+    from .media import EncodeOptions
+    from .pipeline import UpscaleOptions, upscale
+
+    dev = ctx.device
+    s = spec.dims.scale
+    base = _entry_base(ctx, "C", spec, fp)
+    base.update(
+        clip=clip.label,
+        clip_origin=clip.origin,
+        input_size=[clip.width, clip.height],
+        output_size=[s * clip.width, s * clip.height],
+        frames_per_run=clip.frames,
+    )
+    ctx.progress(f"C {spec.name} {fp.name}: {clip.label} ({clip.frames} frames)")
+    try:
+        options = UpscaleOptions()
+        dst = workdir / f"out-{clip.label}.mp4"
+        encode = EncodeOptions(overwrite=True)
+        reports: list[Any] = []
+
+        def e2e():
+            reports.append(upscale(clip.path, dst, up, options, encode))
+            return reports[-1]
+
+        with torch.inference_mode():
+            ctx.peak.reset()
+            times, rep = time_calls(e2e, ctx.e2e_runs, 1, dev, wall=True)
+            peak = ctx.peak.read()
+            group = min(options.chunk, clip.frames)
+            m_times, runner = _model_only(ctx, up, options, clip.height, clip.width, group, cache)
+        entry = {**base, **_timing_fields(times, rep.frames_out)}
+        entry["timer"] = "wall"
+        model_fps = group * 1000.0 / statistics.median(m_times)
+        clip_len = group if spec.dims.has_temporal else 1
+        tiles = plan_tiles(clip.height, clip.width, runner.plan.tile, options.tile_overlap)
+        total = sum(count_flops(spec.dims, group, t.h, t.w, clip_len)["total"] for t in tiles)
+        e2e_s = statistics.median(times) / 1000.0
+        net_frames = _network_frames(rep, options, spec.dims.has_temporal, clip.frames)
+        entry.update(
+            frames_out=rep.frames_out,
+            out_width=rep.out_width,
+            out_height=rep.out_height,
+            plan=rep.plan,
+            chunks=rep.chunks,
+            network_frames=net_frames,
+            seconds_network_last=round(rep.seconds_network, 4),
+            media_seconds=_media_seconds(rep.media),
+            peak_memory_bytes=peak,
+            peak_memory_kind=ctx.peak.kind,
+            gflop_per_frame=_sig(total / group / 1e9),
+            **ctx.rate_fields(total / group * net_frames, e2e_s * 1000.0),
+            model_only={
+                "frames_per_run": group,
+                "tile": runner.plan.tile,
+                **_timing_fields(m_times, group),
+                "timer": "cuda_events" if dev.type == "cuda" else "perf_counter",
+            },
+            model_only_fps=_sig(model_fps),
+            e2e_vs_model=_sig(entry["fps"] / model_fps),
+            fastpath=_clean_info(info),
+        )
+        if ctx.flicker:
+            entry["flicker"] = _flicker(clip.path, dst, options, runner.plan.tile)
+    except VARIANT_ERRORS as e:
+        entry = _variant_error(ctx, base, e, f"C {fp.name} {clip.label}")
+    return entry
+
+
+def _model_only(
+    ctx: _Ctx,
+    up: Any,
+    options: Any,
+    h: int,
+    w: int,
+    group: int,
+    cache: dict[tuple[int, int, int], tuple[list[float], Any]],
+) -> tuple[list[float], Any]:
+    """The model alone at a clip's size, as the pipeline calls it (measured once per size:
+    clips of the same size share it). Returns the times and the back-off runner used."""
+    from .engine.chunking import BackoffRunner, Plan
+    from .engine.tiling import MIN_TILE
+
+    if (h, w, group) not in cache:
+        dev = ctx.device
+        plan = up.initial_plan(h, w, options)
+        runner = BackoffRunner(plan, Plan(tile=MIN_TILE, batch=1), frame_hw=(h, w))
+        g = torch.Generator(device=dev).manual_seed(5)
+        x = torch.rand(group, 3, h, w, generator=g, device=dev) * 2 - 1
+
+        def model_only():
+            return up.upscale_clip(x, runner, options.tile_overlap, options.pad_mode)
+
+        m_times, _ = time_calls(model_only, ctx.runs, ctx.warmup, dev)
+        cache[(h, w, group)] = (m_times, runner)
+        del x
+    return cache[(h, w, group)]
 
 
 def _flicker(src: Path, dst: Path, options: Any, tile: int) -> dict[str, Any]:
@@ -1285,43 +1310,18 @@ def _run_benchmark(
 
     t_start = time.perf_counter()
     emit = on_event or _noop
-    protos = [
-        p.strip().upper()
-        for p in (protocols.split(",") if isinstance(protocols, str) else protocols)
-    ]
-    bad = [p for p in protos if p not in PROTOCOLS]
-    if bad or not protos:
-        raise UsageError(f"protocols {bad or protos} are not among {', '.join(PROTOCOLS)}")
-    if runs < 1 or warmup < 0 or (e2e_runs is not None and e2e_runs < 1):
-        raise UsageError("runs and e2e runs must be >= 1, warm-up >= 0")
-    if long_repeat < 1:
-        raise UsageError(f"long_repeat must be >= 1, got {long_repeat}")
+    protos = _protocol_list(protocols, runs, warmup, e2e_runs, long_repeat)
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev)
     small = dev.type == "cpu" if small is None else bool(small)
     dims_mode = dims or ("tiny" if small else "full")
     if dims_mode not in ("tiny", "full"):
         raise UsageError(f"dims must be tiny or full, got {dims_mode!r}")
-    if variants is None:
-        variants = default_variants(dev, compile)
-    elif compile:
-        variants = list(variants.split(",") if isinstance(variants, str) else variants)
-        variants += ["compile"]
-    fps = parse_variants(variants)
+    fps = _variants(variants, dev, compile)
     sizes = SMALL_SIZES if small else FULL_SIZES
     if floor_sizes:
         sizes = replace(sizes, floor=tuple((int(n), int(h), int(w)) for n, h, w in floor_sizes))
-    notes: list[str] = []
-    if dims_mode == "tiny" and weights is None:
-        notes.append(
-            "tiny dims (random weights): times are a smoke test of the machinery, not of the "
-            "real network; the FLOP reference is still computed for the full AdcSR dims"
-        )
-    if dev.type == "cpu":
-        notes.append(
-            "CPU: precision checks compare fp32 with fp64 and bf16 with fp32; peak memory is "
-            "the process's peak resident set"
-        )
+    notes = _run_notes(dims_mode, weights, dev)
     specs = _model_specs(weights, dims_mode, temporal, seed)
 
     emit({"type": "bench", "message": f"matmul rate on {dev}"})
@@ -1344,7 +1344,81 @@ def _run_benchmark(
         flicker=flicker,
         floor=floor,
     )
-    report: dict[str, Any] = {
+    report = _report_head(ctx, specs, "from weights" if weights is not None else dims_mode, mm)
+
+    def save_partial() -> None:
+        if out_json is not None:
+            report["seconds"] = round(time.perf_counter() - t_start, 2)
+            write_report(report, out_json)
+
+    run_parity = parity if parity is not None else (dev.type == "cuda")
+    if run_parity:
+        report["parity"] = parity_check(
+            dev, None if shared is None else Path(shared) / "fixtures/adcsr", parity_weights, emit
+        )
+    else:
+        report["parity"] = {"skipped": "not asked"}
+    save_partial()
+    with tempfile.TemporaryDirectory(prefix="adcvsr-bench-") as tmp:
+        clips = (clip, long_repeat, shared)
+        _run_protocols(report, ctx, specs, protos, Path(tmp), clips, save_partial)
+    report["partial"] = False
+    report["seconds"] = round(time.perf_counter() - t_start, 2)
+    if out_json is not None:
+        write_report(report, out_json)
+    return report
+
+
+def _protocol_list(
+    protocols: Sequence[str] | str, runs: int, warmup: int, e2e_runs: int | None, long_repeat: int
+) -> list[str]:
+    """The protocols asked for, upper-cased, after checking the counts."""
+    protos = [
+        p.strip().upper()
+        for p in (protocols.split(",") if isinstance(protocols, str) else protocols)
+    ]
+    bad = [p for p in protos if p not in PROTOCOLS]
+    if bad or not protos:
+        raise UsageError(f"protocols {bad or protos} are not among {', '.join(PROTOCOLS)}")
+    if runs < 1 or warmup < 0 or (e2e_runs is not None and e2e_runs < 1):
+        raise UsageError("runs and e2e runs must be >= 1, warm-up >= 0")
+    if long_repeat < 1:
+        raise UsageError(f"long_repeat must be >= 1, got {long_repeat}")
+    return protos
+
+
+def _variants(variants: Sequence[str] | str | None, dev: torch.device, compile: bool) -> Any:
+    """The variants to time: the device's defaults, or those asked (plus "compile" with
+    ``compile``)."""
+    if variants is None:
+        variants = default_variants(dev, compile)
+    elif compile:
+        variants = list(variants.split(",") if isinstance(variants, str) else variants)
+        variants += ["compile"]
+    return parse_variants(variants)
+
+
+def _run_notes(dims_mode: str, weights: str | os.PathLike | None, dev: torch.device) -> list[str]:
+    notes: list[str] = []
+    if dims_mode == "tiny" and weights is None:
+        notes.append(
+            "tiny dims (random weights): times are a smoke test of the machinery, not of the "
+            "real network; the FLOP reference is still computed for the full AdcSR dims"
+        )
+    if dev.type == "cpu":
+        notes.append(
+            "CPU: precision checks compare fp32 with fp64 and bf16 with fp32; peak memory is "
+            "the process's peak resident set"
+        )
+    return notes
+
+
+def _report_head(
+    ctx: _Ctx, specs: Sequence[ModelSpec], dims: str, mm: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The report's fields known before anything is timed (protocols filled in later)."""
+    dev = ctx.device
+    return {
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "argv": list(sys.argv),
@@ -1353,12 +1427,12 @@ def _run_benchmark(
         "python": platform.python_version(),
         "device": {"type": dev.type, "name": ctx.device_name, "str": str(dev)},
         "precision": ctx.precision,
-        "small": small,
-        "dims": "from weights" if weights is not None else dims_mode,
-        "runs": runs,
-        "warmup": warmup,
+        "small": ctx.small,
+        "dims": dims,
+        "runs": ctx.runs,
+        "warmup": ctx.warmup,
         "e2e_runs": ctx.e2e_runs,
-        "variants": [f.name for f in fps],
+        "variants": [f.name for f in ctx.variants],
         "models": [
             {
                 "name": s.name,
@@ -1371,79 +1445,67 @@ def _run_benchmark(
         "matmul": mm,
         "flops_reference": flops_reference(),
         "protocols": {},
-        "notes": notes,
+        "notes": ctx.notes,
         "partial": True,
     }
-    with tempfile.TemporaryDirectory(prefix="adcvsr-bench-") as tmp:
-        work = Path(tmp)
-        states: dict[str, dict[str, torch.Tensor]] = {}
 
-        def state_of(spec: ModelSpec) -> dict[str, torch.Tensor]:
-            if spec.name not in states:
-                emit({"type": "bench", "message": f"weights: {spec.describe()}"})
-                states[spec.name] = _load_state(spec, dev)
-            return states[spec.name]
 
-        def save_partial() -> None:
-            if out_json is not None:
-                report["seconds"] = round(time.perf_counter() - t_start, 2)
-                write_report(report, out_json)
+def _run_protocols(
+    report: dict[str, Any],
+    ctx: _Ctx,
+    specs: Sequence[ModelSpec],
+    protos: Sequence[str],
+    work: Path,
+    clip_args: tuple[Any, int, Any],
+    save_partial: Callable[[], None],
+) -> None:
+    """Run the asked protocols in order A, L, B, C, saving the report after each step."""
+    states: dict[str, dict[str, torch.Tensor]] = {}
 
-        run_parity = parity if parity is not None else (dev.type == "cuda")
-        if run_parity:
-            report["parity"] = parity_check(
-                dev,
-                None if shared is None else Path(shared) / "fixtures/adcsr",
-                parity_weights,
-                emit,
-            )
-        else:
-            report["parity"] = {"skipped": "not asked"}
-        save_partial()
-        if "A" in protos:
-            report["protocols"]["A"] = []
-            for spec in specs:
-                report["protocols"]["A"] += _protocol_a(ctx, spec, state_of(spec))
-                if spec is not specs[0]:
-                    states.pop(spec.name, None)
-                save_partial()
-        if "L" in protos:
-            report["protocols"]["L"] = []
-            for spec in specs:
-                report["protocols"]["L"] += _protocol_l(ctx, spec, state_of(spec))
-                save_partial()
-        if "B" in protos:
-            report["protocols"]["B"] = _protocol_b(ctx, specs[0], state_of(specs[0]))
+    def state_of(spec: ModelSpec) -> dict[str, torch.Tensor]:
+        if spec.name not in states:
+            ctx.emit({"type": "bench", "message": f"weights: {spec.describe()}"})
+            states[spec.name] = _load_state(spec, ctx.device)
+        return states[spec.name]
+
+    if "A" in protos:
+        report["protocols"]["A"] = []
+        for spec in specs:
+            report["protocols"]["A"] += _protocol_a(ctx, spec, state_of(spec))
+            if spec is not specs[0]:
+                states.pop(spec.name, None)
             save_partial()
-        if "C" in protos:
-            try:
-                import av  # noqa: F401  (the media layer needs PyAV)
-            except ImportError:
-                notes.append("PyAV (av) is not installed here: protocol C skipped")
-                report["protocols"]["C"] = []
-            else:
-                clips = prepare_clips(sizes, work, clip, long_repeat, shared, notes)
-                report["clips"] = [
-                    {
-                        "label": c.label,
-                        "origin": c.origin,
-                        "frames": c.frames,
-                        "size": [c.width, c.height],
-                    }
-                    for c in clips
-                ]
-                report["protocols"]["C"] = _protocol_c(
-                    ctx, specs[0], state_of(specs[0]), clips, work
-                )
-                if ctx.floor:
-                    report["protocols"]["C"] += _protocol_c_floor(ctx, work)
-                    save_partial()
-        states.clear()
-    report["partial"] = False
-    report["seconds"] = round(time.perf_counter() - t_start, 2)
-    if out_json is not None:
-        write_report(report, out_json)
-    return report
+    if "L" in protos:
+        report["protocols"]["L"] = []
+        for spec in specs:
+            report["protocols"]["L"] += _protocol_l(ctx, spec, state_of(spec))
+            save_partial()
+    if "B" in protos:
+        report["protocols"]["B"] = _protocol_b(ctx, specs[0], state_of(specs[0]))
+        save_partial()
+    if "C" in protos:
+        try:
+            import av  # noqa: F401  (the media layer needs PyAV)
+        except ImportError:
+            ctx.notes.append("PyAV (av) is not installed here: protocol C skipped")
+            report["protocols"]["C"] = []
+        else:
+            clip, long_repeat, shared = clip_args
+            clips = prepare_clips(ctx.sizes, work, clip, long_repeat, shared, ctx.notes)
+            report["clips"] = [
+                {
+                    "label": c.label,
+                    "origin": c.origin,
+                    "frames": c.frames,
+                    "size": [c.width, c.height],
+                }
+                for c in clips
+            ]
+            report["protocols"]["C"] = _protocol_c(ctx, specs[0], state_of(specs[0]), clips, work)
+            if ctx.floor:
+                report["protocols"]["C"] += _protocol_c_floor(ctx, work)
+                save_partial()
+    states.clear()
 
 
 def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
