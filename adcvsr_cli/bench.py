@@ -1515,7 +1515,6 @@ def write_report(report: dict[str, Any], path: str | os.PathLike) -> None:
 
     def write(tmp: Path) -> None:
         tmp.write_text(text)
-        os.chmod(tmp, 0o644)  # a report, not a secret (mkstemp makes files private)
 
     atomic_write(Path(path), write)
 

@@ -5,6 +5,7 @@ fast path on the parity fixture. Budget: about 30 s on 2 CPU cores."""
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 import subprocess
@@ -578,3 +579,15 @@ def test_fast_path_precision_on_parity_fixture(converted_adcsr):
         assert by[p]["finite"], p
         assert by[p]["rel_l2_vs_fp32"] < bound, (p, by[p])
         assert not math.isnan(by[p]["rel_l2_vs_fixture"])
+
+
+def test_the_json_report_follows_the_umask(tmp_path):
+    """A report is created with the user's umask, like every other file the tool writes."""
+    old = os.umask(0o002)
+    try:
+        path = tmp_path / "report.json"
+        bench.write_report({"schema": 1}, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o664
+    assert json.loads(path.read_text()) == {"schema": 1}
