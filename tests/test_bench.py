@@ -5,8 +5,8 @@ fast path on the parity fixture. Budget: about 30 s on 2 CPU cores."""
 from __future__ import annotations
 
 import json
-import os
 import math
+import os
 import re
 import subprocess
 import sys
