@@ -206,6 +206,22 @@ class Feed:
         self.thread.join(JOIN_TIMEOUT_S)
 
 
+def once(fn: Callable[[], None]) -> Callable[[], None]:
+    """``fn`` made safe to call from two threads: only the first call runs it."""
+    lock = threading.Lock()
+    done = False
+
+    def call() -> None:
+        nonlocal done
+        with lock:
+            if done:
+                return
+            done = True
+        fn()
+
+    return call
+
+
 class Drain:
     """A worker thread that takes what the main thread :meth:`put` on a bounded queue and calls
     ``write(item)`` on it, then ``finish()`` after :meth:`close`. ``busy``: seconds in
@@ -223,16 +239,23 @@ class Drain:
         self.crew, self.write, self.finish = crew, write, finish
         self.q: queue.Queue[Any] = queue.Queue(size)
         self.busy = 0.0
+        # Called by this thread when it ends on a stop: how a caller that could not wait for
+        # it (a write longer than the abort window) still gets what it writes to closed.
+        self.on_stop: Callable[[], None] | None = None
         self.thread = crew.spawn(self._drain, name, wrap)
 
     def _drain(self) -> None:
-        while True:
-            item = get(self.q, self.crew.stop)
-            if item is END:
-                break
-            t0 = time.monotonic()
-            self.write(item)
-            self.busy += time.monotonic() - t0
+        try:
+            while True:
+                item = get(self.q, self.crew.stop)
+                if item is END:
+                    break
+                t0 = time.monotonic()
+                self.write(item)
+                self.busy += time.monotonic() - t0
+        finally:
+            if self.crew.stop.is_set() and self.on_stop is not None:
+                self.on_stop()
         t0 = time.monotonic()
         self.finish()
         self.busy += time.monotonic() - t0

@@ -40,6 +40,7 @@ from .source import SIDE_SLACK, Source, open_source
 from .threads import (
     Crew,
     Events,
+    once,
     queue_len,
 )
 from .types import (
@@ -527,10 +528,13 @@ class Run:
 
     def abort(self) -> None:
         self.session.source.stop()
+        # Never close the output under a live encoder thread: one still inside a write when
+        # the abort window ends closes it itself when that write returns.
+        close = once(self.session.sink.abort)
+        self.encoder.on_stop = close
         self.crew.abort()
-        # never close the output under a live encoder thread
         if not self.encoder.alive:
-            self.session.sink.abort()
+            close()
 
     def decoder_alive(self) -> bool:
         return self.crew.alive(self.feed.thread)
