@@ -400,26 +400,27 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
     assert len(events) == 1
 
 
-def test_compile_counts_graphs_and_reports_the_recompile_limit(monkeypatch):
+def test_compile_counts_graphs_and_reports_the_recompile_limit():
     """Static shapes: one graph per input shape; past PyTorch's recompile limit the fallback to
     eager is reported (an event and the info), never a silent "compiled"."""
     import torch._dynamo
 
     torch._dynamo.reset()
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
-    model = _tiny_model()
-    events: list[dict] = []
-    ff = _configured(model, "compile", compile_backend="eager", on_event=events.append)
-    x = torch.rand(2, 3, 16, 16) * 2 - 1
-    ff(x, 2)
-    ff(x, 2)
-    assert ff.info["compiled"] and ff.info["compiles"] == 1 and not events
-    ff(torch.rand(4, 3, 16, 16) * 2 - 1, 2)
-    assert ff.info["compiles"] == 2
-    y = ff(torch.rand(2, 3, 32, 16) * 2 - 1, 2)  # a third shape: over the limit of 2
-    assert y.shape == (2, 3, 128, 64)
-    assert "recompile limit" in ff.info["compile_fallback"]
-    assert [e["type"] for e in events] == ["warning"]
+    # torch's own patch: monkeypatch's undo would delete the setting, which hides it for good
+    with torch._dynamo.config.patch(recompile_limit=2):
+        model = _tiny_model()
+        events: list[dict] = []
+        ff = _configured(model, "compile", compile_backend="eager", on_event=events.append)
+        x = torch.rand(2, 3, 16, 16) * 2 - 1
+        ff(x, 2)
+        ff(x, 2)
+        assert ff.info["compiled"] and ff.info["compiles"] == 1 and not events
+        ff(torch.rand(4, 3, 16, 16) * 2 - 1, 2)
+        assert ff.info["compiles"] == 2
+        y = ff(torch.rand(2, 3, 32, 16) * 2 - 1, 2)  # a third shape: over the limit of 2
+        assert y.shape == (2, 3, 128, 64)
+        assert "recompile limit" in ff.info["compile_fallback"]
+        assert [e["type"] for e in events] == ["warning"]
     torch._dynamo.reset()
 
 
