@@ -5,8 +5,8 @@
 decode (:mod:`adcvsr_cli.media`, a worker thread, which also finds the scene cuts) -> plan ->
 infer (chunks, tiles; this thread) -> post (colour fix, resize, quantise; queued device work on
 a GPU, a worker thread on the CPU) -> encode (a worker thread); the stages are
-:class:`FileStages` over :mod:`adcvsr_cli.engine.stages`, the threads and bounded queues those
-of :mod:`adcvsr_cli.media.threads`. :func:`dry_run_plan` says what :func:`upscale` would do
+:class:`~adcvsr_cli.engine.stages.FileStages` (the one chain, which segments and previews run
+too), the threads and bounded queues those of :mod:`adcvsr_cli.media.threads`. :func:`dry_run_plan` says what :func:`upscale` would do
 without loading anything.
 
 Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
@@ -18,12 +18,9 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from .engine.device import (
     PRECISIONS,
@@ -33,15 +30,13 @@ from .engine.device import (
 )
 from .engine.options import UpscaleOptions
 from .engine.plan import plan_for_file
-from .engine.post import Post
-from .engine.stages import Infer, RunPlan, Upscaled, one_behind
-from .engine.upscaler import ChunkStats, OnEvent, Upscaler, noop
+from .engine.stages import ChunkStats, FileStages
+from .engine.upscaler import OnEvent, Upscaler, noop
 from .engine.yuv import layout_for
 from .weights import load_native
 
 if TYPE_CHECKING:
-    from .media.encode import YuvTarget
-    from .media.threads import Crew, Worker
+    from .media.transcoder import Session
 
 # ----------------------------------------------------------------------------- public API
 
@@ -103,73 +98,14 @@ class UpscaleReport:
         return asdict(self)
 
 
-class FileStages:
-    """The engine's stages for one file: :meth:`open` plans it once the input is open; calling
-    it runs the decoded frames through inference and post-processing, chunk by chunk.
-    ``cuts``: where shots start (frame indices of the input given), when already known."""
-
-    def __init__(
-        self,
-        upscaler: Upscaler,
-        options: UpscaleOptions,
-        emit: OnEvent,
-        cancel: threading.Event | None,
-        image_out: bool,
-        cuts: Collection[int] | None = None,
-    ) -> None:
-        self.up, self.options, self.emit, self.cancel = upscaler, options, emit, cancel
-        self.image_out, self.cuts = image_out, cuts
-        self.stats = ChunkStats()
-        self.infer: Infer | None = None
-        self.post: Post | None = None
-        self.aside: Worker | None = None
-
-    def size(self, info: Any) -> tuple[int, int]:
-        """The output size for the probed input (video encoders want even sides)."""
-        even = not (info.is_image or self.image_out)
-        return self.options.output_size(info.width, info.height, even=even)
-
-    def open(self, info: Any, deep: bool, yuv: YuvTarget | None = None) -> None:
-        """Plan: batch x tile for this frame size and device, the chunks, the post stage.
-        ``yuv``: the planes the encoder takes (pix_fmt, matrix, full range), converted to on the
-        device when this module can (:func:`~.engine.yuv.layout_for`); else RGB frames."""
-        plan = RunPlan.choose(self.up, self.options, info.height, info.width, self.emit)
-        self.infer = Infer(self.up, self.options, plan, self.stats, self.cancel, self.cuts)
-        size = self.size(info)
-        layout = None if yuv is None else layout_for(*yuv, *size, deep_source=deep)
-        self.post = Post(self.options.color_fix, size, deep, layout)
-
-    @property
-    def on_decoded(self) -> Callable[[np.ndarray], None] | None:
-        """What runs on the decode thread per frame: scene detection, when it is on."""
-        return self.infer.mark if self.infer is not None and self.infer.detects else None
-
-    def post_aside(self, crew: Crew) -> None:
-        """On the CPU the post stage is computation on the host itself: run it on a worker
-        thread of ``crew`` so that it overlaps the next chunk's network (on a GPU it is queued
-        device work whose copy is waited for one chunk later: it stays on this thread)."""
-        if self.up.device.type == "cpu":
-            self.aside = crew.worker(self._post_chunk, 1, "adcvsr-post", lambda e: e)
-
-    def __call__(self, frames: Iterator[np.ndarray]) -> Iterator[Any]:
-        infer, post = self.infer, self.post
-        assert infer is not None and post is not None, "open() first"
-        chunks = infer.chunks(frames)  # infer: scene cuts, chunks, tiles, the network
-        if self.aside is not None:
-            return self._posted_aside(chunks)
-        copies = (post(c.sr, c.lr, c.cuts) for c in chunks)  # post: colour, resize, quantise
-        return one_behind(post, copies)  # the host frames, one chunk behind the device
-
-    def _post_chunk(self, c: Upscaled) -> list[Any]:
-        assert self.post is not None
-        return list(self.post.arrays(self.post(c.sr, c.lr, c.cuts)))
-
-    def _posted_aside(self, chunks: Iterator[Upscaled]) -> Iterator[Any]:
-        assert self.aside is not None
-        for c in chunks:
-            self.aside.put(c)
-            yield from self.aside.ready()
-        yield from self.aside.rest()
+def _open_stages(stages: FileStages, session: Session, size: tuple[int, int], rgb: bool) -> None:
+    """Plan the stages for the session's input: its probed frame size and depth, frames of
+    ``size`` as the encoder's planes where :func:`~.engine.yuv.layout_for` can make them on the
+    device (``rgb``: RGB frames all the same, for ``--compare``, which puts them together)."""
+    info, deep = session.source.info, session.deep
+    yuv = None if rgb else session.yuv_target()
+    layout = None if yuv is None else layout_for(*yuv, *size, deep_source=deep)
+    stages.open(info.height, info.width, size, deep, layout)
 
 
 def upscale(
@@ -205,19 +141,22 @@ def upscale(
     # A range runs with the full run's scene cuts around it (None: detected as the frames come).
     cuts = cut.scene_cuts if cut is not None else None
     image_out = str(dst) != "-" and is_image_path(dst)
-    stages = FileStages(upscaler, options, emit, cancel, image_out, cuts)
+    stages = FileStages(upscaler, options, emit, cancel, cuts)
+
+    def size(info: Any) -> tuple[int, int]:
+        return options.size_for(info, image_out)
+
     process: Any = stages
-    media_size: Any = stages.size
+    media_size: Any = size
     if options.compare:
         from .compare import ab_processor, short_name
 
         process, media_size = ab_processor(
-            stages, options.compare, stages.size, short_name(upscaler.source)
+            stages, options.compare, size, short_name(upscaler.source)
         )
     events = Events(emit)
     with open_session(src, dst, out_size=media_size, options=encode, events=events, cut=cut) as s:
-        # plan; frames as the encoder's planes (but RGB for --compare, which puts them together)
-        stages.open(s.source.info, s.deep, None if options.compare else s.yuv_target())
+        _open_stages(stages, s, size(s.source.info), bool(options.compare))  # plan
         # decode (+ scene cuts, on the decode side) and encode, each in its worker thread
         run = s.start(cancel, on_frame=stages.on_decoded)
         stages.post_aside(run.crew)  # post: a worker thread too, on the CPU
@@ -263,7 +202,7 @@ def dry_run_plan(
     temporal: bool = False,
 ) -> dict[str, Any]:
     """What :func:`upscale` would do, without loading a model or writing anything."""
-    from .media import is_stream_input, probe
+    from .media import is_image_path, is_stream_input, probe
 
     options.validate()
     info = None if is_stream_input(src) else probe(src)
@@ -278,7 +217,7 @@ def dry_run_plan(
     if info is None:
         plan["note"] = "standard input: probed when the run starts"
         return plan
-    ow, oh = options.output_size(info.width, info.height, even=not info.is_image)
+    ow, oh = options.size_for(info, str(dst) != "-" and is_image_path(dst))  # as upscale does
     choice = plan_for_file(
         info.height, info.width, options, device=dev, dtype=dtype, temporal=temporal
     )

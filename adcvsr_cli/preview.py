@@ -197,7 +197,7 @@ def make_preview(
         raise VideoError(f"{src}: no video frame with a timestamp")
     times = [float((p - pts[0]) * tb) for p in pts]
     indices = pick_indices(times, count, at)
-    size = options.output_size(info.width, info.height, even=not info.is_image)
+    size = options.size_for(info)  # as the full run to a video sizes it
     plan = upscaler.initial_plan(info.height, info.width, options)
     rules = rules_for(upscaler, options, info.height, info.width)
     # The full run's scene cuts around each picked frame, and the frames it is run with.

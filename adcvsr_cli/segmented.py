@@ -31,6 +31,7 @@ from .media import (
     is_stream_input,
     probe,
 )
+from .media.encode import YuvTarget
 from .media.outputs import _EXT_FORMAT
 from .media.parts import Scan, decode_range, encode_segment, join, scan
 from .pipeline import UpscaleReport
@@ -131,7 +132,7 @@ class _Job:
 
 
 def _segment_frames(
-    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event, yuv: Any
+    job: _Job, up: Upscaler, seg: Segment, post: Post, stop: threading.Event, yuv: YuvTarget | None
 ) -> Iterator[tuple[Any, int]]:
     """The segment's output frames with their source timestamps (context frames dropped), as
     the encoder's planes where ``yuv`` (its target) allows it, as a run in one piece does."""
@@ -371,7 +372,7 @@ def _prepare(
         m, sc = made
         m.save(folder)
     fmt = encode.format or _EXT_FORMAT[Path(dst).suffix.lower()]
-    size = options.output_size(sc.info.width, sc.info.height, even=True)
+    size = options.size_for(sc.info)  # a video: even sides, as the full run
     job = _Job(src, dst, folder, sc, fmt, size, options, encode, m)
     _valid_parts(job, m, job.segments)
     return job

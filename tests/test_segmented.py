@@ -139,6 +139,23 @@ def test_vfr_audio_subtitles_and_ffv1(tmp_path):
         assert pa == pb and pa, kind
 
 
+def test_an_odd_sized_10_bit_input_segmented_equals_the_full_run(tmp_path):
+    """Segments run the same stages as the full run: the even rule for an odd derived size
+    (33x25 x3 -> 100x76) and the depth (10-bit in, 10-bit out) are the full run's."""
+    src = make_video(
+        tmp_path / "in.mkv", size=(33, 25), frames=20, codec="ffv1", pix_fmt="yuv420p10le"
+    )
+    opts = UpscaleOptions(chunk=6, chunk_overlap=2, scale=3)
+    enc = EncodeOptions(codec="ffv1")
+    rep = upscale_long(src, tmp_path / "seg.mkv", [tiny(True)], opts, enc, segment=8)
+    assert rep.media["segments"]["run"] >= 2
+    upscale(src, tmp_path / "whole.mkv", tiny(True), opts, enc)
+    assert_same(tmp_path / "seg.mkv", tmp_path / "whole.mkv", src)
+    with av.open(str(tmp_path / "seg.mkv")) as c:
+        f = next(c.decode(video=0))
+        assert (f.width, f.height) == (100, 76) and f.format.name.endswith("10le")
+
+
 def test_changed_input_or_options_refused_and_restart(tmp_path):
     src = make_shots(tmp_path / "in.mp4", [30], bframes=False)
     dst = tmp_path / "out.mkv"

@@ -78,3 +78,11 @@ class UpscaleOptions:
             w += 0 if self.width else w % 2
             h += 0 if self.height else h % 2
         return max(1, w), max(1, h)
+
+    def size_for(self, info: Any, image_out: bool = False) -> tuple[int, int]:
+        """(out_w, out_h) for a probed input (``info``: its width, height and whether it is a
+        still image): video encoders (and image sequences) get even sides, a single image (an
+        image input; ``image_out``: the output is one image file) any. Every run of a file sizes
+        its frames by this rule (``adcvsr upscale``, its dry run, segments, previews)."""
+        even = not (info.is_image or image_out)
+        return self.output_size(info.width, info.height, even=even)

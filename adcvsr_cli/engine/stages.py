@@ -5,6 +5,11 @@
     post   = Post(color_fix, size, deep)                   # colour fix, resize, quantise, copy
     arrays = one_behind(post, (post(c.sr, c.lr, c.cuts) for c in infer.chunks(frames)))
 
+:class:`FileStages` is that chain, built in this one place for every caller: ``adcvsr upscale``
+(:func:`adcvsr_cli.pipeline.upscale`, which decodes and encodes on worker threads) and the
+callers that decode themselves (:meth:`~.upscaler.Upscaler.processor`: segments, previews), so
+that a segment or a preview frame is the full run's frame.
+
 Each chunk crosses between host and device once each way: its LR frames go up in one copy, its
 finished frames come back in one asynchronous copy that the host waits for only after the next
 chunk is queued (:func:`one_behind`). Scene cuts are found on the host from the decoded arrays
@@ -18,7 +23,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,11 +37,28 @@ from .options import UpscaleOptions
 from .plan import PlanChoice
 from .post import Post
 from .tiling import MIN_TILE, TileWeights
+from .yuv import YuvLayout
 
 if TYPE_CHECKING:
-    from .upscaler import ChunkStats, Upscaler
+    from ..media.threads import Crew, Worker
+    from .upscaler import Upscaler
 
 OnEvent = Callable[[dict[str, Any]], None]
+
+
+def noop(_: dict[str, Any]) -> None:
+    pass
+
+
+@dataclass
+class ChunkStats:
+    frames: int = 0
+    chunks: int = 0
+    seconds_network: float = 0.0
+    plan: str = ""
+    changes: list[str] = field(default_factory=list)
+    cuts: list[int] = field(default_factory=list)
+    precision: str = ""  # the run's, once a chunk ran (bf16 after an fp16 overflow)
 
 
 @dataclass
@@ -218,3 +240,68 @@ def one_behind(post: Post, copies: Iterable[HostCopy]) -> Iterator[Any]:
         pending = copy
     if pending is not None:
         yield from post.arrays(pending)
+
+
+class FileStages:
+    """The engine's stages for one file: :meth:`open` plans it once its frame size is known;
+    calling it runs the decoded frames through inference and post-processing, chunk by chunk.
+    ``cuts``: where shots start (frame indices of the frames given), when already known;
+    ``stats``: filled as the chunks run (a fresh :class:`ChunkStats` when not given)."""
+
+    def __init__(
+        self,
+        upscaler: Upscaler,
+        options: UpscaleOptions,
+        emit: OnEvent = noop,
+        cancel: threading.Event | None = None,
+        cuts: Collection[int] | None = None,
+        stats: ChunkStats | None = None,
+    ) -> None:
+        self.up, self.options, self.emit, self.cancel = upscaler, options, emit, cancel
+        self.cuts = cuts
+        self.stats = stats if stats is not None else ChunkStats()
+        self.infer: Infer | None = None
+        self.post: Post | None = None
+        self.aside: Worker | None = None
+
+    def open(
+        self, h: int, w: int, size: tuple[int, int], deep: bool, layout: YuvLayout | None = None
+    ) -> None:
+        """Plan h x w LR frames (batch x tile for this device, the chunks) and the post stage:
+        frames of ``size`` = (out_w, out_h), uint16 when ``deep``, as ``layout``'s planes when
+        given (converted on the device), else RGB arrays."""
+        plan = RunPlan.choose(self.up, self.options, h, w, self.emit)
+        self.infer = Infer(self.up, self.options, plan, self.stats, self.cancel, self.cuts)
+        self.post = Post(self.options.color_fix, size, deep, layout)
+
+    @property
+    def on_decoded(self) -> Callable[[np.ndarray], None] | None:
+        """What runs on the decode thread per frame: scene detection, when it is on."""
+        return self.infer.mark if self.infer is not None and self.infer.detects else None
+
+    def post_aside(self, crew: Crew) -> None:
+        """On the CPU the post stage is computation on the host itself: run it on a worker
+        thread of ``crew`` so that it overlaps the next chunk's network (on a GPU it is queued
+        device work whose copy is waited for one chunk later: it stays on this thread)."""
+        if self.up.device.type == "cpu":
+            self.aside = crew.worker(self._post_chunk, 1, "adcvsr-post", lambda e: e)
+
+    def __call__(self, frames: Iterable[np.ndarray]) -> Iterator[Any]:
+        infer, post = self.infer, self.post
+        assert infer is not None and post is not None, "open() first"
+        chunks = infer.chunks(frames)  # infer: scene cuts, chunks, tiles, the network
+        if self.aside is not None:
+            return self._posted_aside(chunks)
+        copies = (post(c.sr, c.lr, c.cuts) for c in chunks)  # post: colour, resize, quantise
+        return one_behind(post, copies)  # the host frames, one chunk behind the device
+
+    def _post_chunk(self, c: Upscaled) -> list[Any]:
+        assert self.post is not None
+        return list(self.post.arrays(self.post(c.sr, c.lr, c.cuts)))
+
+    def _posted_aside(self, chunks: Iterator[Upscaled]) -> Iterator[Any]:
+        assert self.aside is not None
+        for c in chunks:
+            self.aside.put(c)
+            yield from self.aside.ready()
+        yield from self.aside.rest()

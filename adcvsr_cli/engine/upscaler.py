@@ -1,6 +1,7 @@
 """The network on a device, reusable across files: :class:`Upscaler` (the configured network,
 its plans, one clip through tiles and the out-of-memory back-off), :class:`RunNetwork` (one
-file's precision) and the frame processor that joins the stages of :mod:`.stages`.
+file's precision) and :meth:`Upscaler.processor`, the stages of :mod:`.stages` as a function of
+the decoded frames.
 
 Nothing here prints: progress and notices go to ``on_event`` callbacks as dicts.
 """
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -21,8 +21,7 @@ from .chunking import BackoffRunner, Plan, run_chunk_plan
 from .device import dtype_name
 from .options import UpscaleOptions
 from .plan import CPU_DECODE_BATCH, PlanChoice, plan_for_file
-from .post import Post
-from .stages import Infer, RunPlan, one_behind
+from .stages import ChunkStats, FileStages, noop
 from .tiling import DEFAULT_TILE_OVERLAP, TileWeights
 from .yuv import YuvLayout
 
@@ -31,20 +30,7 @@ OnEvent = Callable[[Event], None]
 PlanesFor = Callable[[int, int, bool], YuvLayout | None]
 """(out_w, out_h, deep source) -> the planes the encoder takes, or None for RGB frames."""
 
-
-def noop(_: Event) -> None:
-    pass
-
-
-@dataclass
-class ChunkStats:
-    frames: int = 0
-    chunks: int = 0
-    seconds_network: float = 0.0
-    plan: str = ""
-    changes: list[str] = field(default_factory=list)
-    cuts: list[int] = field(default_factory=list)
-    precision: str = ""  # the run's, once a chunk ran (bf16 after an fp16 overflow)
+__all__ = ["ChunkStats", "Event", "OnEvent", "PlanesFor", "RunNetwork", "Upscaler", "noop"]
 
 
 class RunNetwork:
@@ -190,30 +176,29 @@ class Upscaler:
         cuts: Collection[int] | None = None,
         planes: PlanesFor | None = None,
     ) -> Callable[[Iterable[np.ndarray]], Iterator[Any]]:
-        """The engine's stages (:mod:`.stages`) as one function of the decoded frames, for
-        callers that decode themselves (segments, previews); ``adcvsr upscale`` joins the same
-        stages in :func:`adcvsr_cli.pipeline.upscale`.
+        """The engine's stages (:class:`.stages.FileStages`, the chain ``adcvsr upscale`` runs)
+        as one function of the decoded frames, for callers that decode themselves (segments,
+        previews): the frames plan them, at the first frame.
 
-        ``cuts``: the indices (in the frames given) where shots start, when already known (a
-        segment of a scanned video); otherwise they are detected as the frames come.
-        ``planes``: asked at the first frame with the output size and whether the source is
-        deep; when it gives a layout, the frames come out as that layout's (Y, U, V) planes,
-        converted on the device, instead of (H, W, 3) RGB arrays.
+        ``out_size``: (in_w, in_h) -> (out_w, out_h). The output is deep (uint16) when the
+        frames are: decoders give uint16 for an input over 8 bits, as the full run's session
+        decides. ``cuts``: the indices (in the frames given) where shots start, when already
+        known (a segment of a scanned video); otherwise they are detected as the frames come.
+        ``planes``: asked with the output size and the depth; when it gives a layout, the frames
+        come out as that layout's (Y, U, V) planes, converted on the device, instead of
+        (H, W, 3) RGB arrays.
         """
-        stats = stats if stats is not None else ChunkStats()
 
         def process(frames: Iterable[np.ndarray]) -> Iterator[Any]:
             it = iter(frames)
             first = next(it, None)
             if first is None:
                 return
-            h, w = first.shape[:2]
-            plan = RunPlan.choose(self, options, h, w, on_event)
-            infer = Infer(self, options, plan, stats, cancel, cuts)
-            size, deep = out_size(w, h), first.dtype == np.uint16
-            layout = planes(size[0], size[1], deep) if planes is not None else None
-            post = Post(options.color_fix, size, deep, layout)
-            chunks = infer.chunks(chain([first], it))
-            yield from one_behind(post, (post(c.sr, c.lr, c.cuts) for c in chunks))
+            (h, w), deep = first.shape[:2], first.dtype == np.uint16
+            size = out_size(w, h)
+            layout = planes(*size, deep) if planes is not None else None
+            stages = FileStages(self, options, on_event, cancel, cuts, stats)
+            stages.open(h, w, size, deep, layout)
+            yield from stages(chain([first], it))
 
         return process
