@@ -17,8 +17,9 @@ Modules, in the order the data flows:
   (:func:`plan_target`, :class:`Target`).
 - :mod:`.threads` is the thread and queue plumbing; :mod:`.transcoder` joins it all:
   :func:`open_session` gives a :class:`Session` (target + source + sink), whose :class:`Run`
-  decodes and encodes in worker threads around the caller's own loop (``adcvsr upscale``'s is
-  :func:`adcvsr_cli.pipeline.upscale`); :func:`transcode` is that loop with a frame processor.
+  (:mod:`.run`) decodes and encodes in worker threads around the caller's own loop
+  (``adcvsr upscale``'s is :func:`adcvsr_cli.pipeline.upscale`); :func:`transcode` is that loop
+  with a frame processor.
 
 The layer never prints. It reports through an ``on_event`` callback and raises the typed
 errors of :mod:`adcvsr_cli.errors` (plus :class:`BrokenOutputPipe` and :class:`OutputExists`).
@@ -53,9 +54,10 @@ from .outputs import (
     resolve_output_path,
 )
 from .probe import probe
+from .run import Run
 from .source import Source, open_source
 from .threads import Events
-from .transcoder import Run, Session, open_session, open_sink, transcode
+from .transcoder import Session, open_session, open_sink, transcode
 from .types import (
     BrokenOutputPipe,
     EncodeOptions,
