@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from syncspy import SyncSpy
+from syncspy import SyncSpy, sync_options
 from test_pipeline import tiny_upscaler
 
-from adcvsr_cli.engine.options import UpscaleOptions
 from adcvsr_cli.engine.upscaler import ChunkStats, Upscaler
 from adcvsr_cli.engine.yuv import layout_for
 
@@ -36,14 +35,7 @@ def main() -> None:
             for tile, planes in ((0, False), (32, False), (0, True), (32, True)):
                 base = tiny_upscaler(temporal=temporal)
                 up = Upscaler(base.model.to(dtype), device=torch.device("cpu"), dtype=dtype)
-                opts = UpscaleOptions(
-                    chunk=6 if temporal else 4,
-                    chunk_overlap=2 if temporal else 0,
-                    batch=4,
-                    tile=tile,
-                    tile_overlap=8,
-                    color_fix="adain-temporal",
-                )
+                opts = sync_options(temporal, tile)
                 rng = np.random.default_rng(0)
                 frames = [rng.integers(0, 255, (32, 48, 3), dtype=np.uint8) for _ in range(12)]
                 stats = ChunkStats()

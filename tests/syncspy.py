@@ -12,6 +12,9 @@ not counted: the engine copies to the host with ``numpy``, ``cpu`` or ``copy_`` 
 Host-side bookkeeping (plain
 CPU tensors that never met the device) is not counted, so the CPU device shows the counts a GPU
 would meet.
+
+:func:`sync_options` is the engine setting the counts are taken with (tests/test_sync.py and
+benchmarks/sync_counts.py both count it).
 """
 
 from __future__ import annotations
@@ -24,8 +27,25 @@ from typing import Any
 import torch
 from torch.overrides import TorchFunctionMode
 
+from adcvsr_cli.engine.options import UpscaleOptions
+
 READS = {"__bool__", "__float__", "__int__", "item", "tolist"}
 COPIES_OUT = {"numpy", "cpu"}
+
+
+def sync_options(
+    temporal: bool, tile: int, color_fix: str = "adain-temporal", tile_overlap: int = 8
+) -> UpscaleOptions:
+    """Chunks of 4 frames (image model, batch 4) or 6 overlapping by 2 (temporal model), whole
+    frames (``tile=0``) or tiles of ``tile`` LR pixels."""
+    return UpscaleOptions(
+        chunk=6 if temporal else 4,
+        chunk_overlap=2 if temporal else 0,
+        batch=4,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        color_fix=color_fix,
+    )
 
 
 def _tensors(x: Any) -> Iterable[torch.Tensor]:

@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from syncspy import SyncSpy
+from syncspy import SyncSpy, sync_options
 from test_pipeline import tiny_upscaler
 
 from adcvsr_cli.engine.frames import host_arrays, quantise, to_array
@@ -51,15 +51,7 @@ def run_counted(up: Upscaler, opts: UpscaleOptions, n: int, deep: bool = False, 
 @pytest.mark.parametrize("tile", [0, 32])
 def test_one_upload_one_download_per_chunk(temporal, color_fix, tile):
     up = tiny_upscaler(temporal=temporal)
-    opts = UpscaleOptions(
-        chunk=6 if temporal else 4,
-        chunk_overlap=2 if temporal else 0,
-        batch=4,
-        tile=tile,
-        tile_overlap=8,
-        color_fix=color_fix,
-        scene_split=True,
-    )
+    opts = sync_options(temporal, tile, color_fix)
     spy, stats, _ = run_counted(up, opts, 12)
     assert stats.chunks == 3
     tiles = 2 if tile else 1
@@ -108,14 +100,7 @@ def test_planes_for_the_encoder_cost_no_transfer_more(deep, pix_fmt, temporal):
     """RGB -> YUV on the device: still one copy to the host per chunk (now of the planes) and
     nothing read; the frames come out as the encoder's planes."""
     up = tiny_upscaler(temporal=temporal)
-    opts = UpscaleOptions(
-        chunk=6 if temporal else 4,
-        chunk_overlap=2 if temporal else 0,
-        batch=4,
-        tile=32,
-        tile_overlap=8,
-        color_fix="adain-temporal",
-    )
+    opts = sync_options(temporal, 32)
     spy, stats, out = run_counted(up, opts, 12, deep=deep, planes=yuv(pix_fmt))
     assert stats.chunks == 3
     assert spy.total("download") == stats.chunks == spy.counts["download:numpy"]
