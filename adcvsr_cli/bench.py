@@ -45,7 +45,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -437,6 +437,8 @@ class _Ctx:
     precision_checks: bool = True
     flicker: bool = False  # protocol C: run the flicker meter on each end-to-end output
     floor: bool = True
+    # protocol C's floor: encoder options of both sides (e.g. {"threads": "1"})
+    floor_encoder: dict[str, str] = field(default_factory=dict)
 
     @property
     def precision(self) -> str:
@@ -1090,12 +1092,12 @@ def _protocol_c_floor(ctx: _Ctx, workdir: Path) -> list[dict]:
                 "input_size": [w, h],
                 "output_size": [s * w, s * h],
                 "frames_per_run": n,
-                "encoder": dict(ENCODER),
+                "encoder": dict(ENCODER) | ctx.floor_encoder,
                 "threads": torch.get_num_threads(),
             }
             ctx.progress(f"C floor {name}: {w}x{h} -> {s * w}x{s * h}, {n} frames")
             try:
-                run = time_floor(src, workdir, up, ctx.e2e_runs)
+                run = time_floor(src, workdir, up, ctx.e2e_runs, encoder_options=ctx.floor_encoder)
                 entry = {**base, **run.fields(), "timer": "wall", "interleaved": True}
             except AdcvsrError as e:
                 entry = _variant_error(ctx, base, e, f"C floor {name} {w}x{h}")
@@ -1253,6 +1255,7 @@ def run_benchmark(
     flicker: bool = False,
     floor: bool = True,
     floor_sizes: Sequence[tuple[int, int, int]] | None = None,
+    floor_encoder_threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the protocols and return the report (also written to ``out_json`` when given).
 
@@ -1263,12 +1266,15 @@ def run_benchmark(
     ``runs``); ``parity`` (default: on CUDA when the fixture is found) adds the parity-fixture
     precision check; ``threads``: torch CPU threads during the run (restored afterwards; 1 is
     much faster than oversubscribed threads on a busy machine); ``flicker``: protocol C entries
-    get the flicker meter's E*warp of their output (``adcvsr quality``; needs OpenCV). Raises
-    :class:`UsageError` for bad arguments.
+    get the flicker meter's E*warp of their output (``adcvsr quality``; needs OpenCV);
+    ``floor_encoder_threads``: the encoder threads of both sides of protocol C's floor runs
+    (default: the encoder's own choice). Raises :class:`UsageError` for bad arguments.
     """
     params = {k: v for k, v in locals().items() if k != "threads"}
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
+    if floor_encoder_threads is not None and floor_encoder_threads < 1:
+        raise UsageError(f"floor encoder threads must be >= 1, got {floor_encoder_threads}")
     old_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
@@ -1305,6 +1311,7 @@ def _run_benchmark(
     flicker: bool,
     floor: bool,
     floor_sizes: Sequence[tuple[int, int, int]] | None,
+    floor_encoder_threads: int | None,
 ) -> dict[str, Any]:
     from .pipeline import resolve_device, resolve_precision
 
@@ -1343,6 +1350,9 @@ def _run_benchmark(
         precision_checks=precision_checks,
         flicker=flicker,
         floor=floor,
+        floor_encoder={}
+        if floor_encoder_threads is None
+        else {"threads": str(floor_encoder_threads)},
     )
     report = _report_head(ctx, specs, "from weights" if weights is not None else dims_mode, mm)
 
@@ -1568,7 +1578,10 @@ def _details(proto: str, e: dict[str, Any]) -> list[str]:
         return [
             f"{_io(e)}: pipeline {e['pipeline_s_median']:.2f} s, one-thread loop "
             f"{e['loop_s_median']:.2f} s (median of {len(e['loop_s_all'])}): "
-            f"{e['pipeline_vs_loop']:.3f}x the loop's rate"
+            f"{e['pipeline_vs_loop']:.3f}x the loop's rate",
+            f"alone: network {e['network_s_median']:.2f} s, encoder {e['encoder_s_median']:.2f} s; "
+            f"overlap can reach {e['overlap_ceiling']:.3f}x the loop (bound: the "
+            f"{e['bound_stage']}); the pipeline runs at {100 * e['pipeline_vs_bound']:.1f}% of it",
         ]
     rel, peak = e.get("rel_l2_vs_fp32"), _fmt_mem(e.get("peak_memory_bytes"))
     if proto == "L":
@@ -1754,6 +1767,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="clips of the floor runs, WxHxFRAMES joined by commas (e.g. 854x480x4,1920x1080x2)",
     )
+    p.add_argument(
+        "--floor-encoder-threads",
+        type=int,
+        default=None,
+        help="encoder threads of both sides of the floor runs (default: the encoder's own choice)",
+    )
     p.add_argument("--json", dest="out_json", default=None, help="write the report here")
     p.add_argument(
         "--plot", default=None, help="draw the table as a PNG chart (needs 'adcvsr[plot]')"
@@ -1819,6 +1838,7 @@ def main(
             flicker=args.flicker,
             floor=args.floor,
             floor_sizes=args.floor_sizes,
+            floor_encoder_threads=args.floor_encoder_threads,
         )
         if args.plot:
             from .plots import plot_bench

@@ -1,10 +1,17 @@
 """The pipeline against its floor: ``adcvsr upscale``'s code, file to file, next to the simplest
-loop that does the same work in one thread.
+loop that does the same work in one thread, and next to each stage alone.
 
-The loop decodes with PyAV, runs the same configured network one frame at a time, applies the
-same colour fix, quantises and encodes with the same encoder settings, all in one thread, one
-step after the other. The pipeline (:func:`adcvsr_cli.pipeline.upscale`) should beat it by
-overlapping decoding, the network and encoding; its rate relative to the loop's is the measure.
+The loop decodes with PyAV, runs the same configured network one frame at a time over the tiles
+the pipeline's planner chose for the file, applies the same colour fix, quantises and encodes
+with the same encoder settings, all in one thread, one step after the other. The pipeline
+(:func:`adcvsr_cli.pipeline.upscale`) should beat it by overlapping decoding, the network and
+encoding; its rate relative to the loop's is the measure.
+
+No pipeline can beat its slowest stage, so two more timings bound what overlap can give: the
+network alone over the loop's decoded frames (the same calls, nothing else), and the encoder
+alone over the loop's output pictures (the same settings, nothing else). The slower of the two
+is the *bound*; ``loop / bound`` is the most any overlap could gain on this machine and
+``bound / pipeline`` is how close the pipeline gets to it.
 
 Two networks: the *null* network (nearest x4 on the device, no weights: the media machinery
 alone) and a small random network (the network's structure at tiny widths). Used by protocol C
@@ -15,11 +22,12 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,37 +59,72 @@ class NullNetwork(nn.Module):
         return F.interpolate(x, scale_factor=float(self.dims.scale), mode="nearest")
 
 
+@dataclass
+class LoopWork:
+    """What the loop runs per frame, fixed before timing: the tile grid the pipeline's planner
+    chose for the file, the colour fix, the encoder settings (plus ``encoder_options``, given
+    to both sides as the CLI's ``-e key=value`` would be)."""
+
+    tile: int
+    overlap: int
+    rate: Any = 25
+    color_fix: str = "adain"
+    encoder: dict[str, Any] = field(default_factory=lambda: dict(ENCODER))
+    encoder_options: dict[str, str] = field(default_factory=dict)
+
+    def codec_options(self) -> dict[str, str]:
+        return {"crf": str(self.encoder["crf"]), "preset": self.encoder["preset"]} | {
+            str(k): str(v) for k, v in self.encoder_options.items()
+        }
+
+
+def _network_call(upscaler: Any, work: LoopWork) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One LR frame (1, 3, H, W) on the device -> its SR frame, over ``work``'s tiles."""
+    from .engine.tiling import run_tiled
+
+    scale, multiple = upscaler.dims.scale, upscaler.dims.multiple
+
+    def call(lr: torch.Tensor) -> torch.Tensor:
+        fn = lambda t: upscaler.network(t, 1)  # noqa: E731
+        return run_tiled(fn, lr, work.tile, work.overlap, scale, multiple)
+
+    return call
+
+
 def simple_loop(
-    src: Path, dst: Path, upscaler: Any, color_fix: str, encoder: dict[str, Any] = ENCODER
+    src: Path,
+    dst: Path,
+    upscaler: Any,
+    work: LoopWork,
+    keep: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> int:
     """Upscale ``src`` into ``dst`` in one thread, frame by frame, with ``upscaler``'s
-    configured network (its ``network`` and ``dims``). Returns the frames written."""
+    configured network. ``keep``: lists that receive the decoded LR frames and the output
+    pictures (for the stage-alone timings). Returns the frames written."""
     import av
 
     from .engine.colorfix import make_color_fix
     from .engine.frames import to_array, to_tensor
-    from .engine.tiling import pad_to_multiple
 
-    fix = make_color_fix(color_fix)
-    scale, frames = upscaler.dims.scale, 0
+    fix, net, frames = make_color_fix(work.color_fix), _network_call(upscaler, work), 0
+    scale = upscaler.dims.scale
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         istream = inp.streams.video[0]
         ostream = out.add_stream(
-            encoder["codec"],
-            rate=istream.average_rate or 25,
-            options={"crf": str(encoder["crf"]), "preset": encoder["preset"]},
+            work.encoder["codec"], rate=work.rate, options=work.codec_options()
         )
         ostream.width = istream.codec_context.width * scale
         ostream.height = istream.codec_context.height * scale
-        ostream.pix_fmt = encoder["pix_fmt"]
+        ostream.pix_fmt = work.encoder["pix_fmt"]
         for frame in inp.decode(istream):
-            lr = to_tensor(frame.to_ndarray(format="rgb24"), upscaler.device)[None]
-            x, (ph, pw) = pad_to_multiple(lr, upscaler.dims.multiple)
+            rgb = frame.to_ndarray(format="rgb24")
+            lr = to_tensor(rgb, upscaler.device)[None]
             with torch.inference_mode():
-                sr = upscaler.network(x, 1)
-                sr = sr[..., : sr.shape[-2] - ph * scale, : sr.shape[-1] - pw * scale]
-                sr = fix(sr, lr, [False])
+                sr = fix(net(lr), lr, [False])
             arr = to_array(sr[0], False)
+            if keep is not None:
+                keep[0].append(rgb)
+                keep[1].append(arr)
             for pkt in ostream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                 out.mux(pkt)
             frames += 1
@@ -90,62 +133,141 @@ def simple_loop(
     return frames
 
 
+def network_only(frames: Sequence[np.ndarray], upscaler: Any, work: LoopWork) -> None:
+    """The loop's network calls alone, on frames already decoded (uploaded one by one, as the
+    loop does; the result waited for)."""
+    from .engine.frames import to_tensor
+
+    net = _network_call(upscaler, work)
+    with torch.inference_mode():
+        for rgb in frames:
+            y = net(to_tensor(rgb, upscaler.device)[None])
+    if upscaler.device.type == "cuda" and frames:
+        torch.cuda.synchronize(upscaler.device)
+    del y
+
+
+def encoder_only(pictures: Sequence[np.ndarray], dst: Path, work: LoopWork) -> None:
+    """The loop's encoder alone: ``pictures`` (RGB, already computed) into ``dst``."""
+    import av
+
+    h, w = pictures[0].shape[:2]
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream(work.encoder["codec"], rate=work.rate, options=work.codec_options())
+        stream.width, stream.height, stream.pix_fmt = w, h, work.encoder["pix_fmt"]
+        for arr in pictures:
+            for pkt in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
+                out.mux(pkt)
+        for pkt in stream.encode():
+            out.mux(pkt)
+
+
 @dataclass
 class FloorRun:
-    """Seconds of each timed run of both sides (interleaved) and the frames of one file."""
+    """Seconds of each timed run of every side (interleaved) and the frames of one file."""
 
     loop_s: list[float]
     pipeline_s: list[float]
+    network_s: list[float]
+    encoder_s: list[float]
     frames: int
     pipeline_frames: int
+    tile: int
 
     def fields(self) -> dict[str, Any]:
-        loop, pipe = statistics.median(self.loop_s), statistics.median(self.pipeline_s)
+        med = {k: statistics.median(v) for k, v in self._sides().items()}
+        bound = max(med["network"], med["encoder"])
+        out: dict[str, Any] = {"frames": self.frames, "pipeline_frames": self.pipeline_frames}
+        out["loop_tile"] = self.tile
+        for k, v in self._sides().items():
+            out[f"{k}_s_median"] = round(med[k], 4)
+            out[f"{k}_s_all"] = [round(t, 4) for t in v]
+        out.update(
+            loop_fps=round(self.frames / med["loop"], 4),
+            pipeline_fps=round(self.frames / med["pipeline"], 4),
+            pipeline_vs_loop=round(med["loop"] / med["pipeline"], 4),
+            bound_stage="network" if med["network"] >= med["encoder"] else "encoder",
+            bound_s=round(bound, 4),
+            overlap_ceiling=round(med["loop"] / bound, 4),
+            pipeline_vs_bound=round(bound / med["pipeline"], 4),
+        )
+        return out
+
+    def _sides(self) -> dict[str, list[float]]:
         return {
-            "frames": self.frames,
-            "pipeline_frames": self.pipeline_frames,
-            "loop_s_median": round(loop, 4),
-            "pipeline_s_median": round(pipe, 4),
-            "loop_s_all": [round(t, 4) for t in self.loop_s],
-            "pipeline_s_all": [round(t, 4) for t in self.pipeline_s],
-            "loop_fps": round(self.frames / loop, 4),
-            "pipeline_fps": round(self.frames / pipe, 4),
-            "pipeline_vs_loop": round(loop / pipe, 4),
+            "loop": self.loop_s,
+            "pipeline": self.pipeline_s,
+            "network": self.network_s,
+            "encoder": self.encoder_s,
         }
 
 
+def loop_work(
+    src: Path, upscaler: Any, options: Any, encoder_options: dict[str, str] | None
+) -> LoopWork:
+    """The loop's work for ``src``: the tiles the pipeline's planner picks with ``options``
+    (memory as free now), its colour fix, the encoder settings."""
+    from .media import probe
+
+    info = probe(src)
+    tile = upscaler.choose_plan(info.height, info.width, options).plan.tile
+    rate = info.avg_rate or 25
+    return LoopWork(
+        tile, options.tile_overlap, rate, options.color_fix, dict(ENCODER), encoder_options or {}
+    )
+
+
 def time_floor(
-    src: Path, workdir: Path, upscaler: Any, runs: int, warmup: int = 1, color_fix: str = "adain"
+    src: Path,
+    workdir: Path,
+    upscaler: Any,
+    runs: int,
+    warmup: int = 1,
+    options: Any = None,
+    encoder_options: dict[str, str] | None = None,
 ) -> FloorRun:
-    """Both sides on ``src``, alternating (loop, pipeline) ``warmup`` + ``runs`` times, wall
-    time. The pipeline is :func:`~adcvsr_cli.pipeline.upscale` with the same encoder settings
-    and colour fix, and otherwise the CLI's defaults."""
+    """Every side on ``src``, alternating (loop, pipeline, network alone, encoder alone)
+    ``warmup`` + ``runs`` times, wall time. The pipeline is :func:`~adcvsr_cli.pipeline.upscale`
+    with ``options`` (default: the CLI's, colour fix adain), the same encoder settings and
+    ``encoder_options``; the loop takes the tiles its planner picks; the stage-alone sides take
+    the loop's decoded frames and output pictures."""
     from .media import EncodeOptions
     from .pipeline import UpscaleOptions, upscale
 
+    options = options or UpscaleOptions(color_fix="adain")
+    work = loop_work(src, upscaler, options, encoder_options)
     encode = EncodeOptions(
         codec=ENCODER["codec"],
         crf=ENCODER["crf"],
         preset=ENCODER["preset"],
         pix_fmt=ENCODER["pix_fmt"],
+        encoder_options=dict(work.encoder_options),
         no_audio=True,
         overwrite=True,
     )
-    options = UpscaleOptions(color_fix=color_fix)
     frames = {"loop": 0, "pipeline": 0}
+    kept: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
 
     def loop() -> None:
-        frames["loop"] = simple_loop(src, workdir / "floor-loop.mp4", upscaler, color_fix)
+        kept[0].clear()
+        kept[1].clear()
+        frames["loop"] = simple_loop(src, workdir / "floor-loop.mp4", upscaler, work, kept)
 
     def pipeline() -> None:
         rep = upscale(src, workdir / "floor-pipeline.mp4", upscaler, options, encode)
         frames["pipeline"] = rep.frames_out
 
-    sides: list[tuple[Callable[[], None], list[float]]] = [(loop, []), (pipeline, [])]
+    sides: list[tuple[Callable[[], None], list[float]]] = [
+        (loop, []),
+        (pipeline, []),
+        (lambda: network_only(kept[0], upscaler, work), []),
+        (lambda: encoder_only(kept[1], workdir / "floor-encoder.mp4", work), []),
+    ]
     for r in range(warmup + runs):
         for fn, times in sides:
             t0 = time.perf_counter()
             fn()
             if r >= warmup:
                 times.append(time.perf_counter() - t0)
-    return FloorRun(sides[0][1], sides[1][1], frames["loop"], frames["pipeline"])
+    loop_s, pipe_s, net_s, enc_s = (t for _, t in sides)
+    return FloorRun(loop_s, pipe_s, net_s, enc_s, frames["loop"], frames["pipeline"], work.tile)

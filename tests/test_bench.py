@@ -158,13 +158,24 @@ def test_protocol_c_floor_runs_both_sides_on_the_same_work(small_report):
         assert e["pipeline_vs_loop"] == pytest.approx(
             e["loop_s_median"] / e["pipeline_s_median"], rel=1e-2
         )
+        # the stages alone bound what overlap can give: the slower one is the bound
+        assert len(e["network_s_all"]) == len(e["encoder_s_all"]) == 1
+        slower = max(("network", "encoder"), key=lambda k: e[f"{k}_s_median"])
+        assert e["bound_stage"] == slower
+        assert e["bound_s"] == pytest.approx(e[f"{slower}_s_median"], abs=1e-3)
+        assert e["overlap_ceiling"] == pytest.approx(e["loop_s_median"] / e["bound_s"], rel=1e-2)
+        assert e["pipeline_vs_bound"] == pytest.approx(
+            e["bound_s"] / e["pipeline_s_median"], rel=1e-2
+        )
+        assert e["loop_tile"] == 0  # 48x32 fits whole
         assert e["encoder"] == {
             "codec": "libx264",
             "crf": 18,
             "preset": "medium",
             "pix_fmt": "yuv420p",
         }
-    assert "the loop's rate" in bench.format_report(report)
+    text = bench.format_report(report)
+    assert "the loop's rate" in text and "overlap can reach" in text
 
 
 def test_floor_loop_output_matches_the_pipeline(tmp_path):
@@ -189,6 +200,46 @@ def test_floor_loop_output_matches_the_pipeline(tmp_path):
     a, b = frames(tmp_path / "floor-loop.mp4"), frames(tmp_path / "floor-pipeline.mp4")
     assert len(a) == len(b) == 3 and a[0].shape == (128, 192, 3)
     assert max(float(np.abs(x - y).mean()) for x, y in zip(a, b, strict=True)) < 1.0
+    # the encoder-alone side encoded the loop's pictures: the same frames again
+    c = frames(tmp_path / "floor-encoder.mp4")
+    assert len(c) == 3
+    assert max(float(np.abs(x - y).mean()) for x, y in zip(a, c, strict=True)) < 1.0
+
+
+def test_floor_loop_runs_the_planners_tiles(tmp_path):
+    """With the pipeline tiling a frame, the loop runs the same tiles: a learned network's
+    output depends on the tile grid (seams, per-tile statistics), and the loop's pictures equal
+    the pipeline's (written losslessly here) within a level of rounding."""
+    import av
+    import numpy as np
+
+    from adcvsr_cli.floor import loop_work, simple_loop
+    from adcvsr_cli.media import EncodeOptions
+    from adcvsr_cli.pipeline import UpscaleOptions, Upscaler, upscale
+
+    src = tmp_path / "in.mp4"
+    bench._write_clip(src, bench._generated_frames(2, 48, 64), 25)
+    dims, cpu = bench.tiny_dims(), torch.device("cpu")
+    net = bench.materialize(dims, bench._random_state(dims, 0, cpu), cpu, torch.float32)
+    up = Upscaler(net, device=cpu, dtype=torch.float32)
+    options = UpscaleOptions(tile=32, tile_overlap=8, color_fix="adain")
+    lossless = EncodeOptions(codec="ffv1", pix_fmt="bgr0", no_audio=True)
+    upscale(src, tmp_path / "pipeline.mkv", up, options, lossless)
+    with av.open(str(tmp_path / "pipeline.mkv")) as c:
+        ref = [f.to_ndarray(format="rgb24").astype(int) for f in c.decode(video=0)]
+
+    def loop_pictures(opts: UpscaleOptions) -> list:
+        work = loop_work(src, up, opts, None)
+        kept: tuple[list, list] = ([], [])
+        assert simple_loop(src, tmp_path / "loop.mp4", up, work, kept) == 2
+        assert len(kept[0]) == 2 and kept[0][0].shape == (48, 64, 3)
+        return [a.astype(int) for a in kept[1]]
+
+    tiled, whole = loop_pictures(options), loop_pictures(UpscaleOptions(tile=0))
+    assert len(ref) == len(tiled) == 2 and ref[0].shape == (192, 256, 3)
+    assert max(int(np.abs(x - y).max()) for x, y in zip(tiled, ref, strict=True)) <= 1
+    # the same network untiled gives other frames: the agreement above is the tiles'
+    assert min(float(np.abs(x - y).mean()) for x, y in zip(whole, ref, strict=True)) > 5
 
 
 def test_protocol_c_end_to_end_vs_model_only(small_report):
