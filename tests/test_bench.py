@@ -643,3 +643,35 @@ def test_the_json_report_follows_the_umask(tmp_path):
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o664
     assert json.loads(path.read_text()) == {"schema": 1}
+
+
+def test_floor_targets_read_the_worst_file_against_loop_and_bound(monkeypatch):
+    """benchmarks/targets.py: the floor rows give the worst ratio to the loop and to the bound
+    (the slower stage alone), each with the case it comes from and PASS/MISS."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import targets
+
+    def row(model: str, vs_loop: float, vs_bound: float, stage: str) -> dict:
+        return {
+            "model": model,
+            "clip": "160x96",
+            "pipeline_vs_loop": vs_loop,
+            "pipeline_vs_bound": vs_bound,
+            "bound_stage": stage,
+        }
+
+    report = {
+        "device": {"type": "cpu"},
+        "small": True,
+        "protocols": {
+            "C": [row("floor-null", 1.3, 0.97, "encoder"), row("floor-small", 1.02, 0.9, "network")]
+        },
+    }
+    res = targets.evaluate_targets(report)
+    assert res["C_floor"]["worst_ratio"] == 1.02 and res["C_floor"]["pass"] is False
+    bound = res["C_floor_bound"]
+    assert bound["worst_ratio"] == 0.9 and bound["pass"] is False
+    assert bound["worst_case"] == "floor-small 160x96 (bound: network)"
+    report["protocols"]["C"][1].update(pipeline_vs_loop=1.2, pipeline_vs_bound=0.96)
+    res = targets.evaluate_targets(report)
+    assert res["C_floor"]["pass"] is True and res["C_floor_bound"]["pass"] is True
