@@ -11,6 +11,7 @@ import json
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -424,6 +425,38 @@ def test_hdr10_metadata_is_kept_or_named(tmp_path, weights, env):
             assert abs(a[0] - b[0]) < 1e-4 and abs(a[1] - b[1]) < 1e-4
     r = upscale(weights, env, src, tmp_path / "x264.mkv", "--codec", "libx264")
     assert "mastering-display" in r.stderr and "--codec libx265" in r.stderr, r.stderr
+
+
+def test_hdr10_metadata_read_from_side_data_of_either_pyav_shape():
+    """A frame's side data iterates its entries in PyAV 18 and their types in PyAV 19 (a
+    mapping's keys): the metadata is read from both shapes alike."""
+    import struct
+    from types import SimpleNamespace
+
+    from av.sidedata.sidedata import Type
+
+    from adcvsr_cli.media.hdr import hdr_metadata
+
+    class Entry:
+        def __init__(self, kind: Any, data: bytes):
+            self.type, self.data = kind, data
+
+        def __bytes__(self) -> bytes:
+            return self.data
+
+    # BT.2020 primaries and D65 white point (x, y pairs over 50000), 0.005 to 1000 cd/m2
+    xy = [34000, 16000, 13250, 34500, 7500, 3000, 15635, 16450]
+    mdcv = [v for x in xy for v in (x, 50000)] + [50, 10000, 10000000, 10000, 1, 1]
+    entries = [
+        Entry(Type.MASTERING_DISPLAY_METADATA, struct.pack("<22i", *mdcv)),
+        Entry(Type.CONTENT_LIGHT_LEVEL, struct.pack("<2I", 1000, 400)),
+    ]
+    pyav18 = SimpleNamespace(side_data=entries)
+    pyav19 = SimpleNamespace(side_data={e.type: e for e in entries})
+    got = [hdr_metadata(pyav18), hdr_metadata(pyav19)]
+    assert got[0] == got[1] and got[0] is not None
+    assert (got[0].max_cll, got[0].max_fall, got[0].luminance[1]) == (1000, 400, 1000)
+    assert got[0].white_point == (Fraction(15635, 50000), Fraction(16450, 50000))
 
 
 def test_hdr10_metadata_is_kept_by_a_segmented_run(tmp_path, weights, env):

@@ -380,9 +380,9 @@ class ContainerSink:
 
     def _check_side_counts(self, counts: dict[int, int]) -> None:
         for side in self.sides:
-            if side.mode != "copy" or side.out is None:
+            if side.mode != "copy" or side.out_index is None:
                 continue
-            got = counts.get(side.out.index, 0)
+            got = counts.get(side.out_index, 0)
             if side.stream.type in ("audio", "subtitle") and got != side.muxed:
                 raise VideoError(
                     f"{self.name}: verification failed: stream {side.label} has {got} "

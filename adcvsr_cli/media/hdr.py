@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from av.sidedata.sidedata import Type as SideDataType
+
 # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b primaries x/y, white point x/y, min and
 # max luminance), then has_primaries and has_luminance: 22 int32.
 _MDCV = struct.Struct("<22i")
@@ -94,12 +96,19 @@ def reads_hdr(color_trc: int) -> bool:
     return color_trc in (16, 18)
 
 
+def _side_data(frame: Any) -> list[Any]:
+    """A frame's side data entries. Iterating ``frame.side_data`` yields the entries in PyAV 18
+    and their types (the mapping's keys) in PyAV 19; looking a key up gives the entry in both."""
+    container = frame.side_data
+    return [container[e] if isinstance(e, SideDataType) else e for e in container]
+
+
 def hdr_metadata(frame: Any) -> HdrMetadata | None:
     """The HDR10 static metadata a decoded frame carries, or ``None``."""
     fields: dict[str, Any] = {}
     try:
-        side_data = list(frame.side_data)
-    except ValueError:  # a side data type this PyAV cannot name (a JPEG's EXIF block)
+        side_data = _side_data(frame)
+    except ValueError:  # a side data type PyAV 18 cannot name (a JPEG's EXIF block)
         return None
     for sd in side_data:
         kind = str(sd.type).rsplit(".", 1)[-1]

@@ -84,6 +84,9 @@ class Side:
             optional  # data, attachments, cover art: dropped (with a warning) if refused
         )
         self.out: Any = None
+        # The output stream's index, kept for the read-back check after the output is closed
+        # (PyAV 19 refuses to read a stream of a closed container).
+        self.out_index: int | None = None
         self.muxed = 0
         self.undecodable = 0  # packets a transcoded side could not decode (gaps in its audio)
         self.label = _stream_label(stream)
@@ -328,6 +331,7 @@ class SideMuxer:
                     f"{self.opts.audio_codec}: {_err_text(e)}"
                 ) from e
             raise _cannot_hold(self.name, self.fmt, side, e) from e
+        side.out_index = side.out.index
         _copy_tags(side.out.metadata, dict(s.metadata or {}), _DROP_STREAM_TAGS)
         if s.disposition is not None:
             side.out.disposition = s.disposition
