@@ -1,11 +1,13 @@
-"""The run's thread plumbing: an encoder thread still inside a write when an abort gives up
-waiting for it closes its output itself when the write returns, exactly once."""
+"""The run's thread plumbing: an encoder thread still inside a write (or its finish) when an
+abort gives up waiting for it closes its output itself when that returns, exactly once; an
+abort that lands as the last item went aborts the output and never finishes it."""
 
 from __future__ import annotations
 
 import threading
 
-from adcvsr_cli.media.threads import Crew, once
+from adcvsr_cli.media import threads
+from adcvsr_cli.media.threads import END, Crew, once
 
 
 def test_a_drain_stopped_mid_write_closes_its_output_when_the_write_returns():
@@ -29,6 +31,55 @@ def test_a_drain_stopped_mid_write_closes_its_output_when_the_write_returns():
     assert not drain.alive
     close()  # the caller's own attempt after the thread ended does nothing more
     assert closed == ["aborted"]
+
+
+def test_an_abort_as_the_drain_takes_its_end_aborts_and_never_finishes(monkeypatch):
+    crew = Crew(name="t")
+    done: list[str] = []
+    real_get = threads.get
+
+    def get(q, stop):
+        item = real_get(q, stop)
+        if item is END:
+            crew.stop.set()  # the abort lands just after the last item was written
+        return item
+
+    monkeypatch.setattr(threads, "get", get)
+    drain = crew.drain(
+        lambda item: done.append("wrote"), lambda: done.append("finished"), 4, "enc", lambda e: e
+    )
+    drain.on_stop = once(lambda: done.append("aborted"))  # as the run's abort sets it
+    drain.put(1)
+    drain.q.put(END)  # what close() puts after the last item
+    drain.thread.join(10)
+    assert not drain.alive
+    assert done == ["wrote", "aborted"]
+
+
+def test_a_drain_stopped_mid_finish_closes_its_output_when_the_finish_returns():
+    crew = Crew(name="t")
+    entered, release = threading.Event(), threading.Event()
+    closed: list[str] = []
+
+    def finish() -> None:
+        entered.set()
+        release.wait(30)  # longer than the abort window, until the test lets it go
+        closed.append("finished")
+
+    drain = crew.drain(lambda item: None, finish, 4, "enc", lambda e: e)
+    drain.put(1)
+    drain.q.put(END)
+    assert entered.wait(10)
+    close = once(lambda: closed.append("aborted"))
+    drain.on_stop = close
+    crew.abort()  # gives up after its short window: the finish is still running
+    assert drain.alive and closed == []
+    release.set()
+    drain.thread.join(10)
+    assert not drain.alive
+    assert closed == ["finished", "aborted"]  # closed by the encoder thread itself
+    close()  # the caller's own attempt after the thread ended does nothing more
+    assert closed == ["finished", "aborted"]
 
 
 def test_a_drain_that_ends_normally_does_not_call_on_stop():

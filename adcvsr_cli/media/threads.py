@@ -240,7 +240,8 @@ class Drain:
         self.q: queue.Queue[Any] = queue.Queue(size)
         self.busy = 0.0
         # Called by this thread when it ends on a stop: how a caller that could not wait for
-        # it (a write longer than the abort window) still gets what it writes to closed.
+        # it (a write or finish longer than the abort window) still gets its output closed.
+        # Once the run stops, ``finish`` is not called (not even after the last item).
         self.on_stop: Callable[[], None] | None = None
         self.thread = crew.spawn(self._drain, name, wrap)
 
@@ -250,14 +251,19 @@ class Drain:
                 item = get(self.q, self.crew.stop)
                 if item is END:
                     break
-                t0 = time.monotonic()
-                self.write(item)
-                self.busy += time.monotonic() - t0
+                self._timed(self.write, item)
+            if self.crew.stop.is_set():
+                raise Stopped  # an abort as the last item went: the output is not finished
+            self._timed(self.finish)
         finally:
+            # Last, after a finish too: the run's abort closes the output itself only once this
+            # thread has ended, so a thread it gave up waiting for closes it here.
             if self.crew.stop.is_set() and self.on_stop is not None:
                 self.on_stop()
+
+    def _timed(self, fn: Callable[..., None], *args: Any) -> None:
         t0 = time.monotonic()
-        self.finish()
+        fn(*args)
         self.busy += time.monotonic() - t0
 
     def put(self, item: Any) -> None:
