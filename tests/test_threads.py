@@ -6,31 +6,47 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from adcvsr_cli.media import threads
 from adcvsr_cli.media.threads import END, Crew, once
 
 
-def test_a_drain_stopped_mid_write_closes_its_output_when_the_write_returns():
+@pytest.mark.parametrize("stage", ["write", "finish"])
+def test_a_drain_stopped_mid_write_or_finish_closes_its_output_when_that_returns(stage):
     crew = Crew(name="t")
     entered, release = threading.Event(), threading.Event()
     closed: list[str] = []
 
-    def write(item: object) -> None:
+    def slow() -> None:
         entered.set()
         release.wait(30)  # longer than the abort window, until the test lets it go
 
-    drain = crew.drain(write, lambda: closed.append("finished"), 4, "enc", lambda e: e)
+    def write(item: object) -> None:
+        if stage == "write":
+            slow()
+
+    def finish() -> None:
+        if stage == "finish":
+            slow()
+        closed.append("finished")
+
+    drain = crew.drain(write, finish, 4, "enc", lambda e: e)
     drain.put(1)
+    if stage == "finish":
+        drain.q.put(END)  # what close() puts after the last item
     assert entered.wait(10)
     close = once(lambda: closed.append("aborted"))
     drain.on_stop = close
-    crew.abort()  # gives up after its short window: the write is still running
+    crew.abort()  # gives up after its short window: the write or finish is still running
     assert drain.alive and closed == []
     release.set()
     drain.thread.join(10)
     assert not drain.alive
+    want = ["aborted"] if stage == "write" else ["finished", "aborted"]
+    assert closed == want  # closed by the encoder thread itself
     close()  # the caller's own attempt after the thread ended does nothing more
-    assert closed == ["aborted"]
+    assert closed == want
 
 
 def test_an_abort_as_the_drain_takes_its_end_aborts_and_never_finishes(monkeypatch):
@@ -54,32 +70,6 @@ def test_an_abort_as_the_drain_takes_its_end_aborts_and_never_finishes(monkeypat
     drain.thread.join(10)
     assert not drain.alive
     assert done == ["wrote", "aborted"]
-
-
-def test_a_drain_stopped_mid_finish_closes_its_output_when_the_finish_returns():
-    crew = Crew(name="t")
-    entered, release = threading.Event(), threading.Event()
-    closed: list[str] = []
-
-    def finish() -> None:
-        entered.set()
-        release.wait(30)  # longer than the abort window, until the test lets it go
-        closed.append("finished")
-
-    drain = crew.drain(lambda item: None, finish, 4, "enc", lambda e: e)
-    drain.put(1)
-    drain.q.put(END)
-    assert entered.wait(10)
-    close = once(lambda: closed.append("aborted"))
-    drain.on_stop = close
-    crew.abort()  # gives up after its short window: the finish is still running
-    assert drain.alive and closed == []
-    release.set()
-    drain.thread.join(10)
-    assert not drain.alive
-    assert closed == ["finished", "aborted"]  # closed by the encoder thread itself
-    close()  # the caller's own attempt after the thread ended does nothing more
-    assert closed == ["finished", "aborted"]
 
 
 def test_a_drain_that_ends_normally_does_not_call_on_stop():
