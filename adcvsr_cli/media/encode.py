@@ -371,12 +371,12 @@ class ContainerSink:
 
     def _pipe_shift(self, first_pts: int | None) -> list[str]:
         """What a pipe output cannot be read back for: Matroska and WebM store no times below
-        zero, so their muxer moves every stream later by the earliest packet time below zero
-        (an AAC priming packet). Fragmented MP4 keeps edit lists (delay_moov), as a file does."""
-        earliest = self.muxer.earliest if self.muxer is not None else None
-        if self.fmt not in ("matroska", "webm") or earliest is None or first_pts is None:
+        zero beyond a stream's codec delay, so their muxer moves every stream later by what a
+        packet has below that (an AAC priming packet; see :func:`.sides._muxer_shift`).
+        Fragmented MP4 keeps edit lists (delay_moov), as a file does."""
+        if self.muxer is None or first_pts is None:
             return []
-        return self._shift_note(max(0.0, -earliest), max(float(self.tb), 0.001))
+        return self._shift_note(self.muxer.shift, max(float(self.tb), 0.001))
 
     def _check_side_counts(self, counts: dict[int, int]) -> None:
         for side in self.sides:

@@ -74,6 +74,34 @@ def _copy_tags(dst: Any, src: dict[str, str], drop: set[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# Muxers that store no times before zero: they move every stream later by what lies below zero,
+# less what a stream's codec delay (an Opus pre-skip, an AAC priming the input names) allows.
+_NO_TIMES_BELOW_ZERO = ("matroska", "webm")
+
+
+def _muxer_shift(fmt: str, pkt: Any, t: float) -> float:
+    """How much later (seconds) the ``fmt`` muxer moves its output for ``pkt``, stored at ``t``
+    seconds (below zero): the packet is written alone into a file in memory and read back, so
+    the answer is this libavformat's own (its rules on codec delays change between versions).
+    Unreadable: all of ``-t``, what a muxer without codec delays does."""
+    buf = io.BytesIO()
+    try:
+        with av.open(buf, "w", format=fmt) as probe:
+            ost = probe.add_stream_from_template(pkt.stream)
+            copy = av.Packet(bytes(pkt))
+            copy.stream = ost
+            copy.time_base, copy.pts, copy.dts = pkt.time_base, pkt.pts, pkt.dts
+            probe.mux(copy)
+        buf.seek(0)
+        with av.open(buf, "r", format=fmt) as back:
+            got = next((p for p in back.demux() if p.pts is not None and p.time_base), None)
+            if got is None:
+                return -t
+            return max(0.0, float(got.pts * got.time_base) - t)
+    except (av.error.FFmpegError, ValueError):
+        return -t
+
+
 class Side:
     """A non-video input stream and what we do with it."""
 
@@ -259,7 +287,10 @@ class SideMuxer:
         self.warn = warn
         self.dropped: list[str] = []
         self.attached: list[str] = []
-        self.earliest: float | None = None  # the earliest packet time muxed, in seconds
+        # How much later (seconds) a muxer that stores no times before zero moves the output,
+        # and per stream the earliest time below zero already accounted for.
+        self.shift = 0.0
+        self._below: dict[int, float] = {}
         self.sides = [s for s in sides if not self._as_attachment(s) and self._keep(s)]
         for side in self.sides:
             self._add(side)
@@ -382,12 +413,14 @@ class SideMuxer:
         self._encode(side, frames)
 
     def put(self, pkt: Any) -> None:
-        """Mux one packet, noting the earliest time muxed (what a muxer that stores no
-        negative times shifts everything by)."""
-        if pkt.pts is not None and pkt.time_base:
+        """Mux one packet; one stored before zero may move the whole output later (``shift``),
+        which a pipe output cannot be read back for."""
+        if pkt.pts is not None and pkt.time_base and self.fmt in _NO_TIMES_BELOW_ZERO:
             t = float(pkt.pts * pkt.time_base)
-            if self.earliest is None or t < self.earliest:
-                self.earliest = t
+            index = pkt.stream.index
+            if t < min(0.0, self._below.get(index, 0.0)):
+                self._below[index] = t
+                self.shift = max(self.shift, _muxer_shift(self.fmt, pkt, t))
         self.out.mux(pkt)
 
     def _encode(self, side: Side, frames: Any) -> None:
