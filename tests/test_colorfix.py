@@ -53,6 +53,31 @@ def test_adain_keeps_half_precision_dtype(dtype):
     torch.testing.assert_close(out.float(), _reference(sr, lr), atol=0.05, rtol=0.02)
 
 
+@pytest.mark.parametrize(
+    ("shape", "layout"),
+    [
+        ((2, 3, 300, 250), "contiguous"),  # 75,000 pixels: a whole block and a part of one
+        ((1, 3, 1, 1), "contiguous"),  # one pixel: std 0
+        ((2, 3, 96, 160), "channels_last"),  # a strided input is read as it is
+    ],
+)
+def test_channel_stats_match_a_float64_reference(shape, layout):
+    """The CPU's block-wise two-pass statistics: within float32 rounding of float64 ones, also
+    for a bright, low-contrast frame (where a one-pass sum of squares loses its digits)."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(*shape, generator=g) * 0.01 + 0.9
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
+    m, s = channel_stats(x)
+    assert m.dtype == s.dtype == torch.float32 and m.shape == s.shape == shape[:2]
+    xd = x.double()
+    n = shape[-1] * shape[-2]
+    ref_m = xd.mean(dim=(2, 3))
+    ref_s = xd.std(dim=(2, 3), unbiased=True) if n > 1 else torch.zeros_like(ref_m)
+    torch.testing.assert_close(m.double(), ref_m, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(s.double(), ref_s, atol=1e-9, rtol=2e-6)
+
+
 def test_adain_survives_a_flat_frame():
     out = adain(torch.full((1, 3, 8, 8), 0.25), torch.rand(1, 3, 2, 2))
     assert torch.isfinite(out).all()
