@@ -112,6 +112,9 @@ class Sizes:
     floor: tuple[tuple[int, int, int], ...] = ((50, 480, 854), (25, 1080, 1920))
 
 
+# protocol C's floor networks: nearest x4 (no weights) and the tiny random network
+FLOOR_NETWORKS = ("null", "small")
+
 FULL_SIZES = Sizes(
     a_frames=25,
     a_hw=(128, 128),
@@ -439,6 +442,7 @@ class _Ctx:
     floor: bool = True
     # protocol C's floor: encoder options of both sides (e.g. {"threads": "1"})
     floor_encoder: dict[str, str] = field(default_factory=dict)
+    floor_networks: tuple[str, ...] = FLOOR_NETWORKS
 
     @property
     def precision(self) -> str:
@@ -1058,12 +1062,24 @@ def _floor_sizes(text: str) -> list[tuple[int, int, int]]:
     return out
 
 
-def _floor_networks(ctx: _Ctx) -> list[tuple[str, Any]]:
+def _floor_network(ctx: _Ctx, name: str) -> Any:
     from .floor import NullNetwork
 
     dims = tiny_dims(False)
-    small = materialize(dims, _random_state(dims, 0, ctx.device), ctx.device, torch.float32)
-    return [("null", NullNetwork(dims).to(ctx.device)), ("small", small)]
+    if name == "null":
+        return NullNetwork(dims).to(ctx.device)
+    return materialize(dims, _random_state(dims, 0, ctx.device), ctx.device, torch.float32)
+
+
+def _floor_network_names(text: str) -> tuple[str, ...]:
+    """``"null,small"`` -> ("null", "small"); an unknown name is refused."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in FLOOR_NETWORKS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: floor networks are {', '.join(FLOOR_NETWORKS)} (joined by commas)"
+        )
+    return names
 
 
 def _protocol_c_floor(ctx: _Ctx, workdir: Path) -> list[dict]:
@@ -1077,7 +1093,8 @@ def _protocol_c_floor(ctx: _Ctx, workdir: Path) -> list[dict]:
     for n, h, w in ctx.sizes.floor:
         src = workdir / f"floor-{w}x{h}.mp4"
         _write_clip(src, _generated_frames(n, h, w), 25)
-        for name, net in _floor_networks(ctx):
+        for name in ctx.floor_networks:
+            net = _floor_network(ctx, name)
             up = Upscaler(net, device=ctx.device, dtype=ctx.dtype, on_event=ctx.emit)
             s = up.dims.scale
             base = {
@@ -1256,6 +1273,7 @@ def run_benchmark(
     floor: bool = True,
     floor_sizes: Sequence[tuple[int, int, int]] | None = None,
     floor_encoder_threads: int | None = None,
+    floor_networks: Sequence[str] = FLOOR_NETWORKS,
 ) -> dict[str, Any]:
     """Run the protocols and return the report (also written to ``out_json`` when given).
 
@@ -1268,11 +1286,15 @@ def run_benchmark(
     much faster than oversubscribed threads on a busy machine); ``flicker``: protocol C entries
     get the flicker meter's E*warp of their output (``adcvsr quality``; needs OpenCV);
     ``floor_encoder_threads``: the encoder threads of both sides of protocol C's floor runs
-    (default: the encoder's own choice). Raises :class:`UsageError` for bad arguments.
+    (default: the encoder's own choice); ``floor_networks``: which of :data:`FLOOR_NETWORKS`
+    they run. Raises :class:`UsageError` for bad arguments.
     """
     params = {k: v for k, v in locals().items() if k != "threads"}
     if threads is not None and threads < 1:
         raise UsageError(f"threads must be >= 1, got {threads}")
+    unknown = [n for n in floor_networks if n not in FLOOR_NETWORKS]
+    if unknown:
+        raise UsageError(f"floor networks are {', '.join(FLOOR_NETWORKS)}, got {unknown}")
     if floor_encoder_threads is not None and floor_encoder_threads < 1:
         raise UsageError(f"floor encoder threads must be >= 1, got {floor_encoder_threads}")
     old_threads = torch.get_num_threads()
@@ -1312,6 +1334,7 @@ def _run_benchmark(
     floor: bool,
     floor_sizes: Sequence[tuple[int, int, int]] | None,
     floor_encoder_threads: int | None,
+    floor_networks: Sequence[str],
 ) -> dict[str, Any]:
     from .pipeline import resolve_device, resolve_precision
 
@@ -1353,6 +1376,7 @@ def _run_benchmark(
         floor_encoder={}
         if floor_encoder_threads is None
         else {"threads": str(floor_encoder_threads)},
+        floor_networks=tuple(floor_networks),
     )
     report = _report_head(ctx, specs, "from weights" if weights is not None else dims_mode, mm)
 
@@ -1768,6 +1792,12 @@ def _parser() -> argparse.ArgumentParser:
         help="clips of the floor runs, WxHxFRAMES joined by commas (e.g. 854x480x4,1920x1080x2)",
     )
     p.add_argument(
+        "--floor-networks",
+        type=_floor_network_names,
+        default=FLOOR_NETWORKS,
+        help="networks of the floor runs: null (nearest x4), small (tiny random), joined by commas",
+    )
+    p.add_argument(
         "--floor-encoder-threads",
         type=int,
         default=None,
@@ -1839,6 +1869,7 @@ def main(
             floor=args.floor,
             floor_sizes=args.floor_sizes,
             floor_encoder_threads=args.floor_encoder_threads,
+            floor_networks=args.floor_networks,
         )
         if args.plot:
             from .plots import plot_bench

@@ -675,3 +675,16 @@ def test_floor_targets_read_the_worst_file_against_loop_and_bound(monkeypatch):
     report["protocols"]["C"][1].update(pipeline_vs_loop=1.2, pipeline_vs_bound=0.96)
     res = targets.evaluate_targets(report)
     assert res["C_floor"]["pass"] is True and res["C_floor_bound"]["pass"] is True
+
+
+def test_floor_networks_and_encoder_threads_are_checked(capsys):
+    assert bench._floor_network_names("small") == ("small",)
+    assert bench._floor_network_names(" null , small ") == ("null", "small")
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--floor-networks", "tiny"])
+    assert stop.value.code == 2
+    assert "floor networks are null, small" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="floor encoder threads must be >= 1"):
+        bench.run_benchmark(protocols=("C",), device="cpu", floor_encoder_threads=0)
+    with pytest.raises(UsageError, match="floor networks are null, small"):
+        bench.run_benchmark(protocols=("C",), device="cpu", floor_networks=("big",))
