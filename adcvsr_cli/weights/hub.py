@@ -1,15 +1,12 @@
 """Verified Hub files through huggingface_hub, and the pins that make reruns request nothing.
 
-``hf_hub_download`` at a commit returns a cached file without a request; ``--offline`` is its
-``local_files_only``, ``--force`` its ``force_download``, ``--cache-dir DIR`` puts its cache in
-``DIR/hub``. What the library lacks is added here: the SHA-256 check (from the registry, else
-the pin, else the Hub's LFS metadata), a branch pinned on first use (``pins/*.json`` in the
-adcvsr cache: the commit and each file's hash), and one clear WeightsError per failure.
+``hf_hub_download`` at a commit answers from its cache without a request. Added here: the SHA-256
+check (registry, else pin, else the Hub's LFS metadata), a branch pinned on first use
+(``pins/*.json`` in the adcvsr cache) and one clear WeightsError per failure.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import io
 import json
@@ -17,7 +14,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote
 
 from tqdm.std import tqdm
@@ -58,11 +55,10 @@ class HubRef:
 
 
 def parse_hub_ref(ref: str) -> HubRef:
-    """The Hub's ``hf://owner/repo[@revision]/path`` (huggingface_hub's parser; ``main`` if left out).
+    """``hf://owner/repo[@revision]/path`` (``main`` if left out), by huggingface_hub's parser.
 
-    The old ``hf://owner/repo/path@revision`` works where it cannot mean anything else (a file
-    name with an extension before the ``@``, no ``/`` after it but in ``refs/pr/N``); elsewhere
-    the error spells both readings in the Hub's form.
+    The old ``hf://owner/repo/path@revision`` is read where it is unambiguous (a file name with
+    an extension before the ``@``, no ``/`` after it but in ``refs/pr/N``).
     """
     from huggingface_hub import parse_hf_uri
     from huggingface_hub.errors import HfUriError
@@ -137,8 +133,7 @@ class Hub:
         return Path(found) if isinstance(found, str) else None
 
 
-@dataclass(frozen=True)
-class Fetched:
+class Fetched(NamedTuple):
     commit: str
     files: dict[str, tuple[Path, str]]  # path in the repo -> (local file, its sha256)
     from_cache: bool  # nothing was downloaded
@@ -159,7 +154,7 @@ def read_pin(hub: Hub, repo_id: str, revision: str) -> dict[str, Any] | None:
 
 
 def known(hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile]):
-    """The commit (or None) and {path: (sha256, from where)} known without a request."""
+    """The commit (or None), {path: (sha256, from where)} and who pinned it, without a request."""
     pin = None if hub.force else read_pin(hub, repo_id, revision)
     expect = {f.path: (f.sha256, "the registry") for f in files if f.sha256}
     if pin is not None:
@@ -200,21 +195,15 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
     from .native import atomic_write
 
     old = read_pin(hub, repo_id, revision)
-    if old is not None and old["commit"] == commit and old["files"] | files == old["files"]:
-        return
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-    kept = old if old is not None and old["commit"] == commit else None  # extend the same pin
-    rec = {
-        "repo_id": repo_id,
-        "revision": revision,
-        "commit": commit,
-        "pinned_at": kept["pinned_at"] if kept else now,
-        "files": (kept["files"] if kept else {}) | files,
-    }
-    text = json.dumps(rec, indent=2, sort_keys=True) + "\n"
+    when = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    if old is not None and old["commit"] == commit:  # the same pin, perhaps with more files
+        if old["files"] | files == old["files"]:
+            return
+        files, when = old["files"] | files, old["pinned_at"]
+    rec = dict(repo_id=repo_id, revision=revision, commit=commit, pinned_at=when, files=files)
     path = pin_file(hub, repo_id, revision)
     try:
-        atomic_write(path, lambda t: t.write_text(text, encoding="utf-8"))
+        atomic_write(path, lambda t: t.write_text(json.dumps(rec, indent=2) + "\n", "utf-8"))
     except OSError as e:  # a read-only or full cache: this run is verified, later ones less so
         hub.emit(
             type="warning",
@@ -227,17 +216,14 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
         )
 
 
-def _fetch_one(
-    hub: Hub, repo_id: str, commit: str, path: str, expect, model
-) -> tuple[Path, str, bool]:
+def _fetch_one(hub: Hub, repo_id, commit, path, expect, model) -> tuple[Path, str, bool]:
     """(local file, sha256, came from the cache): a bad copy is fetched once more, then refused."""
     want, why = expect
     label, what = {"model": model, "file": path}, f"{path} from {repo_id}@{commit}"
-    cached = not hub.force and hub.cached(repo_id, commit, path) is not None
-    force, local, sha = hub.force, Path(), ""
+    fresh = hub.force or hub.cached(repo_id, commit, path) is None
     for attempt in (1, 2):
-        local = _download(hub, repo_id, commit, path, model, force=force)
-        sha, fresh = sha256_file(local), force or not cached
+        local = _download(hub, repo_id, commit, path, model, force=hub.force or attempt == 2)
+        sha = sha256_file(local)
         if want in (None, sha):
             if fresh:
                 hub.emit(type="download", stage="done", **label, path=str(local))
@@ -255,8 +241,9 @@ def _fetch_one(
                 f"the cached {what} is corrupt (sha256 {sha}, expected {want} from {why}); offline "
                 f"mode is on, so it cannot be fetched again: {hub.ways_out(model)}"
             )
-        force = True
-    _evict(hub, local)
+        fresh = True
+    for p in {local.resolve(), local}:  # the library's blob and its snapshot link to it
+        p.unlink(missing_ok=True)
     raise WeightsError(
         f"{what} failed verification twice: expected sha256 {want} (from {why}), got {sha}. "
         "The bad download was deleted."
@@ -301,17 +288,6 @@ def _declared(hub: Hub, repo_id: str, revision: str, model) -> tuple[str, dict[s
     return info.sha, {s.rfilename: s.lfs.sha256 for s in info.siblings or () if s.lfs}
 
 
-def _evict(hub: Hub, local: Path) -> None:
-    """Delete a downloaded file (its snapshot entry and its blob) through the library's scan."""
-    from huggingface_hub import scan_cache_dir
-
-    for repo in scan_cache_dir(hub.hub_cache).repos:
-        for f in (f for rev in repo.revisions for f in rev.files if Path(f.file_path) == local):
-            for p in (f.blob_path, f.file_path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(p)
-
-
 def _progress(hub: Hub, label: dict[str, Any]) -> type[tqdm]:
     """A tqdm for the library's ``tqdm_class`` hook: draws nothing, reports bytes as events."""
 
@@ -328,9 +304,6 @@ def _progress(hub: Hub, label: dict[str, Any]) -> type[tqdm]:
     return EventBar
 
 
-# ----------------------------------------------------------------------------- errors
-
-
 def _endpoint() -> str | None:
     return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None  # read now, not at import
 
@@ -341,46 +314,31 @@ def _errors() -> tuple[type[BaseException], ...]:
     return (OSError, ValueError, httpx2.HTTPError, httpx2.InvalidURL)
 
 
-def _hub_error(
-    e: BaseException, hub: Hub, repo_id: str, revision: str, path: str, model
-) -> WeightsError:
-    """One clear WeightsError for a huggingface_hub / httpx2 / OS error."""
+def _hub_error(e: BaseException, hub: Hub, repo_id, revision, path, model) -> WeightsError:
+    """One clear WeightsError for a huggingface_hub / httpx2 / OS error (the first that fits)."""
     import httpx2
     from huggingface_hub import errors as hfe
 
     while isinstance(e, (hfe.LocalEntryNotFoundError, ValueError)) and e.__cause__ is not None:
         e = e.__cause__  # behind the library's "not in the cache" and "force download failed"
     what, host = f"{path} from {repo_id}@{revision}", _endpoint() or "https://huggingface.co"
-    if isinstance(e, httpx2.TimeoutException):
-        return WeightsError(
-            f"the Hugging Face Hub at {host} did not answer in time while fetching {what} (limits: "
-            "HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, in seconds): the network looks down or very slow. "
-            f"Retry later, or work offline: {hub.ways_out(model)}"
-        )
-    if isinstance(e, (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol)):
-        return WeightsError(
-            f"cannot reach the Hugging Face Hub at {host} to fetch {what}: the network is down or "
-            f"the endpoint is wrong ({str(e).strip() or type(e).__name__}). Check the connection "
-            f"(and HF_ENDPOINT), or work offline: {hub.ways_out(model)}"
-        )
-    if isinstance(e, hfe.GatedRepoError):
-        return WeightsError(
-            f"{repo_id} is gated: accept its terms on the Hub and set HF_TOKEN, then retry ({what})"
-        )
-    if isinstance(e, hfe.RepositoryNotFoundError):
-        return WeightsError(
-            f"repository {repo_id} was not found on {host} (or it is private: set HF_TOKEN) while fetching {what}"
-        )
-    if isinstance(e, hfe.RevisionNotFoundError):
-        return WeightsError(f"revision {revision!r} does not exist in {repo_id} (fetching {path})")
-    if isinstance(e, hfe.RemoteEntryNotFoundError):
-        return WeightsError(f"file {path} does not exist in {repo_id} at revision {revision}")
-    if isinstance(e, hfe.HfHubHTTPError):
-        status = e.response.status_code if e.response is not None else 0
-        kind = "a server error; retry later" if status >= 500 else "refused"
-        kind = (
-            "access refused: private or gated repo? set HF_TOKEN" if status in (401, 403) else kind
-        )
-        return WeightsError(f"the Hub at {host} answered HTTP {status or '?'} for {what} ({kind})")
-    detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return WeightsError(f"download of {what} from {host} failed: {detail}")
+    status = getattr(getattr(e, "response", None), "status_code", None) or "?"
+    why = (
+        "access refused: private or gated repo? set HF_TOKEN" if status in (401, 403) else "refused"
+    )
+    why = "a server error; retry later" if isinstance(status, int) and status >= 500 else why
+    down = (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol)
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    messages: dict[Any, str] = {
+        httpx2.TimeoutException: f"the Hugging Face Hub at {host} did not answer in time while fetching {what} (limits: HF_HUB_ETAG_TIMEOUT, HF_HUB_DOWNLOAD_TIMEOUT, in seconds): the network looks down or very slow. Retry later, or work offline: {hub.ways_out(model)}",
+        down: f"cannot reach the Hugging Face Hub at {host} to fetch {what}: the network is down or the endpoint is wrong ({detail}). Check the connection (and HF_ENDPOINT), or work offline: {hub.ways_out(model)}",
+        hfe.GatedRepoError: f"{repo_id} is gated: accept its terms on the Hub and set HF_TOKEN, then retry ({what})",
+        hfe.RepositoryNotFoundError: f"repository {repo_id} was not found on {host} (or it is private: set HF_TOKEN) while fetching {what}",
+        hfe.RevisionNotFoundError: f"revision {revision!r} does not exist in {repo_id} (fetching {path})",
+        hfe.RemoteEntryNotFoundError: f"file {path} does not exist in {repo_id} at revision {revision}",
+        hfe.HfHubHTTPError: f"the Hub at {host} answered HTTP {status} for {what} ({why})",
+    }
+    return WeightsError(
+        next((m for cls, m in messages.items() if isinstance(e, cls)), None)
+        or f"download of {what} from {host} failed: {detail}"
+    )

@@ -1,10 +1,8 @@
 """``--weights`` to a verified native file: registry names, ``hf://`` references, local paths.
 
-Registry pickles are converted once into ``native/<name>-<key>.safetensors`` in the adcvsr
-cache, keyed by the sources' hashes, with the file's own SHA-256 in a ``.sha256`` beside it;
-a known key and a good file need no network at all. Events go to ``on_event`` as dicts with a
-``type``: ``cache`` (status hit/corrupt), ``download`` (stage start/progress/done),
-``verify`` (done/mismatch), ``convert`` and ``notice``.
+Registry pickles are converted once into ``native/<name>-<key>.safetensors`` in the adcvsr cache
+(the key: the sources' hashes and the dims), with its SHA-256 in a ``.sha256`` file beside it.
+Events go to ``on_event`` as dicts with a ``type``: cache, download, verify, convert, notice.
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +35,7 @@ class ResolvedWeights:
     origin: str  # "registry", "hub" or "local"
     source: str  # provenance, e.g. "adcsr-x4 (Guaishou74851/AdcSR@<commit>, converted)"
     from_cache: bool = False  # nothing was downloaded or converted
-    # The sha256 of the files it was made from, by path (a conversion's own hash varies:
-    # safetensors writes its metadata in no fixed order).
-    sources: Mapping[str, str] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)  # the sha256 of what it came from
 
 
 @dataclass(frozen=True)
@@ -64,9 +59,7 @@ class ModelStatus:
     size_bytes: int  # the native file on disk
     source_bytes: int  # downloaded source files in the Hub cache
     detail: str = ""
-    # The sha256 each source file is checked against (registry or pin), by path in the repo:
-    # with ``commit``, what a release pinned in the registry needs.
-    file_sha256: dict[str, str] = field(default_factory=dict)
+    file_sha256: dict[str, str] = field(default_factory=dict)  # with commit: what a pin needs
 
 
 @dataclass(frozen=True)
@@ -77,7 +70,6 @@ class DownloadResult:
     ok: bool
     weights: ResolvedWeights | None = None
     error: AdcvsrError | None = None
-    seconds: float = 0.0
 
 
 def resolve_weights(
@@ -89,14 +81,9 @@ def resolve_weights(
     registry: Registry | str | os.PathLike | None = None,
     force: bool = False,
 ) -> ResolvedWeights:
-    """Turn ``--weights`` into a verified native ``.safetensors`` file; raises WeightsError.
-
-    ``spec`` is a registry name (None: the default), a local path or ``hf://owner/repo@rev/path``;
-    a registry name wins over a file of that name (write ``./name``). ``offline`` adds to
-    ``HF_HUB_OFFLINE``; ``cache_dir`` holds everything (Hub downloads in ``hub/``), else pins and
-    conversions go to ``ADCVSR_CACHE`` and downloads to the Hub's cache. ``force`` fetches,
-    converts and pins again.
-    """
+    """``--weights`` (a registry name, None for the default; a local path; ``hf://``) to a
+    verified native file. ``cache_dir`` holds everything, Hub downloads in ``hub/``;
+    ``offline`` adds to ``HF_HUB_OFFLINE``; ``force`` fetches, converts and pins again."""
     hub, named = Hub.open(cache_dir, offline, on_event, force), _named(spec, registry)
     if isinstance(named, HubRef):
         return _from_hub_ref(hub, named)
@@ -113,9 +100,9 @@ def peek_dims(
     cache_dir: str | os.PathLike | None = None,
     registry: Registry | str | os.PathLike | None = None,
 ) -> AdcVSRDims | None:
-    """The dims of the network ``spec`` names, without loading a tensor or touching the network:
-    a registry entry's, a local file's header, a cached ``hf://`` file's (None when not cached).
-    Raises WeightsError as :func:`resolve_weights` would for a missing, foreign or unreleased one."""
+    """The dims of the network ``spec`` names, from a registry entry, a local file's header or a
+    cached ``hf://`` file's (None when not cached): no tensor loaded, no request made. Refuses
+    what :func:`resolve_weights` refuses, with its message."""
     named = _named(spec, registry)
     if isinstance(named, HubRef):
         try:
@@ -185,16 +172,12 @@ def _from_hub_ref(hub: Hub, ref: HubRef) -> ResolvedWeights:
     if not ref.pinned_by_user:
         msg = f"{ref} names no @revision: using 'main', which is not pinned: it is pinned to its current commit on first use"
         hub.emit(type="notice", model=None, message=msg)
-    got = fetch(hub, ref.repo_id, ref.revision, [SourceFile("weights", ref.path)], None)
-    path, sha = got.files[ref.path]
-    source, dims = (
-        f"{HUB_PREFIX}{ref.repo_id}@{got.commit}/{ref.path}",
-        _header(path, str(ref)).dims,
+    commit, files, hit = fetch(hub, ref.repo_id, ref.revision, [SourceFile("w", ref.path)], None)
+    path, sha = files[ref.path]
+    source = f"{HUB_PREFIX}{ref.repo_id}@{commit}/{ref.path}"
+    return ResolvedWeights(
+        path, None, _header(path, str(ref)).dims, sha, "hub", source, hit, {ref.path: sha}
     )
-    return ResolvedWeights(path, None, dims, sha, "hub", source, got.from_cache, {ref.path: sha})
-
-
-# ----------------------------------------------------------------------------- registry entries
 
 
 def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
@@ -203,16 +186,16 @@ def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
     s, name = entry.source, entry.name
     assert s.repo_id and s.revision, "validated by load_registry"
     if s.format == "native":
-        got = fetch(hub, s.repo_id, s.revision, s.files, name)
-        ((p, (path, sha)),) = got.files.items()
-        return _result(entry, path, sha, got.commit, {p: sha}, got.from_cache)
-    if (cached := _cached_conversion(hub, entry)) is not None:  # a conversion needs no network
+        commit, files, hit = fetch(hub, s.repo_id, s.revision, s.files, name)
+        ((p, (path, sha)),) = files.items()
+        return _result(entry, path, sha, commit, {p: sha}, hit)
+    cached = None if hub.force else _cached_conversion(hub, entry)
+    if cached is not None and (good := _verified(hub, cached[2], name)):  # no network needed
         commit, sources, native = cached
-        if (hit := _verified(hub, native, name)) is not None:
-            hub.emit(type="cache", status="hit", model=name, file=native.name, path=str(native))
-            return _result(entry, native, hit, commit, sources, True)
-    got = fetch(hub, s.repo_id, s.revision, s.files, name)
-    sources = {p: sha for p, (_, sha) in got.files.items()}
+        hub.emit(type="cache", status="hit", model=name, file=native.name, path=str(native))
+        return _result(entry, native, good, commit, sources, True)
+    commit, files, hit = fetch(hub, s.repo_id, s.revision, s.files, name)
+    sources = {p: sha for p, (_, sha) in files.items()}
     native = _native_path(hub, entry, sources)
     try:
         native.parent.mkdir(parents=True, exist_ok=True)
@@ -222,13 +205,11 @@ def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
 
     with WeakFileLock(native.parent / f".{native.stem}.lock"):  # one conversion; others wait
         done = None if hub.force else _verified(hub, native, name)
-        sha = done or _convert(hub, entry, got.files, got.commit, native)
-    return _result(entry, native, sha, got.commit, sources, got.from_cache and done is not None)
+        sha = done or _convert(hub, entry, files, commit, native)
+    return _result(entry, native, sha, commit, sources, hit and done is not None)
 
 
-def _result(
-    entry: ModelEntry, path: Path, sha: str, commit: str, sources, from_cache: bool
-) -> ResolvedWeights:
+def _result(entry: ModelEntry, path: Path, sha, commit, sources, from_cache) -> ResolvedWeights:
     dims = _header(path, f"{entry.name}: {path.name}").dims
     if dims != entry.dims:
         raise WeightsError(
@@ -237,9 +218,7 @@ def _result(
         )
     converted = ", converted" if entry.source.format == "adcsr-pickle" else ""
     source = f"{entry.name} ({entry.source.repo_id}@{commit}{converted})"
-    return ResolvedWeights(
-        path, entry.name, dims, sha, "registry", source, from_cache, dict(sources)
-    )
+    return ResolvedWeights(path, entry.name, dims, sha, "registry", source, from_cache, sources)
 
 
 def _unreleased(entry: ModelEntry) -> WeightsError:
@@ -254,20 +233,16 @@ def _cached_conversion(hub: Hub, entry: ModelEntry) -> tuple[str, dict[str, str]
     """(commit, sources' sha256, where their conversion lives) when known without a request."""
     s = entry.source
     commit, expect, _ = known(hub, s.repo_id or "", s.revision or "", s.files)
-    if not commit or any(expect.get(f.path, (None,))[0] is None for f in s.files):
+    sources = {f.path: expect[f.path][0] for f in s.files if expect.get(f.path, (None,))[0]}
+    if not commit or len(sources) < len(s.files):
         return None
-    sources = {f.path: expect[f.path][0] for f in s.files}
     return commit, sources, _native_path(hub, entry, sources)
 
 
 def _native_path(hub: Hub, entry: ModelEntry, sources: Mapping[str, str]) -> Path:
     """Where the conversion of these sources lives: the key changes with any hash or the dims."""
     by_role = {f.role: sources[f.path] for f in entry.source.files}
-    key = {
-        "sources": dict(sorted(by_role.items())),
-        "dims": entry.dims.to_json(),
-        "format_version": FORMAT_VERSION,
-    }
+    key = {"sources": by_role, "dims": entry.dims.to_json(), "format_version": FORMAT_VERSION}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return hub.root / "native" / f"{entry.name}-{digest}.safetensors"
 
@@ -275,7 +250,7 @@ def _native_path(hub: Hub, entry: ModelEntry, sources: Mapping[str, str]) -> Pat
 def _sidecar(native: Path) -> str | None:
     """The sha256 recorded beside a converted file."""
     try:
-        first = native.with_name(native.name + ".sha256").read_text(encoding="utf-8").split()
+        first = Path(f"{native}.sha256").read_text(encoding="utf-8").split()
     except OSError:
         return None
     return first[0] if first and SHA256_RE.match(first[0]) else None
@@ -291,7 +266,7 @@ def _verified(hub: Hub, native: Path, model: str) -> str | None:
         return actual
     bad = {"path": str(native), "expected": recorded, "actual": actual}
     hub.emit(type="cache", status="corrupt", model=model, file=native.name, **bad)
-    for p in (native, native.with_name(native.name + ".sha256")):
+    for p in (native, Path(f"{native}.sha256")):
         p.unlink(missing_ok=True)
     return None
 
@@ -314,9 +289,8 @@ def _convert(hub: Hub, entry: ModelEntry, files, commit: str, native: Path) -> s
             source_sha256=hashes,  # verified just now: no second hashing pass
             on_event=lambda ev: hub.emit(**{**ev, "model": entry.name}),
         )
-        sha = sha256_file(tmp)
-        sidecar = native.with_name(native.name + ".sha256")
-        atomic_write(sidecar, lambda t: t.write_text(f"{sha}  {native.name}\n", encoding="utf-8"))
+        sha = sha256_file(tmp)  # the record first: a file without one would count as corrupt
+        atomic_write(Path(f"{native}.sha256"), lambda t: t.write_text(f"{sha}  {native.name}\n"))
         os.replace(tmp, native)
     except CheckpointError as e:
         raise WeightsError(f"{entry.name}: the downloaded files could not be converted: {e}") from e
@@ -329,9 +303,6 @@ def _convert(hub: Hub, entry: ModelEntry, files, commit: str, native: Path) -> s
     return sha
 
 
-# ----------------------------------------------------------------------------- commands
-
-
 def list_models(
     cache_dir: str | os.PathLike | None = None,
     *,
@@ -339,31 +310,25 @@ def list_models(
     verify: bool = True,
     on_event: OnEvent | None = None,
 ) -> list[ModelStatus]:
-    """One row per registry entry, from the caches only (never the network).
-
-    ``verify`` hashes each cached file (about 1 s per GB); without it ``verified`` is False.
-    """
+    """One row per registry entry, from the caches only (never the network); ``verify`` hashes
+    each cached file (about 1 s per GB), else ``verified`` is False."""
     hub = Hub.open(cache_dir, True, on_event)
     return [_status(hub, e, verify) for e in as_registry(registry).models.values()]
 
 
 def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
     s = entry.source
-    commit, expect, pinned_by = (
-        known(hub, s.repo_id or "", s.revision or "", s.files)
-        if entry.available
-        else (None, {}, None)
-    )
-    in_hub = {f.path: hub.cached(s.repo_id or "", commit, f.path) for f in s.files}
-    source_bytes = sum(p.stat().st_size for p in in_hub.values() if p is not None)
-    if s.format == "native":
-        path, want = in_hub[s.files[0].path], expect.get(s.files[0].path, (None,))[0]
-    elif (cached := _cached_conversion(hub, entry)) is not None and cached[2].is_file():
+    commit, expect, pinned_by = known(hub, s.repo_id or "", s.revision or "", s.files)
+    in_hub = [p for f in s.files if (p := hub.cached(s.repo_id or "", commit, f.path))]
+    path = want = None
+    if s.format == "native" and in_hub:
+        path, want = in_hub[0], expect.get(s.files[0].path, (None,))[0]
+    elif (
+        s.format != "native" and (cached := _cached_conversion(hub, entry)) and cached[2].is_file()
+    ):
         path, want = cached[2], _sidecar(cached[2])
-    else:
-        path = want = None
-    verified, detail = False, "not yet released" if not entry.available else "not downloaded"
-    if path is None and s.format != "native" and entry.available and all(in_hub.values()):
+    verified, detail = False, "not downloaded" if entry.available else "not yet released"
+    if path is None and s.format != "native" and entry.available and len(in_hub) == len(s.files):
         detail = "sources downloaded, not converted yet"
     elif path is not None and not verify:
         detail = "not checked"
@@ -379,13 +344,13 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
     return ModelStatus(
         **{k: getattr(entry, k) for k in (*described, "license", "available")},
         pinned=commit is not None,
-        pinned_by=pinned_by if commit else None,
+        pinned_by=pinned_by,
         commit=commit,
         cached=path is not None,
         verified=verified,
         path=path,
         size_bytes=path.stat().st_size if path is not None else 0,
-        source_bytes=source_bytes,
+        source_bytes=sum(p.stat().st_size for p in in_hub),
         detail=detail,
         file_sha256={p: sha for p, (sha, _) in expect.items() if sha},
     )
@@ -402,22 +367,16 @@ def download(
     """Fetch, verify and convert registry models (default: the registry's default model).
 
     Unknown or unreleased names raise WeightsError before anything is fetched; then each model
-    succeeds or fails on its own, reported in its result. ``HF_HUB_OFFLINE=1`` checks the cache.
+    succeeds or fails on its own, in its result. ``HF_HUB_OFFLINE=1`` checks the cache.
     """
     reg = as_registry(registry)
-    entries = [reg.get(n) for n in (list(dict.fromkeys(names)) if names else [reg.default])]
+    entries = [reg.get(n) for n in dict.fromkeys(names or [reg.default])]
+    if unreleased := [e for e in entries if not e.available]:
+        raise _unreleased(unreleased[0])
+    hub, results = Hub.open(cache_dir, None, on_event, force), []
     for e in entries:
-        if not e.available:
-            raise _unreleased(e)
-    results = []
-    for e in entries:
-        t0 = time.perf_counter()
         try:
-            w = resolve_weights(
-                e.name, cache_dir=cache_dir, on_event=on_event, registry=reg, force=force
-            )
+            results.append(DownloadResult(e.name, True, _from_entry(hub, e)))
         except AdcvsrError as err:
-            results.append(DownloadResult(e.name, False, None, err, time.perf_counter() - t0))
-        else:
-            results.append(DownloadResult(e.name, True, w, None, time.perf_counter() - t0))
+            results.append(DownloadResult(e.name, False, error=err))
     return results
