@@ -2,8 +2,8 @@
 ``--weights`` to a native file (resolve.py), the native format (native.py) and the one-time
 conversion of the released pickles (convert.py)."""
 
-from .convert import convert_adcsr, map_state, safe_load, sha256_file, write_released_files
-from .hub import CACHE_ENV, HubRef, default_cache_dir, parse_hub_ref
+from .convert import convert_adcsr, map_state, write_released_files
+from .hub import HubRef, parse_hub_ref
 from .native import (
     FORMAT_VERSION,
     NativeHeader,
@@ -15,7 +15,6 @@ from .native import (
 )
 from .registry import (
     DEFAULT_MODEL,
-    HUB_PREFIX,
     REGISTRY_ENV,
     SCHEMA_VERSION,
     ModelEntry,
@@ -34,10 +33,8 @@ from .resolve import (
 )
 
 __all__ = [
-    "CACHE_ENV",
     "DEFAULT_MODEL",
     "FORMAT_VERSION",
-    "HUB_PREFIX",
     "REGISTRY_ENV",
     "SCHEMA_VERSION",
     "DownloadResult",
@@ -50,7 +47,6 @@ __all__ = [
     "atomic_write",
     "available_models",
     "convert_adcsr",
-    "default_cache_dir",
     "download",
     "expected_shapes",
     "list_models",
@@ -61,8 +57,6 @@ __all__ = [
     "peek_dims",
     "read_native_header",
     "resolve_weights",
-    "safe_load",
     "save_native",
-    "sha256_file",
     "write_released_files",
 ]

@@ -7,21 +7,22 @@ check (registry, else pin, else the Hub's LFS metadata), a branch pinned on firs
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import quote
 
 from tqdm.std import tqdm
 
 from ..errors import WeightsError
 from .convert import sha256_file
-from .registry import COMMIT_RE, HUB_PREFIX, REPO_ID_RE, SHA256_RE, SourceFile
+from .registry import COMMIT_RE, HUB_PREFIX, SHA256_RE, SourceFile
 
 OnEvent = Callable[[dict[str, Any]], None]
 CACHE_ENV = "ADCVSR_CACHE"
@@ -84,8 +85,6 @@ def parse_hub_ref(ref: str) -> HubRef:
                 f"{ref!r} is ambiguous: for the file {path!r} write {HUB_PREFIX}{uri.id}@main/{path}; for "
                 f"the file {old_path!r} at revision {old_rev!r} write {HUB_PREFIX}{uri.id}@{quote(old_rev, safe='')}/{old_path}"
             )
-    if not REPO_ID_RE.match(uri.id):
-        raise WeightsError(f"{ref!r}: {uri.id!r} is not a valid repo id {form}")
     if not path or any(p in ("", ".", "..") for p in path.split("/")):
         raise WeightsError(f"{ref!r}: {path!r} is not a file path inside the repo {form}")
     return HubRef(uri.id, path, revision or "main", revision is not None, legacy)
@@ -117,9 +116,8 @@ class Hub:
         """How to run without the network, naming the caches that have to travel."""
         from huggingface_hub import constants
 
-        caches = (
-            self.hub_cache.parent if self.hub_cache else f"{self.root} and {constants.HF_HUB_CACHE}"
-        )
+        both = f"{self.root} and {constants.HF_HUB_CACHE}"
+        caches = self.hub_cache.parent if self.hub_cache else both
         run = f"`adcvsr download {model}`" if model else "the same command"
         return f"run {run} on a connected machine and copy {caches} over, or pass --weights PATH to a local .safetensors file"
 
@@ -131,12 +129,6 @@ class Hub:
             return None
         found = try_to_load_from_cache(repo_id, path, cache_dir=self.hub_cache, revision=commit)
         return Path(found) if isinstance(found, str) else None
-
-
-class Fetched(NamedTuple):
-    commit: str
-    files: dict[str, tuple[Path, str]]  # path in the repo -> (local file, its sha256)
-    from_cache: bool  # nothing was downloaded
 
 
 def pin_file(hub: Hub, repo_id: str, revision: str) -> Path:
@@ -164,10 +156,9 @@ def known(hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile]):
     return commit, expect, "registry" if commit == revision else "first use" if commit else None
 
 
-def fetch(
-    hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile], model: str | None
-) -> Fetched:
-    """Every file verified at one commit; a branch (or a file without a hash) is pinned now."""
+def fetch(hub: Hub, repo_id: str, revision: str, files: Sequence[SourceFile], model: str | None):
+    """(commit, {path: (local file, sha256)}, nothing was downloaded): every file verified at one
+    commit. A branch, or a file without a known hash, is pinned now."""
     commit, expect, _ = known(hub, repo_id, revision, files)
     paths = [f.path for f in files]
     if hub.offline and (missing := [p for p in paths if hub.cached(repo_id, commit, p) is None]):
@@ -187,8 +178,8 @@ def fetch(
     got = {p: _fetch_one(hub, repo_id, commit, p, expect.get(p, (None, "")), model) for p in paths}
     if not (COMMIT_RE.match(revision) and all(f.sha256 for f in files)):
         _write_pin(hub, repo_id, revision, commit, {p: sha for p, (_, sha, _) in got.items()})
-    files_ = {p: (local, sha) for p, (local, sha, _) in got.items()}
-    return Fetched(commit, files_, all(hit for *_, hit in got.values()))
+    local = {p: (path, sha) for p, (path, sha, _) in got.items()}
+    return commit, local, all(hit for *_, hit in got.values())
 
 
 def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[str, str]) -> None:
@@ -205,14 +196,11 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
     try:
         atomic_write(path, lambda t: t.write_text(json.dumps(rec, indent=2) + "\n", "utf-8"))
     except OSError as e:  # a read-only or full cache: this run is verified, later ones less so
+        lost = f"a later run cannot tell whether {revision} moved to another commit or its files changed"
+        keep = "Pass --cache-dir DIR (or set ADCVSR_CACHE) naming a writable folder to keep the pin"
+        msg = f"cannot record the pin of {repo_id}@{revision} in {path.parent} ({e.strerror or e})"
         hub.emit(
-            type="warning",
-            message=(
-                f"cannot record the pin of {repo_id}@{revision} in {path.parent} "
-                f"({e.strerror or e}): this run's files are verified, but a later run cannot "
-                f"tell whether {revision} moved to another commit or its files changed. Pass "
-                "--cache-dir DIR (or set ADCVSR_CACHE) naming a writable folder to keep the pin"
-            ),
+            type="warning", message=f"{msg}: this run's files are verified, but {lost}. {keep}"
         )
 
 
@@ -253,7 +241,7 @@ def _fetch_one(hub: Hub, repo_id, commit, path, expect, model) -> tuple[Path, st
 def _download(hub: Hub, repo_id: str, commit: str, path: str, model, *, force: bool) -> Path:
     from huggingface_hub import hf_hub_download
 
-    try:
+    with _asking(hub, repo_id, commit, path, model):
         return Path(
             hf_hub_download(
                 repo_id,
@@ -266,24 +254,20 @@ def _download(hub: Hub, repo_id: str, commit: str, path: str, model, *, force: b
                 tqdm_class=_progress(hub, {"model": model, "file": path}),
             )
         )
-    except _errors() as e:
-        raise _hub_error(e, hub, repo_id, commit, path, model) from e
 
 
 def _declared(hub: Hub, repo_id: str, revision: str, model) -> tuple[str, dict[str, str]]:
     """The commit ``revision`` points to and the SHA-256 the Hub declares per LFS file."""
     from huggingface_hub import HfApi, constants
 
-    try:  # the library sets no timeout here: give it the one it uses for metadata
+    with _asking(hub, repo_id, revision, "the file list", model):  # the library sets no timeout
         info = HfApi(endpoint=_endpoint()).model_info(
             repo_id, revision=revision, files_metadata=True, timeout=constants.HF_HUB_ETAG_TIMEOUT
         )
-    except _errors() as e:
-        raise _hub_error(e, hub, repo_id, revision, "the file list", model) from e
-    if not info.sha or not COMMIT_RE.match(info.sha):
+    if not (info.sha and COMMIT_RE.match(info.sha)):
+        where = f"{_endpoint() or 'the Hub'} gave no commit for {repo_id}@{revision}"
         raise WeightsError(
-            f"{_endpoint() or 'the Hub'} gave no commit for {repo_id}@{revision}: it does not "
-            "answer like a Hugging Face Hub (check HF_ENDPOINT)"
+            f"{where}: it does not answer like a Hugging Face Hub (check HF_ENDPOINT)"
         )
     return info.sha, {s.rfilename: s.lfs.sha256 for s in info.siblings or () if s.lfs}
 
@@ -308,14 +292,19 @@ def _endpoint() -> str | None:
     return (os.environ.get("HF_ENDPOINT") or "").rstrip("/") or None  # read now, not at import
 
 
-def _errors() -> tuple[type[BaseException], ...]:
+@contextlib.contextmanager
+def _asking(hub: Hub, repo_id: str, revision: str, path: str, model) -> Iterator[None]:
+    """A huggingface_hub / httpx2 / OS error raised inside is one clear WeightsError."""
     import httpx2
 
-    return (OSError, ValueError, httpx2.HTTPError, httpx2.InvalidURL)
+    try:
+        yield
+    except (OSError, ValueError, httpx2.HTTPError, httpx2.InvalidURL) as e:
+        raise _hub_error(e, hub, repo_id, revision, path, model) from e
 
 
 def _hub_error(e: BaseException, hub: Hub, repo_id, revision, path, model) -> WeightsError:
-    """One clear WeightsError for a huggingface_hub / httpx2 / OS error (the first that fits)."""
+    """The first message below that fits ``e`` (or what is behind the library's own errors)."""
     import httpx2
     from huggingface_hub import errors as hfe
 
@@ -323,9 +312,8 @@ def _hub_error(e: BaseException, hub: Hub, repo_id, revision, path, model) -> We
         e = e.__cause__  # behind the library's "not in the cache" and "force download failed"
     what, host = f"{path} from {repo_id}@{revision}", _endpoint() or "https://huggingface.co"
     status = getattr(getattr(e, "response", None), "status_code", None) or "?"
-    why = (
-        "access refused: private or gated repo? set HF_TOKEN" if status in (401, 403) else "refused"
-    )
+    refused = "access refused: private or gated repo? set HF_TOKEN"
+    why = refused if status in (401, 403) else "refused"
     why = "a server error; retry later" if isinstance(status, int) and status >= 500 else why
     down = (httpx2.NetworkError, httpx2.ProxyError, httpx2.UnsupportedProtocol)
     detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -338,7 +326,5 @@ def _hub_error(e: BaseException, hub: Hub, repo_id, revision, path, model) -> We
         hfe.RemoteEntryNotFoundError: f"file {path} does not exist in {repo_id} at revision {revision}",
         hfe.HfHubHTTPError: f"the Hub at {host} answered HTTP {status} for {what} ({why})",
     }
-    return WeightsError(
-        next((m for cls, m in messages.items() if isinstance(e, cls)), None)
-        or f"download of {what} from {host} failed: {detail}"
-    )
+    fallback = f"download of {what} from {host} failed: {detail}"
+    return WeightsError(next((m for c, m in messages.items() if isinstance(e, c)), fallback))

@@ -1,9 +1,6 @@
-"""The native checkpoint format: one ``.safetensors`` file whose metadata carries the dims.
-
-Metadata (strings): ``format`` = ``adcvsr-native``, ``format_version``, ``dims`` (the JSON of
-:class:`~adcvsr_cli.model.AdcVSRDims`), ``source`` (provenance), plus free-form extra keys.
-Loading is strict (exactly the names and shapes the dims give) and assigns the tensors to a
-network built on ``meta``, so no memory goes to a throw-away random initialisation.
+"""The native checkpoint: one ``.safetensors`` file whose metadata (``format`` =
+``adcvsr-native``, ``format_version``, ``dims`` as JSON, ``source``, free extra keys) carries the
+dims. Loading is strict and assigns the tensors to a network built on ``meta``.
 """
 
 from __future__ import annotations
@@ -45,23 +42,16 @@ def expected_shapes(dims: AdcVSRDims) -> dict[str, tuple[int, ...]]:
 def atomic_write(path: Path, write) -> None:
     """Call ``write(tmp_path)`` then rename onto ``path``; no partial file survives a failure.
 
-    The file gets the user's umask like any other tool's output: created with mode 0666 (less
-    the umask), and given that mode back when ``write`` replaced it (safetensors writes 0600).
+    The file gets mode 0666 less the umask, as any tool's output (safetensors writes 0600).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            break
-        except FileExistsError:
-            continue
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
     try:
         mode = tmp.stat().st_mode & 0o777
         write(tmp)
-        if tmp.stat().st_mode & 0o777 != mode:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -125,28 +115,21 @@ def read_native_header(path: str | os.PathLike) -> NativeHeader:
         dims = AdcVSRDims.from_json(meta["dims"])
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: invalid dims in metadata ({e})") from e
-    extra = {
-        k: v for k, v in meta.items() if k not in ("format", "format_version", "dims", "source")
-    }
-    return NativeHeader(dims, version, meta.get("source", ""), extra, shapes)
+    extra = {k: v for k, v in meta.items() if k not in ("format", "format_version", "dims")}
+    return NativeHeader(dims, version, extra.pop("source", ""), extra, shapes)
 
 
 def _check_names_and_shapes(
     shapes: Mapping[str, tuple[int, ...]], dims: AdcVSRDims, where: str
 ) -> None:
-    want = expected_shapes(dims)
-    problems = []
-    for label, items in (
-        ("missing", [k for k in want if k not in shapes]),
-        ("unexpected", [k for k in shapes if k not in want]),
-        (
-            "wrong shape",
-            [f"{k} {v} != {want[k]}" for k, v in shapes.items() if want.get(k, v) != v],
-        ),
-    ):
-        if items:
-            more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
-            problems.append(f"{len(items)} {label}: {', '.join(items[:3])}{more}")
+    want, problems = expected_shapes(dims), []
+    for label, items in {
+        "missing": [k for k in want if k not in shapes],
+        "unexpected": [k for k in shapes if k not in want],
+        "wrong shape": [f"{k} {v} != {want[k]}" for k, v in shapes.items() if want.get(k, v) != v],
+    }.items():
+        more = f" (+{len(items) - 3} more)" if len(items) > 3 else ""
+        problems += [f"{len(items)} {label}: {', '.join(items[:3])}{more}"] if items else []
     if problems:
         raise CheckpointError(f"{where}: tensors do not match the network: " + "; ".join(problems))
 
@@ -159,8 +142,7 @@ def load_native(
 ) -> AdcVSR:
     """Load a native checkpoint strictly into an :class:`AdcVSR` on ``device`` in ``dtype``.
 
-    safetensors reads each tensor straight onto ``device``; the cast to ``dtype`` happens
-    there too, one tensor at a time, so the peak is the model plus one tensor, never a CPU copy.
+    Each tensor is read straight onto ``device`` and cast there: no CPU copy of the model.
     """
     header = read_native_header(path)
     _check_names_and_shapes(header.shapes, header.dims, str(path))

@@ -174,10 +174,8 @@ def _from_hub_ref(hub: Hub, ref: HubRef) -> ResolvedWeights:
         hub.emit(type="notice", model=None, message=msg)
     commit, files, hit = fetch(hub, ref.repo_id, ref.revision, [SourceFile("w", ref.path)], None)
     path, sha = files[ref.path]
-    source = f"{HUB_PREFIX}{ref.repo_id}@{commit}/{ref.path}"
-    return ResolvedWeights(
-        path, None, _header(path, str(ref)).dims, sha, "hub", source, hit, {ref.path: sha}
-    )
+    source, dims = f"{HUB_PREFIX}{ref.repo_id}@{commit}/{ref.path}", _header(path, str(ref)).dims
+    return ResolvedWeights(path, None, dims, sha, "hub", source, hit, {ref.path: sha})
 
 
 def _from_entry(hub: Hub, entry: ModelEntry) -> ResolvedWeights:
@@ -321,12 +319,11 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
     commit, expect, pinned_by = known(hub, s.repo_id or "", s.revision or "", s.files)
     in_hub = [p for f in s.files if (p := hub.cached(s.repo_id or "", commit, f.path))]
     path = want = None
+    converted = None if s.format == "native" else _cached_conversion(hub, entry)
     if s.format == "native" and in_hub:
         path, want = in_hub[0], expect.get(s.files[0].path, (None,))[0]
-    elif (
-        s.format != "native" and (cached := _cached_conversion(hub, entry)) and cached[2].is_file()
-    ):
-        path, want = cached[2], _sidecar(cached[2])
+    elif converted and converted[2].is_file():
+        path, want = converted[2], _sidecar(converted[2])
     verified, detail = False, "not downloaded" if entry.available else "not yet released"
     if path is None and s.format != "native" and entry.available and len(in_hub) == len(s.files):
         detail = "sources downloaded, not converted yet"
@@ -335,11 +332,8 @@ def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
     elif path is not None:
         actual = sha256_file(path)
         verified = want in (None, actual)
-        detail = (
-            "verified"
-            if verified
-            else f"corrupt: sha256 {actual} != {want} (will be fetched or rebuilt)"
-        )
+        corrupt = f"corrupt: sha256 {actual} != {want} (will be fetched or rebuilt)"
+        detail = "verified" if verified else corrupt
     described = ("name", "description", "architecture", "scale", "parameters", "temporal_blocks")
     return ModelStatus(
         **{k: getattr(entry, k) for k in (*described, "license", "available")},
@@ -364,11 +358,8 @@ def download(
     on_event: OnEvent | None = None,
     registry: Registry | str | os.PathLike | None = None,
 ) -> list[DownloadResult]:
-    """Fetch, verify and convert registry models (default: the registry's default model).
-
-    Unknown or unreleased names raise WeightsError before anything is fetched; then each model
-    succeeds or fails on its own, in its result. ``HF_HUB_OFFLINE=1`` checks the cache.
-    """
+    """Fetch, verify and convert registry models (default: the default model). Unknown or
+    unreleased names fail before any request; then each model succeeds or fails on its own."""
     reg = as_registry(registry)
     entries = [reg.get(n) for n in dict.fromkeys(names or [reg.default])]
     if unreleased := [e for e in entries if not e.available]:
