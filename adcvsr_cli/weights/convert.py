@@ -135,9 +135,17 @@ _ZIP_MAGIC = b"PK\x03\x04"
 # overwriting released-layout files at random (test_convert.py): its legacy reader asserts, and
 # indexes, unpacks and decodes stored bytes unchecked.
 _CORRUPT = (
-    pickle.UnpicklingError, RuntimeError, ValueError, OSError, EOFError, IndexError, KeyError,
-    struct.error, AssertionError, zipfile.BadZipFile,
-)  # fmt: skip
+    pickle.UnpicklingError,
+    RuntimeError,
+    ValueError,
+    OSError,
+    EOFError,
+    IndexError,
+    KeyError,
+    struct.error,
+    AssertionError,
+    zipfile.BadZipFile,
+)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -179,14 +187,7 @@ def safe_load(path: str | os.PathLike) -> Any:
 def _unsafe_globals(path: Path) -> list[str]:
     try:
         names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except (
-        RuntimeError,
-        ValueError,
-        EOFError,
-        OSError,
-        pickle.UnpicklingError,
-        zipfile.BadZipFile,
-    ):
+    except _CORRUPT:
         return []  # only the message's detail is lost: the file is refused either way
     allowed = {name for _, name in _STAND_INS}
     return [n for n in names if n not in allowed]

@@ -125,9 +125,7 @@ class Hub:
         """``path`` at ``commit`` in the Hub cache, if it is there (no request)."""
         from huggingface_hub import try_to_load_from_cache
 
-        if commit is None:
-            return None
-        found = try_to_load_from_cache(repo_id, path, cache_dir=self.hub_cache, revision=commit)
+        found = commit and try_to_load_from_cache(repo_id, path, self.hub_cache, commit)
         return Path(found) if isinstance(found, str) else None
 
 

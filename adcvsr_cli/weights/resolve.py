@@ -306,17 +306,16 @@ def list_models(
     *,
     registry: Registry | str | os.PathLike | None = None,
     verify: bool = True,
-    on_event: OnEvent | None = None,
 ) -> list[ModelStatus]:
     """One row per registry entry, from the caches only (never the network); ``verify`` hashes
     each cached file (about 1 s per GB), else ``verified`` is False."""
-    hub = Hub.open(cache_dir, True, on_event)
+    hub = Hub.open(cache_dir, True, None)
     return [_status(hub, e, verify) for e in as_registry(registry).models.values()]
 
 
 def _status(hub: Hub, entry: ModelEntry, verify: bool) -> ModelStatus:
-    s = entry.source
-    commit, expect, pinned_by = known(hub, s.repo_id or "", s.revision or "", s.files)
+    s, revision = entry.source, entry.source.revision if entry.available else None
+    commit, expect, pinned_by = known(hub, s.repo_id or "", revision or "", s.files)
     in_hub = [p for f in s.files if (p := hub.cached(s.repo_id or "", commit, f.path))]
     path = want = None
     converted = None if s.format == "native" else _cached_conversion(hub, entry)
