@@ -190,9 +190,9 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
             return
         files, when = old["files"] | files, old["pinned_at"]
     rec = dict(repo_id=repo_id, revision=revision, commit=commit, pinned_at=when, files=files)
-    path = pin_file(hub, repo_id, revision)
+    path, text = pin_file(hub, repo_id, revision), json.dumps(rec, indent=2, sort_keys=True)
     try:
-        atomic_write(path, lambda t: t.write_text(json.dumps(rec, indent=2) + "\n", "utf-8"))
+        atomic_write(path, lambda t: t.write_text(text + "\n", encoding="utf-8"))
     except OSError as e:  # a read-only or full cache: this run is verified, later ones less so
         lost = f"a later run cannot tell whether {revision} moved to another commit or its files changed"
         keep = "Pass --cache-dir DIR (or set ADCVSR_CACHE) naming a writable folder to keep the pin"
@@ -204,11 +204,25 @@ def _write_pin(hub: Hub, repo_id: str, revision: str, commit: str, files: dict[s
 
 def _fetch_one(hub: Hub, repo_id, commit, path, expect, model) -> tuple[Path, str, bool]:
     """(local file, sha256, came from the cache): a bad copy is fetched once more, then refused."""
+    from huggingface_hub import hf_hub_download
+
     want, why = expect
     label, what = {"model": model, "file": path}, f"{path} from {repo_id}@{commit}"
     fresh = hub.force or hub.cached(repo_id, commit, path) is None
     for attempt in (1, 2):
-        local = _download(hub, repo_id, commit, path, model, force=hub.force or attempt == 2)
+        with _asking(hub, repo_id, commit, path, model):
+            local = Path(
+                hf_hub_download(
+                    repo_id,
+                    path,
+                    revision=commit,
+                    cache_dir=hub.hub_cache,
+                    endpoint=_endpoint(),
+                    local_files_only=hub.offline,
+                    force_download=hub.force or attempt == 2,
+                    tqdm_class=_progress(hub, label),
+                )
+            )
         sha = sha256_file(local)
         if want in (None, sha):
             if fresh:
@@ -234,24 +248,6 @@ def _fetch_one(hub: Hub, repo_id, commit, path, expect, model) -> tuple[Path, st
         f"{what} failed verification twice: expected sha256 {want} (from {why}), got {sha}. "
         "The bad download was deleted."
     )
-
-
-def _download(hub: Hub, repo_id: str, commit: str, path: str, model, *, force: bool) -> Path:
-    from huggingface_hub import hf_hub_download
-
-    with _asking(hub, repo_id, commit, path, model):
-        return Path(
-            hf_hub_download(
-                repo_id,
-                path,
-                revision=commit,
-                cache_dir=hub.hub_cache,
-                endpoint=_endpoint(),
-                local_files_only=hub.offline,
-                force_download=force,
-                tqdm_class=_progress(hub, {"model": model, "file": path}),
-            )
-        )
 
 
 def _declared(hub: Hub, repo_id: str, revision: str, model) -> tuple[str, dict[str, str]]:
