@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .engine.cpumem import keep_freed_memory
 from .errors import UsageError
 from .model import Layout
 
@@ -197,6 +198,8 @@ def configure(
     ``copy_model``: configure a copy and leave ``model`` untouched.
     """
     fp = fastpath or FastPath()
+    if device.type == "cpu":
+        keep_freed_memory()  # frame-sized temporaries reused, not faulted in again per chunk
     m = copy.deepcopy(model) if copy_model else model
     m = m.to(torch.float32 if fp.autocast else dtype)
     layout = fp.layout if fp.layout is not None else default_layout(device)
