@@ -1603,7 +1603,8 @@ def _details(proto: str, e: dict[str, Any]) -> list[str]:
             f"{_io(e)}: pipeline {e['pipeline_s_median']:.2f} s, one-thread loop "
             f"{e['loop_s_median']:.2f} s (median of {len(e['loop_s_all'])}): "
             f"{e['pipeline_vs_loop']:.3f}x the loop's rate",
-            f"alone: network {e['network_s_median']:.2f} s, encoder {e['encoder_s_median']:.2f} s; "
+            f"alone: network {e['network_s_median']:.2f} s, post {e['post_s_median']:.2f} s, "
+            f"encoder {e['encoder_s_median']:.2f} s; "
             f"overlap can reach {e['overlap_ceiling']:.3f}x the loop (bound: the "
             f"{e['bound_stage']}); the pipeline runs at {100 * e['pipeline_vs_bound']:.1f}% of it",
         ]

@@ -7,11 +7,12 @@ with the same encoder settings, all in one thread, one step after the other. The
 (:func:`adcvsr_cli.pipeline.upscale`) should beat it by overlapping decoding, the network and
 encoding; its rate relative to the loop's is the measure.
 
-No pipeline can beat its slowest stage, so two more timings bound what overlap can give: the
-network alone over the loop's decoded frames (the same calls, nothing else), and the encoder
-alone over the loop's output pictures (the same settings, nothing else). The slower of the two
-is the *bound*; ``loop / bound`` is the most any overlap could gain on this machine and
-``bound / pipeline`` is how close the pipeline gets to it.
+No pipeline can beat its slowest stage, so three more timings bound what overlap can give: the
+network alone over the loop's decoded frames (the same calls, nothing else), the encoder alone
+over the loop's output pictures (the same settings, nothing else), and the colour fix and
+quantisation as timed inside the loop. The slowest of the three is the *bound*;
+``loop / bound`` is the most any overlap could gain on this machine and ``bound / pipeline``
+is how close the pipeline gets to it.
 
 Two networks: the *null* network (nearest x4 on the device, no weights: the media machinery
 alone) and a small random network (the network's structure at tiny widths). Used by protocol C
@@ -97,10 +98,12 @@ def simple_loop(
     upscaler: Any,
     work: LoopWork,
     keep: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
+    post_s: list[float] | None = None,
 ) -> int:
     """Upscale ``src`` into ``dst`` in one thread, frame by frame, with ``upscaler``'s
     configured network. ``keep``: lists that receive the decoded LR frames and the output
-    pictures (for the stage-alone timings). Returns the frames written."""
+    pictures (for the stage-alone timings); ``post_s`` receives the seconds of the colour fix
+    and quantisation of each frame. Returns the frames written."""
     import av
 
     from .engine.colorfix import make_color_fix
@@ -120,8 +123,13 @@ def simple_loop(
             rgb = frame.to_ndarray(format="rgb24")
             lr = to_tensor(rgb, upscaler.device)[None]
             with torch.inference_mode():
-                sr = fix(net(lr), lr, [False])
+                sr = net(lr)
+                _sync(upscaler.device)
+                t0 = time.perf_counter()
+                sr = fix(sr, lr, [False])
             arr = to_array(sr[0], False)
+            if post_s is not None:
+                post_s.append(time.perf_counter() - t0)
             if keep is not None:
                 keep[0].append(rgb)
                 keep[1].append(arr)
@@ -133,6 +141,11 @@ def simple_loop(
     return frames
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def network_only(frames: Sequence[np.ndarray], upscaler: Any, work: LoopWork) -> None:
     """The loop's network calls alone, on frames already decoded (uploaded one by one, as the
     loop does; the result waited for)."""
@@ -141,10 +154,8 @@ def network_only(frames: Sequence[np.ndarray], upscaler: Any, work: LoopWork) ->
     net = _network_call(upscaler, work)
     with torch.inference_mode():
         for rgb in frames:
-            y = net(to_tensor(rgb, upscaler.device)[None])
-    if upscaler.device.type == "cuda" and frames:
-        torch.cuda.synchronize(upscaler.device)
-    del y
+            net(to_tensor(rgb, upscaler.device)[None])
+    _sync(upscaler.device)
 
 
 def encoder_only(pictures: Sequence[np.ndarray], dst: Path, work: LoopWork) -> None:
@@ -162,6 +173,10 @@ def encoder_only(pictures: Sequence[np.ndarray], dst: Path, work: LoopWork) -> N
             out.mux(pkt)
 
 
+# The stages whose time alone bounds the pipeline's (each runs in its own thread there).
+STAGES = ("network", "post", "encoder")
+
+
 @dataclass
 class FloorRun:
     """Seconds of each timed run of every side (interleaved) and the frames of one file."""
@@ -170,13 +185,15 @@ class FloorRun:
     pipeline_s: list[float]
     network_s: list[float]
     encoder_s: list[float]
+    post_s: list[float]  # the colour fix and quantisation, timed inside each loop run
     frames: int
     pipeline_frames: int
     tile: int
 
     def fields(self) -> dict[str, Any]:
         med = {k: statistics.median(v) for k, v in self._sides().items()}
-        bound = max(med["network"], med["encoder"])
+        stage = max(STAGES, key=lambda k: med[k])
+        bound = med[stage]
         out: dict[str, Any] = {"frames": self.frames, "pipeline_frames": self.pipeline_frames}
         out["loop_tile"] = self.tile
         for k, v in self._sides().items():
@@ -186,7 +203,7 @@ class FloorRun:
             loop_fps=round(self.frames / med["loop"], 4),
             pipeline_fps=round(self.frames / med["pipeline"], 4),
             pipeline_vs_loop=round(med["loop"] / med["pipeline"], 4),
-            bound_stage="network" if med["network"] >= med["encoder"] else "encoder",
+            bound_stage=stage,
             bound_s=round(bound, 4),
             overlap_ceiling=round(med["loop"] / bound, 4),
             pipeline_vs_bound=round(bound / med["pipeline"], 4),
@@ -199,6 +216,7 @@ class FloorRun:
             "pipeline": self.pipeline_s,
             "network": self.network_s,
             "encoder": self.encoder_s,
+            "post": self.post_s,
         }
 
 
@@ -247,11 +265,15 @@ def time_floor(
     )
     frames = {"loop": 0, "pipeline": 0}
     kept: tuple[list[np.ndarray], list[np.ndarray]] = ([], [])
+    post_s: list[float] = []
 
     def loop() -> None:
         kept[0].clear()
         kept[1].clear()
-        frames["loop"] = simple_loop(src, workdir / "floor-loop.mp4", upscaler, work, kept)
+        per_frame: list[float] = []
+        dst = workdir / "floor-loop.mp4"
+        frames["loop"] = simple_loop(src, dst, upscaler, work, kept, per_frame)
+        post_s.append(sum(per_frame))
 
     def pipeline() -> None:
         rep = upscale(src, workdir / "floor-pipeline.mp4", upscaler, options, encode)
@@ -270,4 +292,7 @@ def time_floor(
             if r >= warmup:
                 times.append(time.perf_counter() - t0)
     loop_s, pipe_s, net_s, enc_s = (t for _, t in sides)
-    return FloorRun(loop_s, pipe_s, net_s, enc_s, frames["loop"], frames["pipeline"], work.tile)
+    post = post_s[warmup:]
+    return FloorRun(
+        loop_s, pipe_s, net_s, enc_s, post, frames["loop"], frames["pipeline"], work.tile
+    )

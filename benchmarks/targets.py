@@ -14,7 +14,7 @@ TARGET_B_FPS = 8.0  # 854x480 -> x4 frames per second
 TARGET_B_PEAK_GIB = 20.0
 TARGET_C_RATIO = 0.85  # end to end / model-only rate
 TARGET_FLOOR_RATIO = 1.10  # pipeline / one-thread loop rate (issue 10, item 7)
-# pipeline / its bound (the slower of the network alone and the encoder alone): how much of
+# pipeline / its bound (the slowest of the network, post and encoder stages alone): how much of
 # what overlap can give the pipeline gets (issue 10: >= 0.95 of the encoder-only rate)
 TARGET_FLOOR_BOUND = 0.95
 
