@@ -429,7 +429,7 @@ def test_dry_run_loads_no_model_and_writes_nothing(
     assert "256x192 mp4" in text and "256x192 mkv" in text  # output size and container
     assert "h264" in text and "aac" in text  # input streams
     assert "cpu fp32" in text and "tiles 64 px (1 per frame, overlap 32)" in text
-    assert "2 frames per network call" in text and "chunks" in text and "GiB" in text
+    assert "1 frame per network call" in text and "chunks" in text and "GiB" in text
     assert "1 non-media file(s) would be skipped" in text
     plans = [e for e in jsonl(log.read_text()) if e["event"] == "plan"]
     assert sorted(Path(p["input"]).name for p in plans) == ["a.mp4", "b.mkv", "c.mp4"]

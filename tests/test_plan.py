@@ -101,11 +101,11 @@ def test_the_cost_model_counts_overlap_and_quadratic_attention():
     assert 900e9 < c128 < 1000e9
 
 
-def test_given_tile_and_batch_are_kept_and_the_cpu_batches_two_frames():
+def test_given_tile_and_batch_are_kept_and_the_cpu_takes_a_frame_at_a_time():
     c = choose_plan(480, 854, temporal=False, chunk=25, budget=fp16_cuda(20), tile=128, batch=3)
     assert (c.tile, c.batch) == (128, 3)
     cpu = choose_plan(480, 854, temporal=False, chunk=25, budget=Budget(64 * GIB, 4, "cpu"))
-    assert cpu.batch == 2 and cpu.tile == 0
+    assert cpu.batch == 1 and cpu.tile == 0
     # A given --batch is what goes together: the tile is fitted to it.
     big = choose_plan(1080, 1920, temporal=False, chunk=25, budget=fp16_cuda(20), batch=25)
     assert big.tile == 112 and big.batch == 25

@@ -87,7 +87,7 @@ def test_sheet_geometry_and_labels(tmp_path, clip):
     img = Image.open(out)
     labels = json.loads(img.text["adcvsr.preview"])
     assert labels["model"] == "tiny-test"
-    assert labels["plan"] == "tile off, batch 2"
+    assert labels["plan"] == "tile off, batch 1"  # the CPU's frame at a time
     assert labels["color_fix"] == "adain"
     assert labels["size"] == [48, 32, 192, 128]
     # 25 fps: 0.2 s is frame 5.

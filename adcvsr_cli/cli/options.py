@@ -160,7 +160,8 @@ class UpscaleArgs:
         int | None,
         typer.Option(
             "--batch",
-            help="Frames per network call for image models (default: --chunk).",
+            help="Frames per network call for image models (default: as many as fit, up to "
+            "--chunk, on a GPU; one on the CPU).",
             rich_help_panel=NETWORK,
         ),
     ] = None

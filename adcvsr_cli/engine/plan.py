@@ -49,6 +49,12 @@ HEADROOM = 0.85  # budget only this share of the free memory
 # Frames decoded together by the VAE decoder up blocks on the CPU (they have no temporal blocks,
 # so a chunk can be decoded piecewise): bounds memory there; the CPU's cores are busy with one.
 CPU_DECODE_BATCH = 2
+# Frames per network call of an image model on the CPU: one. The network's time per frame is the
+# same at batch 1, 2, 4 and 8 there (the small random network at 160x96 on the 2-core machine),
+# while the frame-sized steps around it (tile blending, copies) run out of cache at two (null
+# network, 854x480 -> x4, 4 frames: 2.8-3.0 s CPU against 3.3-3.4 s), and the colour fix and
+# the encoder start on each frame as soon as it is done.
+CPU_IMAGE_BATCH = 1
 
 
 @dataclass(frozen=True)
@@ -172,14 +178,14 @@ def choose_plan(
 
     ``temporal``: the network has temporal blocks and takes ``chunk`` frames at once. ``tile``
     and ``batch`` are the user's ``--tile`` (``"auto"``, 0 or a side) and ``--batch`` (None: up
-    to ``chunk`` on CUDA, ``CPU_DECODE_BATCH`` on the CPU); a given one is kept as it is.
+    to ``chunk`` on CUDA, ``CPU_IMAGE_BATCH`` on the CPU); a given one is kept as it is.
     """
     if temporal:
         want = chunk
     elif batch is not None:
         want = batch
     else:
-        want = chunk if budget.device_type == "cuda" else CPU_DECODE_BATCH
+        want = chunk if budget.device_type == "cuda" else CPU_IMAGE_BATCH
     fixed_batch = temporal or batch is not None
     if tile == "auto":
         # The tile is chosen for what must go together: the chunk of a temporal model, the
