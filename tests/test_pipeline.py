@@ -389,3 +389,19 @@ def test_decode_side_cuts_and_post_aside_change_no_frame(tmp_path, monkeypatch):
     assert len(written) == len(ref) == 10
     for path, want in zip(written, ref, strict=True):
         assert np.array_equal(read_image(path)[0], want), path.name
+
+
+def test_a_chunks_frames_travel_on_as_a_view_when_they_lie_together():
+    """An image model's chunk output, cut into frames, goes on to post without a copy; frames
+    from elsewhere (a temporal cross-fade, a gap) are stacked."""
+    from adcvsr_cli.engine.stages import _together
+
+    y = torch.randn(3, 3, 8, 8)
+    whole = _together([y[0], y[1], y[2]])
+    assert whole.data_ptr() == y.data_ptr() and torch.equal(whole, y)
+    one = _together([y[1]])
+    assert one.shape == (1, 3, 8, 8) and one.data_ptr() == y[1].data_ptr()
+    gap = _together([y[0], y[2]])
+    assert gap.data_ptr() != y.data_ptr() and torch.equal(gap, torch.stack([y[0], y[2]]))
+    mixed = _together([y[0], y[1] * 0.5])
+    assert torch.equal(mixed, torch.stack([y[0], y[1] * 0.5]))

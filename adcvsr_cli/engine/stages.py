@@ -201,7 +201,7 @@ class Infer:
         stats = [self._lr_stats.pop(f.index) for f in done]
         lr = (torch.stack([m for m, _ in stats]), torch.stack([s for _, s in stats]))
         self.stats.frames += len(done)
-        return Upscaled(torch.stack([f.frame for f in done]), lr, [bool(f.tag) for f in done])
+        return Upscaled(_together([f.frame for f in done]), lr, [bool(f.tag) for f in done])
 
     def _run_chunk(self, x: torch.Tensor) -> torch.Tensor:
         if self.cancel is not None and self.cancel.is_set():
@@ -227,6 +227,25 @@ class Infer:
         self.stats.plan = self.plan.runner.plan.describe()
         self.stats.precision = self.net.precision
         return y
+
+
+def _together(frames: list[torch.Tensor]) -> torch.Tensor:
+    """The frames as one (N, ...) tensor: a view when they already lie one after the other in
+    one tensor (an image model's chunk output, cut into frames), else a stacked copy. A copy of
+    a chunk of x4 frames is a pass over hundreds of MB on a CPU."""
+    first = frames[0]
+    size = first.numel()
+    consecutive = all(
+        f.is_contiguous()
+        and f.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+        and f.storage_offset() == first.storage_offset() + k * size
+        and f.shape == first.shape
+        for k, f in enumerate(frames)
+    )
+    if not (consecutive and first.is_contiguous()):
+        return torch.stack(frames)
+    shape, stride = (len(frames), *first.shape), (size, *first.stride())
+    return first.as_strided(shape, stride, first.storage_offset())
 
 
 def one_behind(post: Post, copies: Iterable[HostCopy]) -> Iterator[Any]:
