@@ -1553,3 +1553,31 @@ def test_a_reporter_routes_library_logs_only_when_asked_and_undoes_a_failed_star
     assert hub.propagate is propagate and not any(
         type(h).__name__ == "_Relay" for h in hub.handlers
     )
+
+
+def test_the_signal_watcher_ignores_a_signal_number_it_does_not_wait_for(monkeypatch):
+    """A siginfo whose number is none of the watched signals (Python 3.13 was seen to return
+    garbage) is skipped: no traceback, no cancel, no interrupt of the main thread."""
+    from adcvsr_cli.cli import signals
+
+    watch = signals.SignalWatch({signal.SIGTERM})
+    cancel = threading.Event()
+    watch.cancels.add(cancel)
+    calls = []
+
+    class Info:
+        si_signo = 1082765568
+
+    def fake_wait(sigs, timeout):
+        calls.append(set(sigs))
+        if len(calls) == 1:
+            return Info()
+        watch._stop.set()  # the second wait ends the loop
+        return None
+
+    monkeypatch.setattr(signals.signal, "sigtimedwait", fake_wait)
+    interrupts = []
+    monkeypatch.setattr("_thread.interrupt_main", lambda *a: interrupts.append(a))
+    watch._watch()
+    assert calls == [{signal.SIGTERM}, {signal.SIGTERM}]
+    assert watch.received == 0 and not cancel.is_set() and interrupts == []

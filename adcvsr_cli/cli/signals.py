@@ -79,7 +79,8 @@ class SignalWatch:
         while not self._stop.is_set():
             info = signal.sigtimedwait(self.signals, 0.2)
             now = time.monotonic()
-            if info is None:
+            if info is None or info.si_signo not in self.signals:
+                # (none, or not one of ours: Python 3.13 was seen to hand back a garbage number)
                 if deadline is not None and now >= deadline:
                     self._hard_exit(first, f"still busy {self.grace:g} s after the signal")
                 continue
