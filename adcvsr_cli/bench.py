@@ -1373,9 +1373,7 @@ def _run_benchmark(
         precision_checks=precision_checks,
         flicker=flicker,
         floor=floor,
-        floor_encoder={}
-        if floor_encoder_threads is None
-        else {"threads": str(floor_encoder_threads)},
+        floor_encoder={"threads": str(floor_encoder_threads)} if floor_encoder_threads else {},
         floor_networks=tuple(floor_networks),
     )
     report = _report_head(ctx, specs, "from weights" if weights is not None else dims_mode, mm)
@@ -1385,13 +1383,7 @@ def _run_benchmark(
             report["seconds"] = round(time.perf_counter() - t_start, 2)
             write_report(report, out_json)
 
-    run_parity = parity if parity is not None else (dev.type == "cuda")
-    if run_parity:
-        report["parity"] = parity_check(
-            dev, None if shared is None else Path(shared) / "fixtures/adcsr", parity_weights, emit
-        )
-    else:
-        report["parity"] = {"skipped": "not asked"}
+    report["parity"] = _parity(parity, dev, shared, parity_weights, emit)
     save_partial()
     with tempfile.TemporaryDirectory(prefix="adcvsr-bench-") as tmp:
         clips = (clip, long_repeat, shared)
@@ -1401,6 +1393,20 @@ def _run_benchmark(
     if out_json is not None:
         write_report(report, out_json)
     return report
+
+
+def _parity(
+    parity: bool | None,
+    dev: torch.device,
+    shared: str | os.PathLike | None,
+    weights: str | os.PathLike | None,
+    emit: OnEvent,
+) -> dict[str, Any]:
+    """The parity-fixture check (default: on CUDA), or why it was skipped."""
+    if not (parity if parity is not None else dev.type == "cuda"):
+        return {"skipped": "not asked"}
+    fixture = None if shared is None else Path(shared) / "fixtures/adcsr"
+    return parity_check(dev, fixture, weights, emit)
 
 
 def _protocol_list(
