@@ -13,10 +13,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 # In a fresh process: four rounds of a 64 MiB block allocated, written and freed, before and
-# after the switch, counting the minor page faults each set of rounds takes.
+# after the switch, and after it in a new thread, counting the minor page faults each set of
+# rounds takes.
 _PROBE = textwrap.dedent(
     """
-    import ctypes, resource
+    import ctypes, resource, threading
     from adcvsr_cli.engine.cpumem import keep_freed_memory
 
     libc = ctypes.CDLL(None)
@@ -32,10 +33,17 @@ _PROBE = textwrap.dedent(
             libc.free(p)
         return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
 
+    def in_thread():  # a thread started after the switch (the pipeline's are)
+        out = []
+        t = threading.Thread(target=lambda: out.extend([rounds(1), rounds()]))
+        t.start()
+        t.join()
+        return out[1]
+
     off = rounds()
     applied = keep_freed_memory()
     rounds(1)  # the first block after the switch is new heap
-    print(applied, keep_freed_memory(), off, rounds())
+    print(applied, keep_freed_memory(), off, rounds(), in_thread())
     """
 )
 
@@ -48,8 +56,9 @@ def test_freed_frame_sized_blocks_are_reused_not_faulted_in_again():
         [sys.executable, "-c", _PROBE], capture_output=True, text=True, cwd=REPO, timeout=120
     )
     assert r.returncode == 0, r.stderr
-    applied, again, off, on = r.stdout.split()
+    applied, again, off, on, thread = r.stdout.split()
     assert applied == again == "True"
     pages = (64 << 20) // 4096
     assert int(off) >= 3 * pages  # each round faulted its block in afresh
     assert int(on) < pages // 4  # reused: almost no new pages over four rounds
+    assert int(thread) < pages // 4  # in another thread too (one arena: the same heap)
