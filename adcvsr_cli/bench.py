@@ -51,6 +51,7 @@ from typing import Any
 
 import torch
 
+from .engine.cpumem import keep_freed_memory
 from .errors import AdcvsrError, UsageError
 from .fastpath import FastPath, parse_variants, strict_fp32
 from .model import (
@@ -1829,6 +1830,7 @@ def main(
 ) -> int:
     """The command line. ``on_report`` may add to the finished report before it is printed and
     written again (``benchmarks/bench.py`` adds the project's targets)."""
+    keep_freed_memory()  # as ``adcvsr`` does before any thread starts (see engine/cpumem.py)
     args = _parser().parse_args(argv)
     try:  # a missing extra is named before minutes of benchmarking, not after
         if args.plot:

@@ -1581,3 +1581,17 @@ def test_the_signal_watcher_ignores_a_signal_number_it_does_not_wait_for(monkeyp
     watch._watch()
     assert calls == [{signal.SIGTERM}, {signal.SIGTERM}]
     assert watch.received == 0 and not cancel.is_set() and interrupts == []
+
+
+def test_the_console_script_keeps_freed_memory_before_any_thread_starts(monkeypatch):
+    """``adcvsr`` sets the heap up (one arena, freed blocks kept) before the signal watcher or
+    anything else starts a thread: threads started earlier would keep arenas of their own."""
+    import importlib
+
+    app_module = importlib.import_module("adcvsr_cli.cli.app")
+    order: list[str] = []
+    monkeypatch.setattr(app_module, "keep_freed_memory", lambda: order.append("heap") or True)
+    monkeypatch.setattr(app_module, "install", lambda: order.append("signals"))
+    monkeypatch.setattr(app_module, "app", lambda: order.append("command"))
+    app_module.main()
+    assert order == ["heap", "signals", "command"]

@@ -14,6 +14,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
+from ..engine.cpumem import keep_freed_memory
 from ..errors import EXIT_INTERRUPTED, AdcvsrError
 from .logs import logger
 from .signals import EXIT_BROKEN_PIPE, EXIT_SIGTERM, Terminated, install, silence_stdout
@@ -127,6 +128,9 @@ def fail(reporter: Reporter | None, e: AdcvsrError) -> typer.Exit:
 
 def main() -> None:
     """Console-script entry point."""
+    # Before any thread starts, so that every thread shares the one heap (see cpumem.py): the
+    # frames of a run are reused from it instead of being faulted in again, chunk after chunk.
+    keep_freed_memory()
     install()  # before any thread starts: see signals.py
     try:
         app()
