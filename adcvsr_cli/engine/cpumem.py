@@ -1,4 +1,4 @@
-"""Freed memory kept for reuse when the network runs on the CPU.
+"""Freed memory kept for reuse: the frames of a x4 run, on the host.
 
 glibc's malloc serves every block over its mmap threshold (at most 32 MiB) with a fresh
 ``mmap`` and gives it back with ``munmap`` when freed, so the next block of that size is faulted
@@ -14,13 +14,18 @@ unmapped again in the same way), so freed blocks stay in the heap and are reused
 starts, or of preloading jemalloc or tcmalloc, as PyTorch's CPU tuning guide suggests. With the
 decode, post and encode threads of a run allocating frames, the arenas were most of it: null
 network, 1920x1080 -> x4, 2 frames, the pipeline took 6.0-6.5 s (1.2-1.7 million page faults)
-with the first two settings alone, 3.4 s with all three, the one-thread loop 3.1 s. The
-process's resident memory then stays near its peak until it exits.
+with the first two settings alone, 3.4 s with all three, the one-thread loop 3.1 s.
+
+``adcvsr`` and the benchmark apply it at their start, before any thread exists (a thread that
+already has an arena keeps it); the one configuration path applies it for library users whose
+network runs on the CPU. The process's resident memory then stays near its peak while a file
+runs; :func:`release_freed_memory` hands the free part back before the next file is planned.
 """
 
 from __future__ import annotations
 
 import ctypes
+import sys
 import threading
 
 # mallopt's parameters (glibc's malloc.h)
@@ -43,7 +48,17 @@ def keep_freed_memory() -> bool:
         return _state["applied"]
 
 
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the kernel now (``malloc_trim``), where
+    :func:`keep_freed_memory` applies: before a file's plan, so that the memory the previous
+    file freed counts as available again and every file of a batch gets the same plan."""
+    if _state.get("applied"):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 def _apply() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False  # glibc's malloc only (and ctypes.CDLL(None) is refused on Windows)
     try:
         libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018  (AttributeError where the C library is not glibc)

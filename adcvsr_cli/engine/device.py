@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
+from .cpumem import release_freed_memory
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -56,6 +57,7 @@ def free_memory(device: torch.device) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         reserved = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(free + reserved)
+    release_freed_memory()  # what the last file freed counts as available (see cpumem.py)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
