@@ -79,20 +79,28 @@ class SignalWatch:
         while not self._stop.is_set():
             info = signal.sigtimedwait(self.signals, 0.2)
             now = time.monotonic()
-            if info is None or info.si_signo not in self.signals:
-                # (none, or not one of ours: Python 3.13 was seen to hand back a garbage number)
+            if info is None:
                 if deadline is not None and now >= deadline:
                     self._hard_exit(first, f"still busy {self.grace:g} s after the signal")
                 continue
+            signo = self._taken(info.si_signo)
             if deadline is not None:
-                self._hard_exit(info.si_signo, "interrupted again, exiting at once")
-            first = self.received = info.si_signo
+                self._hard_exit(signo, "interrupted again, exiting at once")
+            first = self.received = signo
             deadline = now + self.grace
             # The main thread's exception first: it then wins over the library noticing
             # ``cancel`` (which would raise Interrupted, not saying which signal it was).
             _thread.interrupt_main(signal.Signals(first))
             for cancel in list(self.cancels):
                 cancel.set()
+
+    def _taken(self, number: int) -> int:
+        """The signal taken: ``sigtimedwait`` returns only when it took one of ours, but Python
+        3.13 was seen to report a garbage number for it; then it counts as SIGTERM (or the one
+        signal watched)."""
+        if number in self.signals:
+            return number
+        return signal.SIGTERM if signal.SIGTERM in self.signals else min(self.signals)
 
     def _hard_exit(self, signo: int, why: str) -> None:
         from ..media import remove_live_temps
