@@ -10,9 +10,12 @@ encoding; its rate relative to the loop's is the measure.
 No pipeline can beat its slowest stage, so three more timings bound what overlap can give: the
 network alone over the loop's decoded frames (the same calls, nothing else), the encoder alone
 over the loop's output pictures (the same settings, nothing else), and the colour fix and
-quantisation as timed inside the loop. The slowest of the three is the *bound*;
+quantisation as timed inside the loop. The slowest of the three is the *bound* (on a GPU, where
+post is queued on the network's thread, the network and post count as one stage);
 ``loop / bound`` is the most any overlap could gain on this machine and ``bound / pipeline``
-is how close the pipeline gets to it.
+is how close the pipeline gets to it. The encoder alone is given RGB pictures, as the loop's
+encoder is, so its time includes swscale's RGB -> Y'CbCr conversion, which the pipeline makes
+in its post stage when the encoder takes planes: there the bound is a few per cent high.
 
 Two networks: the *null* network (nearest x4 on the device, no weights: the media machinery
 alone) and a small random network (the network's structure at tiny widths). Used by protocol C
@@ -189,11 +192,15 @@ class FloorRun:
     frames: int
     pipeline_frames: int
     tile: int
+    post_with_network: bool = False  # post runs on the network's thread (on a GPU)
 
     def fields(self) -> dict[str, Any]:
         med = {k: statistics.median(v) for k, v in self._sides().items()}
-        stage = max(STAGES, key=lambda k: med[k])
-        bound = med[stage]
+        stages = {k: med[k] for k in STAGES}
+        if self.post_with_network:
+            stages = {"network+post": med["network"] + med["post"], "encoder": med["encoder"]}
+        stage = max(stages, key=lambda k: stages[k])
+        bound = stages[stage]
         out: dict[str, Any] = {"frames": self.frames, "pipeline_frames": self.pipeline_frames}
         out["loop_tile"] = self.tile
         for k, v in self._sides().items():
@@ -244,7 +251,7 @@ def time_floor(
     options: Any = None,
     encoder_options: dict[str, str] | None = None,
 ) -> FloorRun:
-    """Every side on ``src``, alternating (loop, pipeline, network alone, encoder alone)
+    """Every side on ``src``, alternating (loop, network alone, encoder alone, pipeline)
     ``warmup`` + ``runs`` times, wall time. The pipeline is :func:`~adcvsr_cli.pipeline.upscale`
     with ``options`` (default: the CLI's, colour fix adain), the same encoder settings and
     ``encoder_options``; the loop takes the tiles its planner picks; the stage-alone sides take
@@ -276,14 +283,15 @@ def time_floor(
         post_s.append(sum(per_frame))
 
     def pipeline() -> None:
+        kept[1].clear()  # the loop's pictures are not held while the pipeline runs
         rep = upscale(src, workdir / "floor-pipeline.mp4", upscaler, options, encode)
         frames["pipeline"] = rep.frames_out
 
     sides: list[tuple[Callable[[], None], list[float]]] = [
         (loop, []),
-        (pipeline, []),
         (lambda: network_only(kept[0], upscaler, work), []),
         (lambda: encoder_only(kept[1], workdir / "floor-encoder.mp4", work), []),
+        (pipeline, []),
     ]
     for r in range(warmup + runs):
         for fn, times in sides:
@@ -291,8 +299,8 @@ def time_floor(
             fn()
             if r >= warmup:
                 times.append(time.perf_counter() - t0)
-    loop_s, pipe_s, net_s, enc_s = (t for _, t in sides)
-    post = post_s[warmup:]
+    loop_s, net_s, enc_s, pipe_s = (t for _, t in sides)
+    post, on_gpu = post_s[warmup:], upscaler.device.type != "cpu"
     return FloorRun(
-        loop_s, pipe_s, net_s, enc_s, post, frames["loop"], frames["pipeline"], work.tile
+        loop_s, pipe_s, net_s, enc_s, post, frames["loop"], frames["pipeline"], work.tile, on_gpu
     )

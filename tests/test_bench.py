@@ -689,3 +689,18 @@ def test_floor_networks_and_encoder_threads_are_checked(capsys):
         bench.run_benchmark(protocols=("C",), device="cpu", floor_encoder_threads=0)
     with pytest.raises(UsageError, match="floor networks are null, small"):
         bench.run_benchmark(protocols=("C",), device="cpu", floor_networks=("big",))
+
+
+def test_floor_bound_is_the_slowest_stage_and_joins_post_to_the_network_on_a_gpu():
+    from adcvsr_cli.floor import FloorRun
+
+    def run(on_gpu: bool) -> dict:
+        # loop 10 s, pipeline 8 s; alone: network 4 s, post 3 s, encoder 5 s
+        return FloorRun([10.0], [8.0], [4.0], [5.0], [3.0], 9, 9, 0, on_gpu).fields()
+
+    cpu, gpu = run(False), run(True)
+    assert cpu["bound_stage"] == "encoder" and cpu["bound_s"] == 5.0
+    assert cpu["overlap_ceiling"] == 2.0 and cpu["pipeline_vs_bound"] == 0.625
+    # on a GPU post is queued on the network's thread: 4 + 3 s is one stage
+    assert gpu["bound_stage"] == "network+post" and gpu["bound_s"] == 7.0
+    assert gpu["pipeline_vs_bound"] == 0.875

@@ -161,7 +161,7 @@ class UpscaleArgs:
         typer.Option(
             "--batch",
             help="Frames per network call for image models (default: as many as fit, up to "
-            "--chunk, on a GPU; one on the CPU).",
+            "--chunk, on CUDA; one elsewhere).",
             rich_help_panel=NETWORK,
         ),
     ] = None
