@@ -19,7 +19,7 @@ with the first two settings alone, 3.4 s with all three, the one-thread loop 3.1
 ``adcvsr`` and the benchmark apply it at their start, before any thread exists (a thread that
 already has an arena keeps it); the one configuration path applies it for library users whose
 network runs on the CPU. The process's resident memory then stays near its peak while a file
-runs; :func:`release_freed_memory` hands the free part back before the next file is planned.
+runs and beyond (:func:`reusable_bytes` says how much of it is free for the next file).
 """
 
 from __future__ import annotations
@@ -48,12 +48,26 @@ def keep_freed_memory() -> bool:
         return _state["applied"]
 
 
-def release_freed_memory() -> None:
-    """Hand the heap's free memory back to the kernel now (``malloc_trim``), where
-    :func:`keep_freed_memory` applies: before a file's plan, so that the memory the previous
-    file freed counts as available again and every file of a batch gets the same plan."""
-    if _state.get("applied"):
-        ctypes.CDLL(None).malloc_trim(0)
+# glibc's struct mallinfo2: ten size_t counters; fordblks is the free space in the heap.
+_MALLINFO2 = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in _MALLINFO2.split()]
+
+
+def reusable_bytes() -> int:
+    """Bytes freed into the heap and kept there for reuse (0 where :func:`keep_freed_memory`
+    does not apply): the kernel counts them as used, so a memory budget adds them back, and
+    every file of a batch is planned with the same budget whatever ran before it."""
+    if not _state.get("applied"):
+        return 0
+    try:
+        info = ctypes.CDLL(None).mallinfo2
+    except AttributeError:  # glibc before 2.33
+        return 0
+    info.restype = _Mallinfo2
+    return int(info().fordblks)
 
 
 def _apply() -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
-from .cpumem import release_freed_memory
+from .cpumem import reusable_bytes
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
@@ -57,12 +57,12 @@ def free_memory(device: torch.device) -> int:
         free, _ = torch.cuda.mem_get_info(device)
         reserved = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         return int(free + reserved)
-    release_freed_memory()  # what the last file freed counts as available (see cpumem.py)
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024 // 2
+                    # what earlier files freed is kept for reuse, not available to the kernel
+                    return (int(line.split()[1]) * 1024 + reusable_bytes()) // 2
     except OSError:
         pass
     return 4 << 30
