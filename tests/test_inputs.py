@@ -485,7 +485,9 @@ def test_hdr10_metadata_is_kept_by_a_segmented_run(tmp_path, weights, env):
     with av.open(str(out)) as c:
         frames = list(c.decode(c.streams.video[0]))
         got = [hdr_metadata(f) for f in frames if f.key_frame]
-    assert len(frames) == 7 and len(got) >= 3  # one keyframe per segment at least
+    # 7 frames at --segment 3, a frame per network call on the CPU: segments of 3 and 4 frames
+    # (a tail up to one and a half segments long joins the last), one keyframe each at least
+    assert len(frames) == 7 and len(got) >= 2
     assert all(g is not None and g.max_cll == 1000 and g.luminance[1] == 1000 for g in got)
     r = upscale(weights, env, src, tmp_path / "x264.mkv", "--codec", "libx264", "--segment", "3")
     assert r.stderr.count("mastering-display") == 1, r.stderr
