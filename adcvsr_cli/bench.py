@@ -52,6 +52,7 @@ from typing import Any
 import torch
 
 from .engine.cpumem import keep_freed_memory
+from .engine.device import synchronize
 from .errors import AdcvsrError, UsageError
 from .fastpath import FastPath, parse_variants, strict_fp32
 from .model import (
@@ -170,11 +171,6 @@ def device_name(device: torch.device) -> str:
     return f"{name} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_calls(
     fn: Callable[[], Any], runs: int, warmup: int, device: torch.device, wall: bool = False
 ) -> tuple[list[float], Any]:
@@ -185,7 +181,7 @@ def time_calls(
     result = None
     for _ in range(warmup):
         result = fn()
-    _sync(device)
+    synchronize(device)
     times: list[float] = []
     use_events = device.type == "cuda" and not wall
     for _ in range(runs):
@@ -200,7 +196,7 @@ def time_calls(
         else:
             t0 = time.perf_counter()
             result = fn()
-            _sync(device)
+            synchronize(device)
             times.append((time.perf_counter() - t0) * 1000.0)
     return times, result
 
@@ -595,7 +591,7 @@ def _protocol_a(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
             with torch.inference_mode():
                 t0 = time.perf_counter()
                 fwd(x, frames)  # first call: compilation, cuDNN choices, graph capture
-                _sync(dev)
+                synchronize(dev)
                 first_s = time.perf_counter() - t0
                 ctx.peak.reset()
 
@@ -727,7 +723,7 @@ def _protocol_b(ctx: _Ctx, spec: ModelSpec, state: dict[str, torch.Tensor]) -> l
             with torch.inference_mode():
                 t0 = time.perf_counter()
                 run()
-                _sync(dev)
+                synchronize(dev)
                 first_s = time.perf_counter() - t0
                 ctx.peak.reset()
                 times, y = time_calls(run, ctx.runs, ctx.warmup, dev)

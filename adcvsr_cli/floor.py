@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .engine.device import synchronize
 from .model import AdcVSRDims, Layout
 
 # The encoder settings of both sides (the CLI's defaults for an .mp4 of 8-bit input).
@@ -66,20 +67,31 @@ class NullNetwork(nn.Module):
 @dataclass
 class LoopWork:
     """What the loop runs per frame, fixed before timing: the tile grid the pipeline's planner
-    chose for the file, the colour fix, the encoder settings (plus ``encoder_options``, given
-    to both sides as the CLI's ``-e key=value`` would be)."""
+    chose for the file, the colour fix, the frame rate, and :data:`ENCODER` plus
+    ``encoder_options`` (given to both sides as the CLI's ``-e key=value`` would be)."""
 
     tile: int
     overlap: int
     rate: Any = 25
     color_fix: str = "adain"
-    encoder: dict[str, Any] = field(default_factory=lambda: dict(ENCODER))
     encoder_options: dict[str, str] = field(default_factory=dict)
 
-    def codec_options(self) -> dict[str, str]:
-        return {"crf": str(self.encoder["crf"]), "preset": self.encoder["preset"]} | {
-            str(k): str(v) for k, v in self.encoder_options.items()
-        }
+    def add_stream(self, out: Any, width: int, height: int) -> Any:
+        """The output video stream of ``out`` with these encoder settings."""
+        options = {"crf": str(ENCODER["crf"]), "preset": ENCODER["preset"]}
+        options |= {str(k): str(v) for k, v in self.encoder_options.items()}
+        stream = out.add_stream(ENCODER["codec"], rate=self.rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, ENCODER["pix_fmt"]
+        return stream
+
+
+def _encode(out: Any, stream: Any, arr: np.ndarray | None) -> None:
+    """One RGB picture through ``stream`` into ``out``; None: the encoder's last packets."""
+    import av
+
+    frame = None if arr is None else av.VideoFrame.from_ndarray(arr, format="rgb24")
+    for pkt in stream.encode(frame):
+        out.mux(pkt)
 
 
 def _network_call(upscaler: Any, work: LoopWork) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -116,18 +128,14 @@ def simple_loop(
     scale = upscaler.dims.scale
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         istream = inp.streams.video[0]
-        ostream = out.add_stream(
-            work.encoder["codec"], rate=work.rate, options=work.codec_options()
-        )
-        ostream.width = istream.codec_context.width * scale
-        ostream.height = istream.codec_context.height * scale
-        ostream.pix_fmt = work.encoder["pix_fmt"]
+        ctx = istream.codec_context
+        ostream = work.add_stream(out, ctx.width * scale, ctx.height * scale)
         for frame in inp.decode(istream):
             rgb = frame.to_ndarray(format="rgb24")
             lr = to_tensor(rgb, upscaler.device)[None]
             with torch.inference_mode():
                 sr = net(lr)
-                _sync(upscaler.device)
+                synchronize(upscaler.device)
                 t0 = time.perf_counter()
                 sr = fix(sr, lr, [False])
             arr = to_array(sr[0], False)
@@ -136,17 +144,10 @@ def simple_loop(
             if keep is not None:
                 keep[0].append(rgb)
                 keep[1].append(arr)
-            for pkt in ostream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(pkt)
+            _encode(out, ostream, arr)
             frames += 1
-        for pkt in ostream.encode():
-            out.mux(pkt)
+        _encode(out, ostream, None)
     return frames
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def network_only(frames: Sequence[np.ndarray], upscaler: Any, work: LoopWork) -> None:
@@ -158,7 +159,7 @@ def network_only(frames: Sequence[np.ndarray], upscaler: Any, work: LoopWork) ->
     with torch.inference_mode():
         for rgb in frames:
             net(to_tensor(rgb, upscaler.device)[None])
-    _sync(upscaler.device)
+    synchronize(upscaler.device)
 
 
 def encoder_only(pictures: Sequence[np.ndarray], dst: Path, work: LoopWork) -> None:
@@ -167,13 +168,10 @@ def encoder_only(pictures: Sequence[np.ndarray], dst: Path, work: LoopWork) -> N
 
     h, w = pictures[0].shape[:2]
     with av.open(str(dst), "w") as out:
-        stream = out.add_stream(work.encoder["codec"], rate=work.rate, options=work.codec_options())
-        stream.width, stream.height, stream.pix_fmt = w, h, work.encoder["pix_fmt"]
+        stream = work.add_stream(out, w, h)
         for arr in pictures:
-            for pkt in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                out.mux(pkt)
-        for pkt in stream.encode():
-            out.mux(pkt)
+            _encode(out, stream, arr)
+        _encode(out, stream, None)
 
 
 # The stages whose time alone bounds the pipeline's (each runs in its own thread there).
@@ -237,9 +235,7 @@ def loop_work(
     info = probe(src)
     tile = upscaler.choose_plan(info.height, info.width, options).plan.tile
     rate = info.avg_rate or 25
-    return LoopWork(
-        tile, options.tile_overlap, rate, options.color_fix, dict(ENCODER), encoder_options or {}
-    )
+    return LoopWork(tile, options.tile_overlap, rate, options.color_fix, encoder_options or {})
 
 
 def time_floor(

@@ -68,6 +68,12 @@ def free_memory(device: torch.device) -> int:
     return 4 << 30
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (nothing to wait for on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     """The ``--precision`` name of a dtype (``torch.float16`` -> ``"fp16"``)."""
     return {v: k for k, v in DTYPES.items()}[dtype]
