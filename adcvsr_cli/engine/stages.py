@@ -242,7 +242,7 @@ def _together(frames: list[torch.Tensor]) -> torch.Tensor:
         and f.shape == first.shape
         for k, f in enumerate(frames)
     )
-    if not (consecutive and first.is_contiguous()):
+    if not consecutive:
         return torch.stack(frames)
     shape, stride = (len(frames), *first.shape), (size, *first.stride())
     return first.as_strided(shape, stride, first.storage_offset())
